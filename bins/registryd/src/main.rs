@@ -1,0 +1,182 @@
+//! `registryd`: the registry server. A thin binary over the `registry` crate: command line,
+//! logging, signals and exit codes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use registry::Registry;
+use registry::config::{Config, LoadedConfig, LogLevel, StorageDriverConfig};
+use tokio::net::TcpListener;
+
+/// An OCI container registry, a drop-in replacement for CNCF Distribution (registry:2).
+#[derive(Debug, Parser)]
+#[command(
+    name = "registryd",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The configuration file (registry:2's config.yml format); same as `registryd serve CONFIG`.
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the registry (the default).
+    Serve {
+        /// The configuration file; else $REGISTRY_CONFIGURATION_PATH; else the built-in default
+        /// (0.0.0.0:5000, filesystem storage in ./data).
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config_path = match cli.command {
+        Some(Command::Serve { config }) => config,
+        None => cli.config,
+    }
+    .or_else(|| std::env::var_os("REGISTRY_CONFIGURATION_PATH").map(PathBuf::from));
+
+    let loaded = match Config::load(config_path.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("registryd: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(loaded.config.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("registryd: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(loaded, config_path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("registryd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(), String> {
+    let LoadedConfig { config, warnings } = loaded;
+    match &config_path {
+        Some(path) => tracing::info!(config = %path.display(), "configuration loaded"),
+        None => tracing::info!("no configuration file given: using the built-in defaults"),
+    }
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    let registry = Registry::from_config(&config).map_err(|error| error.to_string())?;
+    let addr = listen_address(&config.http.addr)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|error| format!("config key http.addr: cannot listen on {addr}: {error}"))?;
+    let storage = match &config.storage.driver {
+        StorageDriverConfig::Filesystem(filesystem) => {
+            let root = &filesystem.rootdirectory;
+            let shown = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+            format!("filesystem at {}", shown.display())
+        }
+        StorageDriverConfig::InMemory => "in memory (lost on exit)".to_owned(),
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        %storage,
+        delete_enabled = config.storage.delete.enabled,
+        "registryd listening on http://{local}"
+    );
+    registry
+        .serve(listener, shutdown_signal())
+        .await
+        .map_err(|error| error.to_string())?;
+    tracing::info!("registryd stopped");
+    Ok(())
+}
+
+/// registry:2's `http.addr`: `host:port`, or `:port` for every interface.
+fn listen_address(addr: &str) -> Result<SocketAddr, String> {
+    let full = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_owned()
+    };
+    if let Ok(address) = full.parse() {
+        return Ok(address);
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(&full)
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .ok_or_else(|| {
+            format!("config key http.addr: {addr:?} is not an address to listen on (write host:port or :port)")
+        })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => Some(stream),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM");
+            None
+        }
+    };
+    let terminated = async {
+        match terminate.as_mut() {
+            Some(stream) => {
+                stream.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        () = terminated => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Logs to stderr at the configured level (`log.level`, `REGISTRY_LOG_LEVEL`); `RUST_LOG`, when
+/// set, takes precedence for finer filtering.
+fn init_logging(level: LogLevel) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(level.as_str()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_only_address_listens_everywhere() {
+        assert_eq!(
+            listen_address(":5000"),
+            Ok("0.0.0.0:5000".parse().expect("addr"))
+        );
+        assert_eq!(
+            listen_address("127.0.0.1:5001"),
+            Ok("127.0.0.1:5001".parse().expect("addr"))
+        );
+        assert!(listen_address("nonsense").is_err());
+    }
+}

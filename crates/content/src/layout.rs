@@ -1,0 +1,188 @@
+//! Where everything lives in storage: registry:2's on-disk layout, so that an existing registry:2
+//! data directory is served as it is and registry:2 can read what registryd writes.
+//!
+//! ```text
+//! /docker/registry/v2/blobs/<alg>/<first two hex>/<hex>/data
+//! /docker/registry/v2/repositories/<name>/_layers/<alg>/<hex>/link
+//! /docker/registry/v2/repositories/<name>/_manifests/revisions/<alg>/<hex>/link
+//! /docker/registry/v2/repositories/<name>/_manifests/tags/<tag>/current/link
+//! /docker/registry/v2/repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link
+//! /docker/registry/v2/repositories/<name>/_uploads/<id>/{data,startedat}
+//! ```
+//!
+//! registryd's additions live where registry:2 does not look:
+//!
+//! ```text
+//! /docker/registry/v2/repositories/<name>/_uploads/<id>/hashstates/registryd-<alg>/<offset>
+//! /docker/registry/v2/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>/<hex>/descriptor
+//! ```
+//!
+//! Every path is built from validated model types, so nothing from a request can name a location
+//! outside these trees.
+
+use registry_model::{Digest, DigestAlgorithm, RepositoryName, Tag};
+use registry_storage::{StorageError, StoragePath};
+
+use crate::UploadId;
+
+const ROOT: &str = "/docker/registry/v2";
+
+fn path(relative: &str) -> Result<StoragePath, StorageError> {
+    StoragePath::parse(&format!("{ROOT}/{relative}"))
+}
+
+/// `/docker/registry/v2/repositories`: the directory holding every repository.
+pub(crate) fn repositories_root() -> Result<StoragePath, StorageError> {
+    path("repositories")
+}
+
+/// The global, content-addressed data of a blob.
+pub(crate) fn blob_data(digest: &Digest) -> Result<StoragePath, StorageError> {
+    let hex = digest.hex();
+    path(&format!(
+        "blobs/{}/{}/{hex}/data",
+        digest.algorithm(),
+        &hex[..2]
+    ))
+}
+
+fn repository(name: &RepositoryName, relative: &str) -> Result<StoragePath, StorageError> {
+    path(&format!("repositories/{name}/{relative}"))
+}
+
+/// The directory of a repository's manifests; its existence makes a directory a repository.
+pub(crate) fn manifests_dir(name: &RepositoryName) -> Result<StoragePath, StorageError> {
+    repository(name, "_manifests")
+}
+
+/// The directory of a layer link: its presence grants the repository access to the blob.
+pub(crate) fn layer_link_dir(
+    name: &RepositoryName,
+    digest: &Digest,
+) -> Result<StoragePath, StorageError> {
+    repository(
+        name,
+        &format!("_layers/{}/{}", digest.algorithm(), digest.hex()),
+    )
+}
+
+/// The directory of a manifest revision link: the manifest exists in the repository.
+pub(crate) fn revision_link_dir(
+    name: &RepositoryName,
+    digest: &Digest,
+) -> Result<StoragePath, StorageError> {
+    repository(
+        name,
+        &format!(
+            "_manifests/revisions/{}/{}",
+            digest.algorithm(),
+            digest.hex()
+        ),
+    )
+}
+
+/// The file inside a link directory that holds the digest.
+pub(crate) fn link(dir: &StoragePath) -> Result<StoragePath, StorageError> {
+    dir.join("link")
+}
+
+/// The directory of all tags of a repository.
+pub(crate) fn tags_dir(name: &RepositoryName) -> Result<StoragePath, StorageError> {
+    repository(name, "_manifests/tags")
+}
+
+/// The directory of one tag.
+pub(crate) fn tag_dir(name: &RepositoryName, tag: &Tag) -> Result<StoragePath, StorageError> {
+    repository(name, &format!("_manifests/tags/{tag}"))
+}
+
+/// The link naming the manifest a tag points at now.
+pub(crate) fn tag_current_link(
+    name: &RepositoryName,
+    tag: &Tag,
+) -> Result<StoragePath, StorageError> {
+    repository(name, &format!("_manifests/tags/{tag}/current/link"))
+}
+
+/// The link recording that a tag has pointed at a manifest (registry:2 keeps this history).
+pub(crate) fn tag_index_link(
+    name: &RepositoryName,
+    tag: &Tag,
+    digest: &Digest,
+) -> Result<StoragePath, StorageError> {
+    repository(
+        name,
+        &format!(
+            "_manifests/tags/{tag}/index/{}/{}/link",
+            digest.algorithm(),
+            digest.hex()
+        ),
+    )
+}
+
+/// The directory of one upload session.
+pub(crate) fn upload_dir(
+    name: &RepositoryName,
+    id: &UploadId,
+) -> Result<StoragePath, StorageError> {
+    repository(name, &format!("_uploads/{id}"))
+}
+
+/// The data an upload session has received so far.
+pub(crate) fn upload_data(
+    name: &RepositoryName,
+    id: &UploadId,
+) -> Result<StoragePath, StorageError> {
+    repository(name, &format!("_uploads/{id}/data"))
+}
+
+/// When the upload session started (RFC 3339, as registry:2 writes it); its presence means the
+/// session exists.
+pub(crate) fn upload_started_at(
+    name: &RepositoryName,
+    id: &UploadId,
+) -> Result<StoragePath, StorageError> {
+    repository(name, &format!("_uploads/{id}/startedat"))
+}
+
+/// The saved state of the upload's running hash after `offset` bytes.
+pub(crate) fn upload_hash_state(
+    name: &RepositoryName,
+    id: &UploadId,
+    algorithm: DigestAlgorithm,
+    offset: u64,
+) -> Result<StoragePath, StorageError> {
+    repository(
+        name,
+        &format!("_uploads/{id}/hashstates/registryd-{algorithm}/{offset}"),
+    )
+}
+
+/// The directory of the referrers of `subject`.
+pub(crate) fn referrers_dir(
+    name: &RepositoryName,
+    subject: &Digest,
+) -> Result<StoragePath, StorageError> {
+    repository(
+        name,
+        &format!("_referrers/{}/{}", subject.algorithm(), subject.hex()),
+    )
+}
+
+/// The descriptor of `referrer` in the referrers of `subject`.
+pub(crate) fn referrer_descriptor(
+    name: &RepositoryName,
+    subject: &Digest,
+    referrer: &Digest,
+) -> Result<StoragePath, StorageError> {
+    repository(
+        name,
+        &format!(
+            "_referrers/{}/{}/{}/{}/descriptor",
+            subject.algorithm(),
+            subject.hex(),
+            referrer.algorithm(),
+            referrer.hex()
+        ),
+    )
+}

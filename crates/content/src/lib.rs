@@ -1,0 +1,120 @@
+//! The registry's content on top of any [`StorageDriver`]: blobs (global, content-addressed,
+//! deduplicated), upload sessions, manifests, tags, referrers and the catalog, stored in
+//! registry:2's layout (see [`layout`](crate::layout) for the tree).
+//!
+//! [`ContentStore`] is the registry as a whole; [`Repository`] is one repository in it and carries
+//! the operations of the distribution API. This crate knows nothing of HTTP: `registry-http` turns
+//! requests into these calls and [`ContentError`]s into the spec's error codes.
+//!
+//! Invariants every operation keeps:
+//! - A blob's data is written in full and its digest verified before anything links to it, and a
+//!   repository sees a blob or manifest only through a link written after the data is in place, so
+//!   a crash leaves the old state or the new, never a half-written blob under a digest.
+//! - All state lives in the driver; several processes over one store behave as one registry.
+
+mod blobs;
+mod catalog;
+mod error;
+mod layout;
+mod links;
+mod manifests;
+mod referrers;
+mod time;
+mod uploads;
+
+use std::sync::Arc;
+
+use registry_model::RepositoryName;
+use registry_storage::StorageDriver;
+
+pub use blobs::Blob;
+pub use catalog::{Listing, Page};
+pub use error::ContentError;
+pub use manifests::{PushedManifest, StoredManifest};
+pub use uploads::{UploadId, UploadStatus};
+
+/// Manifests larger than this are refused by default: 4 MiB, the limit the distribution spec
+/// says registries SHOULD accept at least.
+pub const DEFAULT_MANIFEST_SIZE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How a [`ContentStore`] behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContentOptions {
+    /// Whether blobs, manifests and tags may be deleted (registry:2's `storage.delete.enabled`).
+    pub delete_enabled: bool,
+    /// The largest manifest accepted, in bytes.
+    pub manifest_size_limit: usize,
+}
+
+impl Default for ContentOptions {
+    fn default() -> Self {
+        ContentOptions {
+            delete_enabled: false,
+            manifest_size_limit: DEFAULT_MANIFEST_SIZE_LIMIT,
+        }
+    }
+}
+
+/// The error type of a request body stream handed to the content layer.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A whole registry's content in one storage driver. Cheap to clone; clones share the driver.
+#[derive(Clone, Debug)]
+pub struct ContentStore {
+    driver: Arc<dyn StorageDriver>,
+    options: Arc<ContentOptions>,
+}
+
+impl ContentStore {
+    /// A store over `driver` behaving as `options` say.
+    pub fn new(driver: Arc<dyn StorageDriver>, options: ContentOptions) -> ContentStore {
+        ContentStore {
+            driver,
+            options: Arc::new(options),
+        }
+    }
+
+    /// The driver everything is stored in.
+    pub fn driver(&self) -> &Arc<dyn StorageDriver> {
+        &self.driver
+    }
+
+    /// The options this store was made with.
+    pub fn options(&self) -> &ContentOptions {
+        &self.options
+    }
+
+    /// The repository `name`. It need not exist yet: pushing to it creates it.
+    pub fn repository(&self, name: RepositoryName) -> Repository {
+        Repository {
+            store: self.clone(),
+            name,
+        }
+    }
+}
+
+/// One repository of a [`ContentStore`], carrying the operations of the distribution API.
+#[derive(Clone, Debug)]
+pub struct Repository {
+    store: ContentStore,
+    name: RepositoryName,
+}
+
+impl Repository {
+    /// The repository's name.
+    pub fn name(&self) -> &RepositoryName {
+        &self.name
+    }
+
+    fn driver(&self) -> &dyn StorageDriver {
+        self.store.driver.as_ref()
+    }
+
+    fn ensure_delete_enabled(&self) -> Result<(), ContentError> {
+        if self.store.options.delete_enabled {
+            Ok(())
+        } else {
+            Err(ContentError::DeleteDisabled)
+        }
+    }
+}

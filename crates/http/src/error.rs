@@ -1,0 +1,266 @@
+//! Errors as the distribution spec renders them: a status code and the JSON envelope
+//! `{"errors":[{"code","message","detail"}]}`. The mapping from every lower layer's error to a code
+//! lives here and nowhere else.
+
+use http::{HeaderValue, Response, StatusCode, header};
+use registry_content::ContentError;
+use registry_model::{DigestError, NameError, ReferenceError, TagError};
+use serde::Serialize;
+
+use crate::body::{self, ResponseBody};
+
+/// The error codes of the distribution spec (plus `TAG_INVALID`, which the spec names among the
+/// codes clients may meet, for a tag that breaks the tag grammar).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// `BLOB_UNKNOWN`: blob unknown to registry.
+    BlobUnknown,
+    /// `BLOB_UPLOAD_INVALID`: blob upload invalid.
+    BlobUploadInvalid,
+    /// `BLOB_UPLOAD_UNKNOWN`: blob upload unknown to registry.
+    BlobUploadUnknown,
+    /// `DIGEST_INVALID`: provided digest did not match uploaded content.
+    DigestInvalid,
+    /// `MANIFEST_BLOB_UNKNOWN`: manifest references a manifest or blob unknown to registry.
+    ManifestBlobUnknown,
+    /// `MANIFEST_INVALID`: manifest invalid.
+    ManifestInvalid,
+    /// `MANIFEST_UNKNOWN`: manifest unknown to registry.
+    ManifestUnknown,
+    /// `NAME_INVALID`: invalid repository name.
+    NameInvalid,
+    /// `NAME_UNKNOWN`: repository name not known to registry.
+    NameUnknown,
+    /// `SIZE_INVALID`: provided length did not match content length.
+    SizeInvalid,
+    /// `TAG_INVALID`: the tag does not match the tag grammar.
+    TagInvalid,
+    /// `UNAUTHORIZED`: authentication required.
+    Unauthorized,
+    /// `DENIED`: requested access to the resource is denied.
+    Denied,
+    /// `UNSUPPORTED`: the operation is unsupported.
+    Unsupported,
+    /// `TOOMANYREQUESTS`: too many requests.
+    TooManyRequests,
+    /// `PAGINATION_NUMBER_INVALID`: registry:2's code for an `n` that is not a number.
+    PaginationNumberInvalid,
+}
+
+impl ErrorCode {
+    /// The code as it appears in the JSON body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BlobUnknown => "BLOB_UNKNOWN",
+            ErrorCode::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
+            ErrorCode::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            ErrorCode::DigestInvalid => "DIGEST_INVALID",
+            ErrorCode::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
+            ErrorCode::ManifestInvalid => "MANIFEST_INVALID",
+            ErrorCode::ManifestUnknown => "MANIFEST_UNKNOWN",
+            ErrorCode::NameInvalid => "NAME_INVALID",
+            ErrorCode::NameUnknown => "NAME_UNKNOWN",
+            ErrorCode::SizeInvalid => "SIZE_INVALID",
+            ErrorCode::TagInvalid => "TAG_INVALID",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Denied => "DENIED",
+            ErrorCode::Unsupported => "UNSUPPORTED",
+            ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+            ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+        }
+    }
+}
+
+/// An error response: status, code, message and optional detail, plus headers some errors need
+/// (`Content-Range` on a 416, `Range` on an out-of-order chunk).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: Option<ErrorCode>,
+    message: String,
+    detail: Option<serde_json::Value>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    /// An error with the spec's `code`, answered with `status`.
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code: Some(code),
+            message: message.into(),
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A 404 for a path that is not part of the API.
+    pub fn not_found() -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: None,
+            message: "not found".to_owned(),
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds the spec's `detail` member.
+    pub fn with_detail(mut self, detail: serde_json::Value) -> ApiError {
+        self.detail = Some(detail);
+        self
+    }
+
+    /// Adds a header to the response.
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The spec's code, when the error has one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        self.code
+    }
+
+    /// An internal failure: logged with its cause, answered as a bare 500 that leaks no detail.
+    pub fn internal(error: &dyn std::error::Error) -> ApiError {
+        tracing::error!(error = %error, "internal error");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: None,
+            message: "internal server error".to_owned(),
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The HTTP response. A `HEAD` request gets the same status and headers without a body.
+    pub fn into_response(self, head: bool) -> Response<ResponseBody> {
+        #[derive(Serialize)]
+        struct Envelope<'a> {
+            errors: [Entry<'a>; 1],
+        }
+        #[derive(Serialize)]
+        struct Entry<'a> {
+            code: &'a str,
+            message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            detail: Option<&'a serde_json::Value>,
+        }
+        let code = self.code.map_or("UNKNOWN", ErrorCode::as_str);
+        let json = serde_json::to_vec(&Envelope {
+            errors: [Entry {
+                code,
+                message: &self.message,
+                detail: self.detail.as_ref(),
+            }],
+        })
+        .unwrap_or_default();
+        let no_body = head || self.status == StatusCode::RANGE_NOT_SATISFIABLE;
+        let mut response = if no_body {
+            body::empty_response(self.status)
+        } else {
+            body::json_response(self.status, json)
+        };
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+impl From<ContentError> for ApiError {
+    fn from(error: ContentError) -> ApiError {
+        use StatusCode as S;
+        let message = error.to_string();
+        match error {
+            ContentError::BlobUnknown { digest } => {
+                ApiError::new(S::NOT_FOUND, ErrorCode::BlobUnknown, message)
+                    .with_detail(serde_json::json!({ "digest": digest.as_str() }))
+            }
+            ContentError::UploadUnknown { .. } => {
+                ApiError::new(S::NOT_FOUND, ErrorCode::BlobUploadUnknown, message)
+            }
+            ContentError::UploadOutOfOrder { size, .. } => ApiError::new(
+                S::RANGE_NOT_SATISFIABLE,
+                ErrorCode::BlobUploadInvalid,
+                message,
+            )
+            .with_header(header::RANGE, crate::range::upload_range_header(size)),
+            ContentError::DigestMismatch { .. } => {
+                ApiError::new(S::BAD_REQUEST, ErrorCode::DigestInvalid, message)
+            }
+            ContentError::ManifestInvalid(_) => {
+                ApiError::new(S::BAD_REQUEST, ErrorCode::ManifestInvalid, message)
+            }
+            ContentError::ManifestTooLarge { .. } => {
+                ApiError::new(S::PAYLOAD_TOO_LARGE, ErrorCode::SizeInvalid, message)
+            }
+            ContentError::ManifestBlobUnknown { digest } => {
+                ApiError::new(S::BAD_REQUEST, ErrorCode::ManifestBlobUnknown, message)
+                    .with_detail(serde_json::json!({ "digest": digest.as_str() }))
+            }
+            ContentError::ManifestUnknown { .. } => {
+                ApiError::new(S::NOT_FOUND, ErrorCode::ManifestUnknown, message)
+            }
+            ContentError::NameUnknown { .. } => {
+                ApiError::new(S::NOT_FOUND, ErrorCode::NameUnknown, message)
+            }
+            ContentError::DeleteDisabled => ApiError::new(
+                S::METHOD_NOT_ALLOWED,
+                ErrorCode::Unsupported,
+                "deletes are disabled on this registry (storage.delete.enabled is false)",
+            ),
+            ContentError::Body(_) => ApiError::new(
+                S::BAD_REQUEST,
+                ErrorCode::BlobUploadInvalid,
+                "the request body ended before it was complete",
+            ),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(error: NameError) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::NameInvalid,
+            error.to_string(),
+        )
+    }
+}
+
+impl From<TagError> for ApiError {
+    fn from(error: TagError) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::TagInvalid,
+            error.to_string(),
+        )
+    }
+}
+
+impl From<DigestError> for ApiError {
+    fn from(error: DigestError) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::DigestInvalid,
+            error.to_string(),
+        )
+    }
+}
+
+impl From<ReferenceError> for ApiError {
+    fn from(error: ReferenceError) -> ApiError {
+        match error {
+            ReferenceError::Tag(error) => error.into(),
+            ReferenceError::Digest(error) => error.into(),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The OCI distribution API (`/v2/`) as a hyper 1.x [`Service`](hyper::service::Service) and a
+//! [`tower_service::Service`], over a [`ContentStore`].
+//!
+//! [`RegistryService`] routes each request ([`Route`]), turns it into calls on the content layer
+//! and renders the result with the headers clients rely on (`Docker-Content-Digest`, `Location`,
+//! `Range`, `Docker-Upload-UUID`, ...) or as the spec's JSON error ([`ApiError`]). It holds no
+//! listener and no TLS: `registry` serves it, or an embedding application mounts it beside its
+//! own routes.
+
+mod body;
+mod error;
+mod handlers;
+mod query;
+mod range;
+mod route;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body;
+use registry_content::ContentStore;
+
+pub use body::{BoxError, ResponseBody};
+pub use error::{ApiError, ErrorCode};
+pub use route::Route;
+
+/// `Docker-Distribution-Api-Version`, sent on every response: clients check for it.
+pub const API_VERSION_HEADER: HeaderName =
+    HeaderName::from_static("docker-distribution-api-version");
+
+/// How the service presents itself.
+#[derive(Clone, Debug, Default)]
+pub struct HttpOptions {
+    /// A path prefix the API lives under (registry:2's `http.prefix`), such as `/registry`;
+    /// empty for none. Routes and the URLs in `Location` and `Link` headers include it.
+    pub prefix: String,
+    /// Headers added to every response (registry:2's `http.headers`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The registry's HTTP API. Cheap to clone: clones share the content store.
+#[derive(Clone, Debug)]
+pub struct RegistryService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    content: ContentStore,
+    prefix: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl RegistryService {
+    /// A service answering from `content`.
+    pub fn new(content: ContentStore, options: HttpOptions) -> RegistryService {
+        let prefix = options.prefix.trim_end_matches('/').to_owned();
+        RegistryService {
+            inner: Arc::new(Inner {
+                content,
+                prefix,
+                headers: options.headers,
+            }),
+        }
+    }
+
+    /// The content store requests are answered from.
+    pub fn content(&self) -> &ContentStore {
+        &self.inner.content
+    }
+
+    /// Answers one request. Never fails: every error becomes an error response.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let head = request.method() == Method::HEAD;
+        let mut response = match self.dispatch(request).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(head),
+        };
+        let headers = response.headers_mut();
+        headers.insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
+        for (name, value) in &self.inner.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        response
+    }
+
+    async fn dispatch<B>(&self, request: Request<B>) -> Result<Response<ResponseBody>, ApiError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let path = request
+            .uri()
+            .path()
+            .strip_prefix(self.inner.prefix.as_str())
+            .ok_or_else(ApiError::not_found)?;
+        let route = Route::parse(path)?.ok_or_else(ApiError::not_found)?;
+        let context = handlers::Context {
+            content: &self.inner.content,
+            prefix: &self.inner.prefix,
+        };
+        handlers::handle(context, route, request).await
+    }
+}
+
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
+
+impl<B> hyper::service::Service<Request<B>> for RegistryService
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, request: Request<B>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move { Ok(service.handle(request).await) })
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for RegistryService
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        hyper::service::Service::call(self, request)
+    }
+}
+
+/// A 405 for a method the route does not answer, with the `Allow` header.
+fn method_not_allowed(route: &Route) -> ApiError {
+    let allowed: Vec<&str> = route.allowed_methods().iter().map(Method::as_str).collect();
+    let allow = HeaderValue::try_from(allowed.join(", ")).unwrap_or(HeaderValue::from_static(""));
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::Unsupported,
+        "the method is not supported on this endpoint",
+    )
+    .with_header(header::ALLOW, allow)
+}

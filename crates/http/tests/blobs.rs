@@ -1,0 +1,231 @@
+//! The API version check and blob downloads: whole, ranged and deleted.
+
+mod common;
+
+use common::{Registry, content, deletes_enabled, sha256};
+use http::StatusCode;
+
+#[tokio::test]
+async fn base_endpoint_answers_200_with_api_version() {
+    let registry = Registry::in_memory().await;
+    let reply = registry.get("/v2/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("docker-distribution-api-version"), "registry/2.0");
+    assert_eq!(reply.json(), serde_json::json!({}));
+
+    let reply = registry.head("/v2/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("docker-distribution-api-version"), "registry/2.0");
+}
+
+#[tokio::test]
+async fn error_responses_carry_api_version() {
+    let registry = Registry::in_memory().await;
+    let digest = sha256(b"absent");
+    for reply in [
+        registry.get(&format!("/v2/repo/blobs/{digest}")).await,
+        registry.get("/v2/repo/manifests/latest").await,
+        registry.get("/v2/Bad/tags/list").await,
+        registry.get("/not-the-api").await,
+        registry.delete("/v2/").await,
+    ] {
+        assert!(reply.status.is_client_error(), "{reply:?}");
+        assert_eq!(reply.header("docker-distribution-api-version"), "registry/2.0");
+    }
+}
+
+#[tokio::test]
+async fn blob_get_returns_content_with_length_digest_and_etag() {
+    let registry = Registry::filesystem().await;
+    let data = content(1, 70_000);
+    let digest = registry.push_blob("library/app", &data).await;
+
+    let reply = registry.get(&format!("/v2/library/app/blobs/{digest}")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body.as_ref(), data.as_slice());
+    assert_eq!(reply.header("content-length"), data.len().to_string());
+    assert_eq!(reply.header("docker-content-digest"), digest);
+    assert_eq!(reply.header("etag"), format!("\"{digest}\""));
+    assert_eq!(sha256(&reply.body), digest);
+}
+
+#[tokio::test]
+async fn blob_head_returns_headers_without_body() {
+    let registry = Registry::filesystem().await;
+    let data = content(2, 5_000);
+    let digest = registry.push_blob("repo", &data).await;
+
+    let reply = registry.head(&format!("/v2/repo/blobs/{digest}")).await;
+    reply.assert_empty(StatusCode::OK);
+    assert_eq!(reply.header("content-length"), "5000");
+    assert_eq!(reply.header("docker-content-digest"), digest);
+    assert_eq!(reply.header("etag"), format!("\"{digest}\""));
+}
+
+#[tokio::test]
+async fn unknown_blob_is_404_blob_unknown() {
+    let registry = Registry::filesystem().await;
+    registry.push_blob("repo", b"something").await;
+    let digest = sha256(b"something else");
+    registry
+        .get(&format!("/v2/repo/blobs/{digest}"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
+    registry
+        .head(&format!("/v2/repo/blobs/{digest}"))
+        .await
+        .assert_empty(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn blob_of_another_repository_is_not_served() {
+    let registry = Registry::filesystem().await;
+    let digest = registry.push_blob("owner", b"private layer").await;
+    registry
+        .get(&format!("/v2/stranger/blobs/{digest}"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
+}
+
+#[tokio::test]
+async fn range_request_is_206_with_content_range() {
+    let registry = Registry::filesystem().await;
+    let data = content(3, 1000);
+    let digest = registry.push_blob("repo", &data).await;
+
+    let reply = registry
+        .get_with(&format!("/v2/repo/blobs/{digest}"), &[("range", "bytes=100-199")])
+        .await;
+    assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT, "{reply:?}");
+    assert_eq!(reply.header("content-range"), "bytes 100-199/1000");
+    assert_eq!(reply.header("content-length"), "100");
+    assert_eq!(reply.header("docker-content-digest"), digest);
+    assert_eq!(reply.body.as_ref(), &data[100..200]);
+
+    let reply = registry
+        .get_with(&format!("/v2/repo/blobs/{digest}"), &[("range", "bytes=900-")])
+        .await;
+    assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(reply.header("content-range"), "bytes 900-999/1000");
+    assert_eq!(reply.body.as_ref(), &data[900..]);
+}
+
+#[tokio::test]
+async fn suffix_range_returns_the_last_bytes() {
+    let registry = Registry::filesystem().await;
+    let data = content(4, 1000);
+    let digest = registry.push_blob("repo", &data).await;
+
+    let reply = registry
+        .get_with(&format!("/v2/repo/blobs/{digest}"), &[("range", "bytes=-10")])
+        .await;
+    assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(reply.header("content-range"), "bytes 990-999/1000");
+    assert_eq!(reply.header("content-length"), "10");
+    assert_eq!(reply.body.as_ref(), &data[990..]);
+
+    // A suffix longer than the blob is the whole blob.
+    let reply = registry
+        .get_with(&format!("/v2/repo/blobs/{digest}"), &[("range", "bytes=-5000")])
+        .await;
+    assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(reply.header("content-range"), "bytes 0-999/1000");
+    assert_eq!(reply.body.as_ref(), data.as_slice());
+}
+
+#[tokio::test]
+async fn unsatisfiable_range_is_416_with_size_and_no_body() {
+    let registry = Registry::filesystem().await;
+    let data = content(5, 1000);
+    let digest = registry.push_blob("repo", &data).await;
+
+    for range in ["bytes=1000-", "bytes=5000-6000", "bytes=-0"] {
+        let reply = registry
+            .get_with(&format!("/v2/repo/blobs/{digest}"), &[("range", range)])
+            .await;
+        reply.assert_empty(StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(reply.header("content-range"), "bytes */1000", "{range}");
+    }
+}
+
+#[tokio::test]
+async fn if_none_match_with_the_etag_is_304() {
+    let registry = Registry::filesystem().await;
+    let digest = registry.push_blob("repo", b"cached").await;
+    let reply = registry
+        .get_with(
+            &format!("/v2/repo/blobs/{digest}"),
+            &[("if-none-match", &format!("\"{digest}\""))],
+        )
+        .await;
+    reply.assert_empty(StatusCode::NOT_MODIFIED);
+    assert_eq!(reply.header("docker-content-digest"), digest);
+}
+
+#[tokio::test]
+async fn empty_blob_is_uploaded_and_downloaded() {
+    let registry = Registry::filesystem().await;
+    let digest = registry.push_blob("repo", b"").await;
+    assert_eq!(
+        digest,
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+
+    let reply = registry.get(&format!("/v2/repo/blobs/{digest}")).await;
+    reply.assert_empty(StatusCode::OK);
+    assert_eq!(reply.header("content-length"), "0");
+    assert_eq!(reply.header("docker-content-digest"), digest);
+
+    let reply = registry.head(&format!("/v2/repo/blobs/{digest}")).await;
+    reply.assert_empty(StatusCode::OK);
+    assert_eq!(reply.header("content-length"), "0");
+
+    let reply = registry
+        .get_with(&format!("/v2/repo/blobs/{digest}"), &[("range", "bytes=0-")])
+        .await;
+    reply.assert_empty(StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(reply.header("content-range"), "bytes */0");
+}
+
+#[tokio::test]
+async fn blob_delete_is_202_when_deletes_are_enabled() {
+    let registry = Registry::filesystem_with(deletes_enabled()).await;
+    let digest = registry.push_blob("repo", b"doomed").await;
+
+    let reply = registry.delete(&format!("/v2/repo/blobs/{digest}")).await;
+    reply.assert_empty(StatusCode::ACCEPTED);
+    assert_eq!(reply.header("docker-content-digest"), digest);
+
+    registry
+        .get(&format!("/v2/repo/blobs/{digest}"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
+    registry
+        .delete(&format!("/v2/repo/blobs/{digest}"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
+}
+
+#[tokio::test]
+async fn blob_delete_is_405_unsupported_when_deletes_are_disabled() {
+    let registry = Registry::filesystem().await;
+    let digest = registry.push_blob("repo", b"kept").await;
+
+    registry
+        .delete(&format!("/v2/repo/blobs/{digest}"))
+        .await
+        .assert_error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED");
+    let reply = registry.get(&format!("/v2/repo/blobs/{digest}")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body.as_ref(), b"kept");
+}
+
+#[tokio::test]
+async fn unsupported_method_is_405_with_allow() {
+    let registry = Registry::in_memory().await;
+    let reply = registry
+        .send(http::Method::POST, "/v2/repo/tags/list", &[], bytes::Bytes::new())
+        .await;
+    reply.assert_error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED");
+    assert_eq!(reply.header("allow"), "GET, HEAD");
+}

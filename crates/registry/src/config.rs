@@ -1,0 +1,1126 @@
+//! Configuration: the registry:2 (CNCF Distribution) YAML file and its `REGISTRY_*` environment
+//! overrides, read into typed settings.
+//!
+//! A registry:2 `config.yml` loads as it is. Sections registryd does not implement yet
+//! (`notifications`, `redis`, `health`, `proxy`, `middleware`, ...) are accepted with a warning,
+//! unknown keys are warnings that name their path, and a wrong value is an error that names its
+//! key, where it came from and what to write instead:
+//!
+//! ```
+//! use registry::config::{Config, StorageDriverConfig};
+//!
+//! let yaml = "
+//! version: 0.1
+//! storage:
+//!   filesystem:
+//!     rootdirectory: /var/lib/registry
+//!   delete:
+//!     enabled: true
+//! http:
+//!   addr: :5000
+//! ";
+//! let env = [("REGISTRY_HTTP_ADDR".to_owned(), ":5001".to_owned())];
+//! let loaded = Config::from_yaml(yaml, env)?;
+//! assert_eq!(loaded.config.http.addr, ":5001");
+//! assert!(loaded.config.storage.delete.enabled);
+//! assert!(matches!(loaded.config.storage.driver, StorageDriverConfig::Filesystem(_)));
+//!
+//! let error = Config::from_yaml("storage:\n  delete:\n    enabled: maybe\n", []).unwrap_err();
+//! assert_eq!(
+//!     error.to_string(),
+//!     "config key storage.delete.enabled (line 3): expected a boolean (true or false), got \"maybe\""
+//! );
+//! # Ok::<(), registry::config::ConfigError>(())
+//! ```
+//!
+//! Every default lives in the `Default` impls below; `docs/configuration.md` lists them with
+//! the differences from registry:2.
+
+mod convert;
+mod duration;
+mod env;
+mod error;
+mod schema;
+mod tree;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use error::ConfigError;
+
+use duration::{serde_duration, serde_option_duration};
+use tree::{Node, Origin};
+
+/// The text that replaces secrets in [`Config::redacted`].
+pub const REDACTED: &str = "<redacted>";
+
+/// The whole configuration: the registry:2 file format, version 0.1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// The configuration format's version. registry:2 knows only `0.1`, and so does registryd.
+    pub version: String,
+    /// Logging (`log`; the deprecated top-level `loglevel` is read into `log.level`).
+    pub log: LogConfig,
+    /// Where and how content is stored (`storage`).
+    pub storage: StorageConfig,
+    /// Who may do what (`auth`); `None` lets everyone push and pull.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
+    /// The HTTP server (`http`).
+    pub http: HttpConfig,
+    /// The `/v2/_catalog` endpoint (`catalog`).
+    pub catalog: CatalogConfig,
+    /// The tags list endpoint (`tags`).
+    pub tags: TagsConfig,
+    /// Pull-through cache settings (`proxy`). Read but not acted on yet: loading warns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyConfig>,
+    /// registry:2's `notifications` section, kept as written. Not implemented: loading warns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<serde_json::Value>,
+    /// registry:2's `redis` section, kept as written. Not implemented: loading warns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<serde_json::Value>,
+    /// registry:2's `health` section, kept as written. Not implemented: loading warns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<serde_json::Value>,
+    /// registry:2's `validation` section, kept as written. Not implemented: loading warns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<serde_json::Value>,
+    /// registry:2's `compatibility` section, kept as written. Not implemented: loading warns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compatibility: Option<serde_json::Value>,
+    /// registry:2's `middleware` section, kept as written. Not implemented: loading warns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub middleware: Option<serde_json::Value>,
+    /// registry:2's `reporting` section, kept as written. Not implemented: loading warns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reporting: Option<serde_json::Value>,
+    /// registry:2's `policy` section, kept as written. Not implemented: loading warns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<serde_json::Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            version: "0.1".to_owned(),
+            log: LogConfig::default(),
+            storage: StorageConfig::default(),
+            auth: None,
+            http: HttpConfig::default(),
+            catalog: CatalogConfig::default(),
+            tags: TagsConfig::default(),
+            proxy: None,
+            notifications: None,
+            redis: None,
+            health: None,
+            validation: None,
+            compatibility: None,
+            middleware: None,
+            reporting: None,
+            policy: None,
+        }
+    }
+}
+
+/// A configuration and the warnings loading it produced (unknown keys, deprecated keys,
+/// sections registryd does not implement, environment variables that set nothing). Each warning
+/// is one sentence naming the key or variable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedConfig {
+    /// The configuration.
+    pub config: Config,
+    /// One sentence each, in the order they were found.
+    pub warnings: Vec<String>,
+}
+
+/// Logging (`log`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// The least severe level logged (`log.level`, default `info`).
+    pub level: LogLevel,
+    /// The log line format (`log.formatter`, default `text`).
+    pub formatter: LogFormatter,
+    /// Fields added to every log line (`log.fields`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, serde_json::Value>,
+    /// Access log settings (`log.accesslog`).
+    pub accesslog: AccessLogConfig,
+    /// Whether log lines name the function that logged them (`log.reportcaller`).
+    pub reportcaller: bool,
+    /// registry:2's log hooks (mail on error), kept as written. Not implemented: loading warns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<serde_json::Value>,
+}
+
+/// A log level. Read without regard to case, as registry:2 does.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Errors, warnings and information (the default).
+    #[default]
+    Info,
+    /// Everything.
+    Debug,
+}
+
+impl LogLevel {
+    /// The level as written in the configuration: `error`, `warn`, `info` or `debug`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The log line format (`log.formatter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatter {
+    /// `key=value` text (the default).
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+    /// Logstash's JSON layout.
+    Logstash,
+}
+
+/// Access log settings (`log.accesslog`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AccessLogConfig {
+    /// Turns the access log off.
+    pub disabled: bool,
+}
+
+/// Storage (`storage`): exactly one driver, plus settings that apply to any driver.
+///
+/// When no driver is named, the filesystem driver with its defaults is used (registry:2 refuses
+/// to start instead).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StorageConfig {
+    /// The storage driver (`storage.filesystem` or `storage.inmemory`).
+    pub driver: StorageDriverConfig,
+    /// Deleting manifests and blobs by digest (`storage.delete`).
+    pub delete: DeleteConfig,
+    /// Redirects to the storage backend (`storage.redirect`).
+    pub redirect: RedirectConfig,
+    /// Caching of blob metadata (`storage.cache`).
+    pub cache: CacheConfig,
+    /// Background maintenance and read-only mode (`storage.maintenance`).
+    pub maintenance: MaintenanceConfig,
+    /// Tag lookup settings (`storage.tag`).
+    pub tag: TagConfig,
+}
+
+/// The storage driver and its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageDriverConfig {
+    /// Files under a local directory (`storage.filesystem`), in registry:2's layout.
+    Filesystem(FilesystemConfig),
+    /// Memory only, lost on exit (`storage.inmemory`); for tests.
+    InMemory,
+}
+
+impl Default for StorageDriverConfig {
+    fn default() -> Self {
+        StorageDriverConfig::Filesystem(FilesystemConfig::default())
+    }
+}
+
+/// The filesystem driver's parameters (`storage.filesystem`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FilesystemConfig {
+    /// The directory everything is stored under (default `./data`; registry:2's is
+    /// `/var/lib/registry`).
+    pub rootdirectory: PathBuf,
+    /// The most file operations run at once (default 100; registry:2 raises values below 25
+    /// to 25).
+    pub maxthreads: u64,
+}
+
+impl Default for FilesystemConfig {
+    fn default() -> Self {
+        FilesystemConfig {
+            rootdirectory: PathBuf::from("./data"),
+            maxthreads: 100,
+        }
+    }
+}
+
+/// Deleting by digest (`storage.delete`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeleteConfig {
+    /// Allows `DELETE` of manifests and blobs (default off: such requests get 405).
+    pub enabled: bool,
+}
+
+/// Redirects to the storage backend (`storage.redirect`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedirectConfig {
+    /// Serves blob content through the registry even when the driver could redirect clients to
+    /// the backend.
+    pub disable: bool,
+}
+
+/// Caching of blob metadata (`storage.cache`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheConfig {
+    /// Which cache holds blob descriptors (`blobdescriptor`, formerly `layerinfo`); `None` for
+    /// no cache.
+    #[serde(alias = "layerinfo", skip_serializing_if = "Option::is_none")]
+    pub blobdescriptor: Option<BlobDescriptorCache>,
+    /// How many descriptors the in-memory cache holds (default 10000; 0 for no limit).
+    pub blobdescriptorsize: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            blobdescriptor: None,
+            blobdescriptorsize: 10_000,
+        }
+    }
+}
+
+/// Where blob descriptors are cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobDescriptorCache {
+    /// In this process's memory.
+    #[serde(rename = "inmemory")]
+    InMemory,
+    /// In the Redis configured under `redis`.
+    #[serde(rename = "redis")]
+    Redis,
+}
+
+/// Background maintenance (`storage.maintenance`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MaintenanceConfig {
+    /// Removal of abandoned uploads (`uploadpurging`).
+    pub uploadpurging: UploadPurgingConfig,
+    /// Read-only mode (`readonly`).
+    pub readonly: ReadOnlyConfig,
+}
+
+/// Removal of abandoned uploads (`storage.maintenance.uploadpurging`). Keys left out keep their
+/// defaults, as in registry:2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UploadPurgingConfig {
+    /// Whether abandoned uploads are removed (default true).
+    pub enabled: bool,
+    /// Uploads older than this are removed (default 168h).
+    #[serde(with = "serde_duration")]
+    pub age: Duration,
+    /// How often to look for them (default 24h).
+    #[serde(with = "serde_duration")]
+    pub interval: Duration,
+    /// Only log what would be removed (default false).
+    pub dryrun: bool,
+}
+
+impl Default for UploadPurgingConfig {
+    fn default() -> Self {
+        UploadPurgingConfig {
+            enabled: true,
+            age: Duration::from_secs(168 * 3600),
+            interval: Duration::from_secs(24 * 3600),
+            dryrun: false,
+        }
+    }
+}
+
+/// Read-only mode (`storage.maintenance.readonly`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReadOnlyConfig {
+    /// Refuses every write (pushes, deletes), for example while garbage collection runs.
+    pub enabled: bool,
+}
+
+/// Tag lookup (`storage.tag`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TagConfig {
+    /// How many tags are read at once when looking for the tags of a manifest (0, the default,
+    /// for the number of CPUs).
+    pub concurrencylimit: usize,
+}
+
+/// The authentication provider (`auth`): exactly one of these keys.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthConfig {
+    /// HTTP basic authentication against an Apache htpasswd file of bcrypt hashes.
+    Htpasswd(HtpasswdConfig),
+    /// Bearer tokens issued by a separate token service (JWT).
+    Token(TokenConfig),
+    /// Accepts any `Authorization` header; for development only.
+    Silly(SillyConfig),
+}
+
+/// Basic authentication (`auth.htpasswd`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HtpasswdConfig {
+    /// The realm in the `WWW-Authenticate` challenge.
+    pub realm: String,
+    /// The htpasswd file.
+    pub path: PathBuf,
+}
+
+/// Token authentication (`auth.token`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenConfig {
+    /// The token service's URL, sent in the challenge.
+    pub realm: String,
+    /// The service name tokens must be issued for (their audience).
+    pub service: String,
+    /// The issuer tokens must name.
+    pub issuer: String,
+    /// Certificates whose keys sign tokens (this or `jwks` is required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootcertbundle: Option<PathBuf>,
+    /// A JSON Web Key Set file with the keys that sign tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<PathBuf>,
+    /// Derives the realm from the request's host instead of `realm`.
+    #[serde(default)]
+    pub autoredirect: bool,
+    /// The path used with `autoredirect` (registry:2's default is `/auth/token/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoredirectpath: Option<String>,
+    /// Accepted signing algorithms (`RS256`, `ES256`, `EdDSA`, ...); empty for all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signingalgorithms: Vec<String>,
+}
+
+/// The development-only provider (`auth.silly`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SillyConfig {
+    /// The realm in the challenge.
+    pub realm: String,
+    /// The service in the challenge.
+    pub service: String,
+}
+
+/// The HTTP server (`http`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// The listening address (default `:5000`, every interface): `HOST:PORT` for TCP, a path
+    /// for a Unix socket.
+    pub addr: String,
+    /// `tcp` (default) or `unix`.
+    pub net: Net,
+    /// The externally visible URL, used to build absolute URLs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// A path the API is served under, with leading and trailing slashes (`/my/registry/`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The key that signs state handed to clients; several instances behind one load balancer
+    /// must share it. Generated at start when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Returns relative URLs in `Location` headers.
+    pub relativeurls: bool,
+    /// How long to wait for connections to finish on shutdown; `None` for registry:2's
+    /// behaviour of not waiting.
+    #[serde(
+        with = "serde_option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub draintimeout: Option<Duration>,
+    /// TLS; `None` for plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Headers added to every response: name -> values.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// The debug server (metrics, health); `None` for none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debug: Option<DebugConfig>,
+    /// HTTP/2 over TLS.
+    pub http2: Http2Config,
+    /// HTTP/2 without TLS (h2c).
+    pub h2c: H2cConfig,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: ":5000".to_owned(),
+            net: Net::Tcp,
+            host: None,
+            prefix: None,
+            secret: None,
+            relativeurls: false,
+            draintimeout: None,
+            tls: None,
+            headers: BTreeMap::new(),
+            debug: None,
+            http2: Http2Config::default(),
+            h2c: H2cConfig::default(),
+        }
+    }
+}
+
+/// The kind of listening socket (`http.net`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Net {
+    /// A TCP socket (the default).
+    #[default]
+    Tcp,
+    /// A Unix domain socket; `addr` is its path.
+    Unix,
+}
+
+/// TLS for the HTTP server (`http.tls`). A `tls` section without a certificate means plain HTTP,
+/// as in registry:2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsConfig {
+    /// The PEM certificate chain.
+    pub certificate: PathBuf,
+    /// The PEM private key.
+    pub key: PathBuf,
+    /// CA files for client certificates; empty for no client authentication.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clientcas: Vec<PathBuf>,
+    /// How client certificates are checked when `clientcas` is set.
+    #[serde(default)]
+    pub clientauth: ClientAuth,
+    /// The oldest TLS version accepted (default `tls1.2`).
+    #[serde(default)]
+    pub minimumtls: TlsVersion,
+    /// Accepted cipher suites by their Go names (`TLS_AES_128_GCM_SHA256`, ...); empty for the
+    /// defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ciphersuites: Vec<String>,
+}
+
+/// How client certificates are checked (`http.tls.clientauth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuth {
+    /// Asks for a certificate but accepts any, or none.
+    RequestClientCert,
+    /// Requires a certificate but does not verify it.
+    RequireAnyClientCert,
+    /// Verifies a certificate if one is given.
+    VerifyClientCertIfGiven,
+    /// Requires a certificate signed by one of `clientcas` (the default).
+    #[default]
+    RequireAndVerifyClientCert,
+}
+
+/// A TLS protocol version (`http.tls.minimumtls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+pub enum TlsVersion {
+    /// TLS 1.0.
+    #[serde(rename = "tls1.0")]
+    Tls10,
+    /// TLS 1.1.
+    #[serde(rename = "tls1.1")]
+    Tls11,
+    /// TLS 1.2 (the default).
+    #[default]
+    #[serde(rename = "tls1.2")]
+    Tls12,
+    /// TLS 1.3.
+    #[serde(rename = "tls1.3")]
+    Tls13,
+}
+
+/// The debug server (`http.debug`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugConfig {
+    /// Its listening address, `HOST:PORT`.
+    pub addr: String,
+    /// Prometheus metrics on it.
+    #[serde(default)]
+    pub prometheus: PrometheusConfig,
+}
+
+/// Prometheus metrics on the debug server (`http.debug.prometheus`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrometheusConfig {
+    /// Serves metrics.
+    pub enabled: bool,
+    /// Their path (default `/metrics`).
+    pub path: String,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        PrometheusConfig {
+            enabled: false,
+            path: "/metrics".to_owned(),
+        }
+    }
+}
+
+/// HTTP/2 over TLS (`http.http2`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Http2Config {
+    /// Offers only HTTP/1.1.
+    pub disabled: bool,
+}
+
+/// HTTP/2 without TLS (`http.h2c`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct H2cConfig {
+    /// Accepts HTTP/2 cleartext connections.
+    pub enabled: bool,
+}
+
+/// The catalog endpoint (`catalog`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CatalogConfig {
+    /// The most repositories one `/v2/_catalog` response may list (default 1000).
+    pub maxentries: usize,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig { maxentries: 1000 }
+    }
+}
+
+/// The tags list endpoint (`tags`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TagsConfig {
+    /// The most tags one tags list response may hold (default 1000).
+    pub maxtags: usize,
+}
+
+impl Default for TagsConfig {
+    fn default() -> Self {
+        TagsConfig { maxtags: 1000 }
+    }
+}
+
+/// Pull-through cache (`proxy`). Read but not implemented yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyConfig {
+    /// The upstream registry.
+    pub remoteurl: String,
+    /// The upstream user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The upstream password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// How long cached content is kept (registry:2's default is 168h; 0 for ever).
+    #[serde(
+        default,
+        with = "serde_option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ttl: Option<Duration>,
+    /// A credential helper to run instead of `username`/`password`, as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<serde_json::Value>,
+}
+
+impl Config {
+    /// Reads a configuration from YAML text and applies `REGISTRY_*` overrides from `env`
+    /// (other variables are skipped, so passing all of `std::env::vars()` is fine).
+    ///
+    /// An empty document gives the defaults.
+    pub fn from_yaml(
+        yaml: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<LoadedConfig, ConfigError> {
+        load_document(yaml, None, env)
+    }
+
+    /// Reads the configuration file at `path` and applies `REGISTRY_*` overrides from `env`.
+    pub fn from_file(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<LoadedConfig, ConfigError> {
+        let yaml = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        load_document(&yaml, Some(path), env)
+    }
+
+    /// Reads the configuration file at `path` (`None`: the built-in defaults, as if the file
+    /// were empty) and applies overrides from this process's `REGISTRY_*` environment variables.
+    ///
+    /// `REGISTRY_CONFIGURATION_PATH` is not an override; the binary uses it to find `path`.
+    pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+        let mut warnings = Vec::new();
+        let mut env = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            match (name.into_string(), value.into_string()) {
+                (Ok(name), Ok(value)) => env.push((name, value)),
+                (Ok(name), Err(_)) if name.starts_with("REGISTRY_") => warnings.push(format!(
+                    "environment variable {name} is not valid UTF-8; it is ignored"
+                )),
+                _ => {}
+            }
+        }
+        let mut loaded = match path {
+            Some(path) => Config::from_file(path, env)?,
+            None => Config::from_yaml(DEFAULT_DOCUMENT, env)?,
+        };
+        warnings.append(&mut loaded.warnings);
+        loaded.warnings = warnings;
+        Ok(loaded)
+    }
+
+    /// A copy with every secret replaced by [`REDACTED`], for printing: `http.secret`,
+    /// `proxy.password`, `Authorization` values in `http.headers`, and any key that looks like a
+    /// password, secret, token or API key in the sections kept as written (`redis.password`,
+    /// `notifications` endpoint headers, `log.hooks` mail passwords, ...).
+    pub fn redacted(&self) -> Config {
+        let mut config = self.clone();
+        let hide = |value: &mut Option<String>| {
+            if value.is_some() {
+                *value = Some(REDACTED.to_owned());
+            }
+        };
+        hide(&mut config.http.secret);
+        if let Some(proxy) = &mut config.proxy {
+            hide(&mut proxy.password);
+            if let Some(exec) = &mut proxy.exec {
+                redact_value(exec);
+            }
+        }
+        for (name, values) in &mut config.http.headers {
+            if is_secret_key(name) {
+                values
+                    .iter_mut()
+                    .for_each(|value| *value = REDACTED.to_owned());
+            }
+        }
+        config.log.fields.iter_mut().for_each(|(key, value)| {
+            if is_secret_key(key) {
+                *value = serde_json::Value::from(REDACTED);
+            } else {
+                redact_value(value);
+            }
+        });
+        config.log.hooks.iter_mut().for_each(redact_value);
+        [
+            &mut config.notifications,
+            &mut config.redis,
+            &mut config.health,
+            &mut config.validation,
+            &mut config.compatibility,
+            &mut config.middleware,
+            &mut config.reporting,
+            &mut config.policy,
+        ]
+        .into_iter()
+        .flatten()
+        .for_each(redact_value);
+        config
+    }
+}
+
+/// The document `Config::load(None)` reads: nothing, so every default applies.
+const DEFAULT_DOCUMENT: &str = "";
+
+/// Whether a free-form key names a secret.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        "apikey",
+        "licensekey",
+        "accesskey",
+        "accountkey",
+        "privatekey",
+        "private_key",
+        "authorization",
+        "credentials",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
+}
+
+fn redact_value(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if is_secret_key(key) && !child.is_null() {
+                    *child = serde_json::Value::from(REDACTED);
+                } else {
+                    redact_value(child);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_value),
+        _ => {}
+    }
+}
+
+/// The whole pipeline: YAML -> tree -> environment overrides -> registry:2's cross-key rules ->
+/// JSON (each scalar read as its key's type) -> typed `Config` -> checks that span keys.
+fn load_document(
+    yaml: &str,
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<LoadedConfig, ConfigError> {
+    let parsed = tree::parse(yaml, None).map_err(|error| ConfigError::Syntax {
+        file: file.map(Path::to_owned),
+        line: error.line,
+        column: error.column,
+        message: error.message,
+    })?;
+    let mut warnings = parsed.warnings;
+    let mut root = parsed.root;
+    match &root.value {
+        tree::Value::Map(_) => {}
+        tree::Value::Null => root = Node::map(root.origin),
+        _ => {
+            let (line, column) = match root.origin {
+                Origin::File { line, column } => (line, column),
+                Origin::Env(_) => (0, 0),
+            };
+            return Err(ConfigError::Syntax {
+                file: file.map(Path::to_owned),
+                line,
+                column,
+                message:
+                    "expected a map of keys such as version, storage and http at the top level"
+                        .to_owned(),
+            });
+        }
+    }
+
+    convert::expand_variant_names(&mut root, &schema::ROOT);
+    env::apply(&mut root, &schema::ROOT, env, &mut warnings)?;
+    convert::apply_compatibility_rules(&mut root, &mut warnings)?;
+    let converted = convert::to_json(&root, &schema::ROOT, &mut warnings);
+    let origins = converted.origins;
+
+    let mut unknown = Vec::new();
+    let typed: Result<Config, _> = serde_path_to_error::deserialize(
+        serde_ignored::Deserializer::new(&converted.json, &mut |path: serde_ignored::Path<'_>| {
+            unknown.push(ignored_path(&path))
+        }),
+    );
+    let config = typed.map_err(|error| {
+        let path = error_path(error.path());
+        invalid(&path, &error.into_inner().to_string(), &origins)
+    })?;
+    for path in unknown {
+        warnings.push(unknown_key_warning(&path, origins.get(&path)));
+    }
+
+    check(&config, &origins)?;
+    Ok(LoadedConfig { config, warnings })
+}
+
+/// Turns a serde error at `path` into a [`ConfigError::Invalid`].
+fn invalid(path: &str, message: &str, origins: &HashMap<String, Origin>) -> ConfigError {
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some(field) = rest.strip_suffix('`')
+    {
+        let key = join_path(path, field);
+        let variable = error::env_name(&key);
+        return ConfigError::Invalid {
+            key,
+            origin: None,
+            message: format!("required but missing; set it in the config file or with {variable}"),
+        };
+    }
+    ConfigError::Invalid {
+        key: if path.is_empty() {
+            "(top level)".to_owned()
+        } else {
+            path.to_owned()
+        },
+        origin: origins.get(path).map(ToString::to_string),
+        message: error::describe(message),
+    }
+}
+
+/// Checks that span several keys, after typing.
+fn check(config: &Config, origins: &HashMap<String, Origin>) -> Result<(), ConfigError> {
+    let origin = |path: &str| origins.get(path).map(ToString::to_string);
+    if config.version != "0.1" {
+        return Err(ConfigError::Invalid {
+            key: "version".to_owned(),
+            origin: origin("version"),
+            message: format!(
+                "registryd reads version 0.1 configuration files, got {:?}; set version: 0.1",
+                config.version
+            ),
+        });
+    }
+    if let Some(AuthConfig::Token(token)) = &config.auth
+        && token.rootcertbundle.is_none()
+        && token.jwks.is_none()
+    {
+        return Err(ConfigError::Invalid {
+            key: "auth.token.rootcertbundle".to_owned(),
+            origin: None,
+            message: "required unless auth.token.jwks is set; point it at the certificates that sign your tokens (REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE)".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn join_path(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// `storage.filesystem.rootdirectory`, `http.tls.clientcas[0]`.
+fn error_path(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            serde_path_to_error::Segment::Map { key }
+            | serde_path_to_error::Segment::Enum { variant: key } => out = join_path(&out, key),
+            serde_path_to_error::Segment::Unknown => out = join_path(&out, "?"),
+        }
+    }
+    out
+}
+
+fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
+    match path {
+        serde_ignored::Path::Root => String::new(),
+        serde_ignored::Path::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
+        serde_ignored::Path::Map { parent, key } => join_path(&ignored_path(parent), key),
+        serde_ignored::Path::Some { parent }
+        | serde_ignored::Path::NewtypeStruct { parent }
+        | serde_ignored::Path::NewtypeVariant { parent } => ignored_path(parent),
+    }
+}
+
+fn unknown_key_warning(path: &str, origin: Option<&Origin>) -> String {
+    let origin = origin
+        .map(|origin| format!(" ({origin})"))
+        .unwrap_or_default();
+    let (parent, name) = match path.rsplit_once('.') {
+        Some((parent, name)) => (parent, name),
+        None => ("", path),
+    };
+    let suggestion = known_keys(parent)
+        .into_iter()
+        .filter(|known| {
+            edit_distance(known, name) <= (name.len() / 3).max(1)
+                || (name.len() >= 4 && known.starts_with(name))
+                || known.eq_ignore_ascii_case(name)
+        })
+        .min_by_key(|known| edit_distance(known, name))
+        .map(|known| format!("; did you mean {}?", join_path(parent, known)))
+        .unwrap_or_default();
+    format!("unknown config key {path}{origin} is ignored{suggestion}")
+}
+
+/// The keys the schema knows under `path` (a struct's fields), for suggestions.
+fn known_keys(path: &str) -> Vec<&'static str> {
+    let mut kind = &schema::ROOT;
+    if !path.is_empty() {
+        for part in path.split('.') {
+            match kind.field(part) {
+                Some(field) => kind = field.kind,
+                None => return Vec::new(),
+            }
+        }
+    }
+    match kind {
+        schema::Kind::Struct(fields) => fields.iter().map(|field| field.name).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
+}
+
+// ---- serde for the sections whose keys choose a variant --------------------------------------
+
+/// Fails with `message` where a value was expected, so the error's path names the key.
+struct Reject(String);
+
+impl<'de> DeserializeSeed<'de> for Reject {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, _deserializer: D) -> Result<(), D::Error> {
+        Err(D::Error::custom(self.0))
+    }
+}
+
+/// `storage.inmemory` takes no parameters; unknown ones are reported like any unknown key.
+#[derive(Serialize, Deserialize)]
+struct InMemoryParams {}
+
+impl<'de> Deserialize<'de> for StorageConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(StorageVisitor)
+    }
+}
+
+struct StorageVisitor;
+
+impl<'de> Visitor<'de> for StorageVisitor {
+    type Value = StorageConfig;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map with one storage driver (filesystem or inmemory)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StorageConfig, A::Error> {
+        let mut config = StorageConfig::default();
+        let mut driver: Option<String> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "delete" => config.delete = map.next_value()?,
+                "redirect" => config.redirect = map.next_value()?,
+                "cache" => config.cache = map.next_value()?,
+                "maintenance" => config.maintenance = map.next_value()?,
+                "tag" => config.tag = map.next_value()?,
+                "filesystem" | "inmemory" => {
+                    if let Some(previous) = &driver {
+                        return Err(A::Error::custom(format!(
+                            "more than one storage driver is configured ({previous} and {key}); keep exactly one"
+                        )));
+                    }
+                    config.driver = if key == "filesystem" {
+                        StorageDriverConfig::Filesystem(map.next_value()?)
+                    } else {
+                        map.next_value::<InMemoryParams>()?;
+                        StorageDriverConfig::InMemory
+                    };
+                    driver = Some(key);
+                }
+                name if schema::UNSUPPORTED_DRIVERS.contains(&name) => {
+                    map.next_value_seed(Reject(format!(
+                        "storage driver {name} is not supported yet; use filesystem or inmemory"
+                    )))?;
+                }
+                name => {
+                    map.next_value_seed(Reject(format!(
+                        "unknown storage driver {name}; use filesystem or inmemory (the other keys here are delete, redirect, cache, maintenance and tag)"
+                    )))?;
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+impl Serialize for StorageConfig {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(6))?;
+        match &self.driver {
+            StorageDriverConfig::Filesystem(params) => map.serialize_entry("filesystem", params)?,
+            StorageDriverConfig::InMemory => map.serialize_entry("inmemory", &InMemoryParams {})?,
+        }
+        map.serialize_entry("delete", &self.delete)?;
+        map.serialize_entry("redirect", &self.redirect)?;
+        map.serialize_entry("cache", &self.cache)?;
+        map.serialize_entry("maintenance", &self.maintenance)?;
+        map.serialize_entry("tag", &self.tag)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for AuthConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(AuthVisitor)
+    }
+}
+
+struct AuthVisitor;
+
+impl<'de> Visitor<'de> for AuthVisitor {
+    type Value = AuthConfig;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map with one auth provider (htpasswd, token or silly)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AuthConfig, A::Error> {
+        let mut found: Option<(String, AuthConfig)> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if let Some((previous, _)) = &found {
+                return Err(A::Error::custom(format!(
+                    "more than one auth provider is configured ({previous} and {key}); keep exactly one"
+                )));
+            }
+            let provider = match key.as_str() {
+                "htpasswd" => AuthConfig::Htpasswd(map.next_value()?),
+                "token" => AuthConfig::Token(map.next_value()?),
+                "silly" => AuthConfig::Silly(map.next_value()?),
+                name => {
+                    map.next_value_seed(Reject(format!(
+                        "unknown auth provider {name}; use htpasswd, token or silly"
+                    )))?;
+                    continue;
+                }
+            };
+            found = Some((key, provider));
+        }
+        found
+            .map(|(_, provider)| provider)
+            .ok_or_else(|| A::Error::custom("expected one auth provider: htpasswd, token or silly"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+//! The shape of the configuration file as data: every key registryd knows and the kind of value
+//! it holds.
+//!
+//! Two things need it before the typed [`Config`](super::Config) exists: environment overrides
+//! (`REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY` is resolved key by key against it, as registry:2
+//! resolves it against its Go structs) and the YAML reader (a plain scalar under a string key
+//! keeps its exact text, so `secret: 0123` stays `"0123"` and `version: 0.10` stays `"0.10"`).
+//! A unit test checks that a document with every key in this schema loads into `Config` without
+//! an "unknown key" warning, so the two cannot drift apart silently.
+
+/// What a key holds.
+#[derive(Debug)]
+pub(crate) enum Kind {
+    /// Text; a plain YAML scalar keeps its exact spelling.
+    Str,
+    /// Text from a fixed list (documentation and tests use the list).
+    Enum(&'static [&'static str]),
+    /// `true`/`false` (and the YAML 1.1 spellings registry:2 accepts: yes/no/on/off/y/n).
+    Bool,
+    /// A non-negative whole number.
+    Int,
+    /// A Go duration string (`10s`), or a bare integer of nanoseconds as in registry:2.
+    Duration,
+    /// Anything; kept as it is (free-form parameters, sections registryd does not implement).
+    Any,
+    /// A list of one kind.
+    List(&'static Kind),
+    /// A map from free-form names (header names, field names) to one kind.
+    Map(&'static Kind),
+    /// A map with fixed keys.
+    Struct(&'static [Field]),
+}
+
+/// One fixed key of a [`Kind::Struct`].
+#[derive(Debug)]
+pub(crate) struct Field {
+    pub(crate) name: &'static str,
+    pub(crate) kind: &'static Kind,
+    pub(crate) role: Role,
+}
+
+/// How a key relates to its siblings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// An ordinary key.
+    Key,
+    /// One of a set of mutually exclusive keys: a storage driver or an auth provider. The parent
+    /// may also be written as the variant's name (`storage: inmemory`, `REGISTRY_STORAGE=inmemory`).
+    Variant,
+    /// A registry:2 key that registryd reads but does not act on yet; loading warns with this
+    /// text when the key is present.
+    Unsupported(&'static str),
+}
+
+impl Kind {
+    /// The field named `name` (exactly, as YAML keys are case-sensitive), if this is a struct.
+    pub(crate) fn field(&self, name: &str) -> Option<&'static Field> {
+        match self {
+            Kind::Struct(fields) => fields.iter().find(|field| field.name == name),
+            _ => None,
+        }
+    }
+
+    /// The names of this struct's variants (storage drivers, auth providers).
+    pub(crate) fn variants(&self) -> impl Iterator<Item = &'static str> + use<> {
+        let fields: &'static [Field] = match self {
+            Kind::Struct(fields) => fields,
+            _ => &[],
+        };
+        fields
+            .iter()
+            .filter(|field| field.role == Role::Variant)
+            .map(|field| field.name)
+    }
+
+    /// Whether a value of this kind is a single scalar (text, number, boolean, duration).
+    pub(crate) fn is_scalar(&self) -> bool {
+        matches!(
+            self,
+            Kind::Str | Kind::Enum(_) | Kind::Bool | Kind::Int | Kind::Duration
+        )
+    }
+}
+
+const fn key(name: &'static str, kind: &'static Kind) -> Field {
+    Field {
+        name,
+        kind,
+        role: Role::Key,
+    }
+}
+
+const fn variant(name: &'static str, kind: &'static Kind) -> Field {
+    Field {
+        name,
+        kind,
+        role: Role::Variant,
+    }
+}
+
+const fn unsupported(name: &'static str, kind: &'static Kind, message: &'static str) -> Field {
+    Field {
+        name,
+        kind,
+        role: Role::Unsupported(message),
+    }
+}
+
+/// The registry:2 storage drivers registryd does not implement yet.
+pub(crate) const UNSUPPORTED_DRIVERS: &[&str] = &["s3", "azure", "gcs", "swift", "oss"];
+
+/// The log levels registry:2 accepts.
+pub(crate) const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug"];
+
+const STRINGS: Kind = Kind::List(&Kind::Str);
+
+const LOG: Kind = Kind::Struct(&[
+    key("level", &Kind::Enum(LOG_LEVELS)),
+    key("formatter", &Kind::Enum(&["text", "json", "logstash"])),
+    key("fields", &Kind::Map(&Kind::Any)),
+    key("accesslog", &Kind::Struct(&[key("disabled", &Kind::Bool)])),
+    key("reportcaller", &Kind::Bool),
+    unsupported(
+        "hooks",
+        &Kind::List(&Kind::Any),
+        "log hooks (mail on error) are not supported yet; they are ignored",
+    ),
+]);
+
+const FILESYSTEM: Kind = Kind::Struct(&[
+    key("rootdirectory", &Kind::Str),
+    key("maxthreads", &Kind::Int),
+]);
+
+const BLOB_DESCRIPTOR: Kind = Kind::Enum(&["inmemory", "redis"]);
+
+const STORAGE: Kind = Kind::Struct(&[
+    variant("filesystem", &FILESYSTEM),
+    variant("inmemory", &Kind::Struct(&[])),
+    variant("s3", &Kind::Any),
+    variant("azure", &Kind::Any),
+    variant("gcs", &Kind::Any),
+    variant("swift", &Kind::Any),
+    variant("oss", &Kind::Any),
+    key("delete", &Kind::Struct(&[key("enabled", &Kind::Bool)])),
+    key("redirect", &Kind::Struct(&[key("disable", &Kind::Bool)])),
+    key(
+        "cache",
+        &Kind::Struct(&[
+            key("blobdescriptor", &BLOB_DESCRIPTOR),
+            key("layerinfo", &BLOB_DESCRIPTOR),
+            key("blobdescriptorsize", &Kind::Int),
+        ]),
+    ),
+    key(
+        "maintenance",
+        &Kind::Struct(&[
+            key(
+                "uploadpurging",
+                &Kind::Struct(&[
+                    key("enabled", &Kind::Bool),
+                    key("age", &Kind::Duration),
+                    key("interval", &Kind::Duration),
+                    key("dryrun", &Kind::Bool),
+                ]),
+            ),
+            key("readonly", &Kind::Struct(&[key("enabled", &Kind::Bool)])),
+        ]),
+    ),
+    key("tag", &Kind::Struct(&[key("concurrencylimit", &Kind::Int)])),
+]);
+
+const AUTH: Kind = Kind::Struct(&[
+    variant(
+        "htpasswd",
+        &Kind::Struct(&[key("realm", &Kind::Str), key("path", &Kind::Str)]),
+    ),
+    variant(
+        "token",
+        &Kind::Struct(&[
+            key("realm", &Kind::Str),
+            key("service", &Kind::Str),
+            key("issuer", &Kind::Str),
+            key("rootcertbundle", &Kind::Str),
+            key("jwks", &Kind::Str),
+            key("autoredirect", &Kind::Bool),
+            key("autoredirectpath", &Kind::Str),
+            key("signingalgorithms", &STRINGS),
+        ]),
+    ),
+    variant(
+        "silly",
+        &Kind::Struct(&[key("realm", &Kind::Str), key("service", &Kind::Str)]),
+    ),
+    variant("none", &Kind::Any),
+]);
+
+const TLS: Kind = Kind::Struct(&[
+    key("certificate", &Kind::Str),
+    key("key", &Kind::Str),
+    key("clientcas", &STRINGS),
+    key(
+        "clientauth",
+        &Kind::Enum(&[
+            "request-client-cert",
+            "require-any-client-cert",
+            "verify-client-cert-if-given",
+            "require-and-verify-client-cert",
+        ]),
+    ),
+    key(
+        "minimumtls",
+        &Kind::Enum(&["tls1.0", "tls1.1", "tls1.2", "tls1.3"]),
+    ),
+    key("ciphersuites", &STRINGS),
+    key(
+        "letsencrypt",
+        &Kind::Struct(&[
+            key("cachefile", &Kind::Str),
+            key("email", &Kind::Str),
+            key("hosts", &STRINGS),
+            key("directoryurl", &Kind::Str),
+        ]),
+    ),
+]);
+
+const HTTP: Kind = Kind::Struct(&[
+    key("addr", &Kind::Str),
+    key("net", &Kind::Enum(&["tcp", "unix"])),
+    key("host", &Kind::Str),
+    key("prefix", &Kind::Str),
+    key("secret", &Kind::Str),
+    key("relativeurls", &Kind::Bool),
+    key("draintimeout", &Kind::Duration),
+    key("tls", &TLS),
+    key("headers", &Kind::Map(&STRINGS)),
+    key(
+        "debug",
+        &Kind::Struct(&[
+            key("addr", &Kind::Str),
+            key(
+                "prometheus",
+                &Kind::Struct(&[key("enabled", &Kind::Bool), key("path", &Kind::Str)]),
+            ),
+        ]),
+    ),
+    key("http2", &Kind::Struct(&[key("disabled", &Kind::Bool)])),
+    key("h2c", &Kind::Struct(&[key("enabled", &Kind::Bool)])),
+]);
+
+const PROXY: Kind = Kind::Struct(&[
+    key("remoteurl", &Kind::Str),
+    key("username", &Kind::Str),
+    key("password", &Kind::Str),
+    key("ttl", &Kind::Duration),
+    key("exec", &Kind::Any),
+]);
+
+/// The whole configuration file.
+pub(crate) const ROOT: Kind = Kind::Struct(&[
+    key("version", &Kind::Str),
+    key("log", &LOG),
+    key("loglevel", &Kind::Enum(LOG_LEVELS)),
+    key("storage", &STORAGE),
+    key("auth", &AUTH),
+    key("http", &HTTP),
+    key("catalog", &Kind::Struct(&[key("maxentries", &Kind::Int)])),
+    key("tags", &Kind::Struct(&[key("maxtags", &Kind::Int)])),
+    unsupported(
+        "proxy",
+        &PROXY,
+        "the pull-through cache is not supported yet; registryd serves its own content only",
+    ),
+    unsupported(
+        "notifications",
+        &Kind::Any,
+        "notifications are not supported yet; no events are sent",
+    ),
+    unsupported(
+        "redis",
+        &Kind::Any,
+        "redis is not supported yet; the section is ignored",
+    ),
+    unsupported(
+        "health",
+        &Kind::Any,
+        "configurable health checks are not supported yet; the section is ignored",
+    ),
+    unsupported(
+        "validation",
+        &Kind::Any,
+        "manifest validation settings are not supported yet; the section is ignored",
+    ),
+    unsupported(
+        "compatibility",
+        &Kind::Any,
+        "schema1 compatibility is not supported; the section is ignored",
+    ),
+    unsupported(
+        "middleware",
+        &Kind::Any,
+        "middleware is not supported yet; the section is ignored",
+    ),
+    unsupported(
+        "reporting",
+        &Kind::Any,
+        "error reporting (bugsnag, newrelic) is not supported; the section is ignored",
+    ),
+    unsupported(
+        "policy",
+        &Kind::Any,
+        "repository policies are not supported; the section is ignored",
+    ),
+]);

@@ -1,0 +1,282 @@
+//! Tests that need the loader's internals: the schema against the typed `Config`, and
+//! environment overrides of every scalar key.
+
+use proptest::prelude::*;
+use serde_json::{Value as Json, json};
+
+use super::schema::{Field, Kind, ROOT, Role};
+use super::*;
+
+/// A valid value for every key of `kind`, choosing `variants` where a struct has variants.
+fn example(kind: &Kind, path: &str, variants: &[&str]) -> Json {
+    match kind {
+        Kind::Str if path == "version" => json!("0.1"),
+        Kind::Str => json!("x"),
+        Kind::Enum(choices) => json!(choices[0]),
+        Kind::Bool => json!(true),
+        Kind::Int => json!(1),
+        Kind::Duration => json!("1s"),
+        Kind::Any => json!({}),
+        Kind::List(item) => json!([example(item, path, variants)]),
+        Kind::Map(value) => json!({ "name": example(value, path, variants) }),
+        Kind::Struct(fields) => Json::Object(
+            fields
+                .iter()
+                .filter(|field| field.role != Role::Variant || variants.contains(&field.name))
+                .filter(|field| field.name != "layerinfo") // an older name of blobdescriptor
+                .map(|field| {
+                    let child = join_path(path, field.name);
+                    (field.name.to_owned(), example(field.kind, &child, variants))
+                })
+                .collect(),
+        ),
+    }
+}
+
+#[test]
+fn every_schema_key_is_a_config_field() {
+    for storage in ["filesystem", "inmemory"] {
+        for auth in ["htpasswd", "silly", "token"] {
+            let document = example(&ROOT, "", &[storage, auth]).to_string();
+            let loaded = Config::from_yaml(&document, []);
+            let warnings = loaded
+                .as_ref()
+                .map(|l| l.warnings.clone())
+                .unwrap_or_default();
+            assert!(loaded.is_ok(), "{storage}/{auth}: {loaded:?}\n{document}");
+            let unknown: Vec<&String> = warnings
+                .iter()
+                .filter(|w| w.starts_with("unknown"))
+                .collect();
+            assert!(unknown.is_empty(), "{storage}/{auth}: {unknown:?}");
+        }
+    }
+}
+
+/// Checks that every key of `value` (a serialized `Config`) is in the schema.
+fn assert_known(value: &Json, kind: &Kind, path: &str) {
+    match (value, kind) {
+        (_, Kind::Any) => {}
+        (Json::Object(map), Kind::Struct(_)) => {
+            for (key, child) in map {
+                let child_path = join_path(path, key);
+                let field: Option<&Field> = kind.field(key);
+                let Some(field) = field else {
+                    panic!("{child_path} is not in the schema")
+                };
+                assert_known(child, field.kind, &child_path);
+            }
+        }
+        (Json::Object(map), Kind::Map(item)) => {
+            map.values().for_each(|v| assert_known(v, item, path))
+        }
+        (Json::Array(items), Kind::List(item)) => {
+            items.iter().for_each(|v| assert_known(v, item, path))
+        }
+        (Json::Object(_) | Json::Array(_), _) => panic!("{path} has the wrong shape in the schema"),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_config_field_is_in_the_schema() {
+    for storage in ["filesystem", "inmemory"] {
+        for auth in ["htpasswd", "silly", "token"] {
+            let document = example(&ROOT, "", &[storage, auth]).to_string();
+            let config = Config::from_yaml(&document, [])
+                .map(|l| l.config)
+                .unwrap_or_default();
+            let serialized = serde_json::to_value(&config).unwrap_or_default();
+            assert_known(&serialized, &ROOT, "");
+        }
+    }
+}
+
+/// A document every scalar override below can be applied to on its own: the sections with
+/// required keys are present.
+const BASE: &str = "
+auth:
+  htpasswd:
+    realm: r
+    path: /p
+http:
+  tls:
+    certificate: /c.pem
+    key: /k.pem
+  debug:
+    addr: :5001
+proxy:
+  remoteurl: https://upstream.example
+";
+
+/// Every scalar key under the sections of `BASE`, with its kind.
+fn scalar_keys() -> Vec<(String, &'static Kind)> {
+    fn walk(kind: &'static Kind, path: &str, out: &mut Vec<(String, &'static Kind)>) {
+        if kind.is_scalar() {
+            out.push((path.to_owned(), kind));
+        }
+        if let Kind::Struct(fields) = kind {
+            for field in fields.iter() {
+                let skip = matches!(field.name, "loglevel" | "layerinfo" | "letsencrypt")
+                    || (field.role == Role::Variant
+                        && !matches!(field.name, "filesystem" | "htpasswd"))
+                    || (matches!(field.role, Role::Unsupported(_)) && field.name != "proxy");
+                if !skip {
+                    walk(field.kind, &join_path(path, field.name), out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&ROOT, "", &mut out);
+    out
+}
+
+#[derive(Debug, Clone)]
+enum EnvValue {
+    Bool(bool),
+    Int(i64),
+    Text(String),
+}
+
+impl EnvValue {
+    fn text(&self) -> String {
+        match self {
+            EnvValue::Bool(b) => b.to_string(),
+            EnvValue::Int(n) => n.to_string(),
+            EnvValue::Text(text) => text.clone(),
+        }
+    }
+}
+
+fn env_value() -> impl Strategy<Value = EnvValue> {
+    prop_oneof![
+        any::<bool>().prop_map(EnvValue::Bool),
+        any::<i64>().prop_map(EnvValue::Int),
+        (0i64..100_000).prop_map(EnvValue::Int),
+        "[a-zA-Z][a-zA-Z0-9 ./:_-]{0,12}".prop_map(EnvValue::Text),
+        prop::sample::select(vec![
+            "0.1",
+            "debug",
+            "WARN",
+            "json",
+            "unix",
+            "TCP",
+            "tls1.3",
+            "inmemory",
+            "redis",
+            "require-any-client-cert",
+            "yes",
+            "Off",
+            "y",
+            "n",
+            "1h30m",
+            "500ms",
+            "0",
+            "0.5s",
+        ])
+        .prop_map(|text| EnvValue::Text(text.to_owned())),
+    ]
+}
+
+/// What reading `text` into a key of `kind` should give: the serialized value, or `None` for
+/// an error.
+fn expected(path: &str, kind: &Kind, text: &str) -> Option<Json> {
+    match kind {
+        Kind::Str if path == "version" => (text == "0.1").then(|| json!(text)),
+        Kind::Str => Some(json!(text)),
+        Kind::Enum(choices) => choices
+            .iter()
+            .find(|choice| choice.eq_ignore_ascii_case(text))
+            .map(|choice| json!(choice)),
+        Kind::Bool => match text.trim().to_lowercase().as_str() {
+            "true" | "yes" | "y" | "on" => Some(json!(true)),
+            "false" | "no" | "n" | "off" => Some(json!(false)),
+            _ => None,
+        },
+        Kind::Int => text.parse::<u64>().ok().map(|n| json!(n)),
+        Kind::Duration => match text.parse::<i64>() {
+            Ok(n) => u64::try_from(n)
+                .ok()
+                .map(|n| json!(format_duration(Duration::from_nanos(n)))),
+            Err(_) => parse_duration(text).ok().map(|d| json!(format_duration(d))),
+        },
+        _ => None,
+    }
+}
+
+fn lookup<'a>(value: &'a Json, path: &str) -> Option<&'a Json> {
+    path.split('.').try_fold(value, |value, key| value.get(key))
+}
+
+/// Writes the parts of a variable name in random case: `REGISTRY_storage_Delete_ENABLED`.
+fn mixed_case(name: &str, pattern: u64) -> String {
+    let (prefix, rest) = name.split_at("REGISTRY_".len());
+    let parts: Vec<String> = rest
+        .split('_')
+        .enumerate()
+        .map(|(i, part)| match (pattern >> (2 * i)) & 3 {
+            0 => part.to_lowercase(),
+            1 => {
+                let mut chars = part.chars();
+                chars
+                    .next()
+                    .map(|c| c.to_string() + &chars.as_str().to_lowercase())
+                    .unwrap_or_default()
+            }
+            _ => part.to_owned(),
+        })
+        .collect();
+    format!("{prefix}{}", parts.join("_"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn an_env_override_of_a_scalar_key_reads_back_or_names_the_key(
+        key in prop::sample::select(scalar_keys()),
+        value in env_value(),
+        case_pattern in any::<u64>(),
+    ) {
+        let (path, kind) = key;
+        let text = value.text();
+        let variable = mixed_case(&error::env_name(&path), case_pattern);
+        let result = Config::from_yaml(BASE, [(variable.clone(), text.clone())]);
+        match (result, expected(&path, kind, &text)) {
+            (Ok(loaded), Some(want)) => {
+                let serialized = serde_json::to_value(&loaded.config).unwrap_or_default();
+                prop_assert_eq!(lookup(&serialized, &path), Some(&want), "{} = {:?}", variable, text);
+            }
+            (Err(error), None) => {
+                let message = error.to_string();
+                prop_assert!(message.contains(&path), "{} = {:?}: {}", variable, text, message);
+            }
+            (Ok(loaded), None) => {
+                let serialized = serde_json::to_value(&loaded.config).unwrap_or_default();
+                prop_assert!(false, "{} = {:?} should fail, read {:?}", variable, text, lookup(&serialized, &path));
+            }
+            (Err(error), Some(want)) => {
+                prop_assert!(false, "{} = {:?} should read {}, failed: {}", variable, text, want, error);
+            }
+        }
+    }
+}
+
+#[test]
+fn scalar_keys_cover_the_sections_with_required_keys() {
+    let keys: Vec<String> = scalar_keys().into_iter().map(|(path, _)| path).collect();
+    for expected in [
+        "version",
+        "storage.filesystem.rootdirectory",
+        "auth.htpasswd.path",
+        "http.tls.minimumtls",
+        "proxy.ttl",
+        "http.debug.prometheus.path",
+    ] {
+        assert!(
+            keys.iter().any(|key| key == expected),
+            "{expected} missing from {keys:?}"
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! registryd as a library: an OCI container registry to run or to embed.
+//!
+//! [`Registry`] composes the layers: a storage driver ([`registry_storage`]), the content logic
+//! ([`registry_content`]) and the HTTP API ([`registry_http`]). Build one from a registry:2
+//! compatible [`Config`] with [`Registry::from_config`], or piece by piece with
+//! [`Registry::builder`] (your own driver, say), then [`serve`](Registry::serve) it or mount its
+//! [`service`](Registry::service) in your own hyper or axum application.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use registry::{Registry, storage::InMemoryDriver};
+//!
+//! let registry = Registry::builder()
+//!     .driver(Arc::new(InMemoryDriver::new()))
+//!     .delete_enabled(true)
+//!     .build();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
+//! registry.serve(listener, std::future::pending()).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+mod server;
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+use registry_content::{ContentOptions, ContentStore};
+use registry_http::{HttpOptions, RegistryService};
+use registry_storage::{FilesystemDriver, InMemoryDriver, StorageDriver};
+
+pub use config::Config;
+use config::StorageDriverConfig;
+pub use registry_content as content;
+pub use registry_http as http_api;
+pub use registry_model as model;
+pub use registry_storage as storage;
+pub use server::{ServeError, ServerOptions};
+
+/// A registry ready to serve: a storage driver, the content layer over it and the HTTP API.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    service: RegistryService,
+    server: ServerOptions,
+}
+
+/// Builds a [`Registry`] piece by piece. Starts from the in-memory driver and registry:2's
+/// defaults (deletes disabled, 4 MiB manifests, no prefix).
+#[derive(Debug, Default)]
+pub struct RegistryBuilder {
+    driver: Option<Arc<dyn StorageDriver>>,
+    content: ContentOptions,
+    http: HttpOptions,
+    server: ServerOptions,
+}
+
+impl RegistryBuilder {
+    /// Stores everything in `driver`.
+    pub fn driver(mut self, driver: Arc<dyn StorageDriver>) -> Self {
+        self.driver = Some(driver);
+        self
+    }
+
+    /// Allows deleting blobs, manifests and tags (registry:2's `storage.delete.enabled`).
+    pub fn delete_enabled(mut self, enabled: bool) -> Self {
+        self.content.delete_enabled = enabled;
+        self
+    }
+
+    /// Serves the API under `prefix` (registry:2's `http.prefix`), e.g. `/registry`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.http.prefix = prefix.into();
+        self
+    }
+
+    /// Adds `name: value` to every response (registry:2's `http.headers`).
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.http.headers.push((name, value));
+        self
+    }
+
+    /// How [`Registry::serve`] runs connections.
+    pub fn server_options(mut self, options: ServerOptions) -> Self {
+        self.server = options;
+        self
+    }
+
+    /// The registry.
+    pub fn build(self) -> Registry {
+        let driver = self
+            .driver
+            .unwrap_or_else(|| Arc::new(InMemoryDriver::new()));
+        let content = ContentStore::new(driver, self.content);
+        Registry {
+            service: RegistryService::new(content, self.http),
+            server: self.server,
+        }
+    }
+}
+
+impl Registry {
+    /// A builder starting from the defaults.
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder::default()
+    }
+
+    /// The HTTP API, to mount in an application of your own: it is a `hyper` service and a
+    /// `tower_service::Service` (axum's `Router::fallback_service` or `route_service` take it).
+    pub fn service(&self) -> RegistryService {
+        self.service.clone()
+    }
+
+    /// The storage driver everything is kept in.
+    pub fn driver(&self) -> &Arc<dyn StorageDriver> {
+        self.service.content().driver()
+    }
+
+    /// Serves the API on `listener` (HTTP/1.1 and HTTP/2) until `shutdown` completes, then stops
+    /// accepting and lets in-flight requests finish (up to the drain timeout).
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        server::serve(self.service.clone(), &self.server, listener, shutdown).await
+    }
+}
+
+/// Why a [`Config`] could not be made into a [`Registry`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The storage driver could not be set up.
+    #[error("config key {key}: {source}")]
+    Storage {
+        /// The config key naming the driver's settings.
+        key: &'static str,
+        /// What went wrong.
+        #[source]
+        source: storage::StorageError,
+    },
+    /// The configuration asks for something this version does not do.
+    #[error("config key {key}: {reason}")]
+    Unsupported {
+        /// The config key.
+        key: &'static str,
+        /// What is missing and what to do instead.
+        reason: &'static str,
+    },
+    /// A value is not usable.
+    #[error("config key {key}: {reason}")]
+    Invalid {
+        /// The config key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Registry {
+    /// The registry a registry:2 compatible configuration describes.
+    ///
+    /// Refuses, rather than ignores, settings whose absence would surprise: authentication, TLS
+    /// and read-only mode are not implemented yet, and serving without them when they were asked
+    /// for would expose the registry.
+    pub fn from_config(config: &Config) -> Result<Registry, BuildError> {
+        if config.auth.is_some() {
+            return Err(BuildError::Unsupported {
+                key: "auth",
+                reason: "authentication is not implemented in this version of registryd; \
+                         remove the auth section or put an authenticating proxy in front",
+            });
+        }
+        if config.http.tls.is_some() {
+            return Err(BuildError::Unsupported {
+                key: "http.tls",
+                reason: "TLS is not implemented in this version of registryd; \
+                         remove http.tls or terminate TLS in a proxy in front",
+            });
+        }
+        if config.storage.maintenance.readonly.enabled {
+            return Err(BuildError::Unsupported {
+                key: "storage.maintenance.readonly.enabled",
+                reason: "read-only mode is not implemented in this version of registryd",
+            });
+        }
+        let driver: Arc<dyn StorageDriver> = match &config.storage.driver {
+            StorageDriverConfig::Filesystem(filesystem) => Arc::new(
+                FilesystemDriver::new(&filesystem.rootdirectory).map_err(|source| {
+                    BuildError::Storage {
+                        key: "storage.filesystem.rootdirectory",
+                        source,
+                    }
+                })?,
+            ),
+            StorageDriverConfig::InMemory => Arc::new(InMemoryDriver::new()),
+        };
+        let mut builder = Registry::builder()
+            .driver(driver)
+            .delete_enabled(config.storage.delete.enabled);
+        if let Some(prefix) = &config.http.prefix {
+            builder = builder.prefix(prefix.clone());
+        }
+        for (name, values) in &config.http.headers {
+            let header_name =
+                HeaderName::try_from(name.as_str()).map_err(|_| BuildError::Invalid {
+                    key: format!("http.headers.{name}"),
+                    reason: "not a valid HTTP header name".to_owned(),
+                })?;
+            for value in values {
+                let header_value =
+                    HeaderValue::try_from(value.as_str()).map_err(|_| BuildError::Invalid {
+                        key: format!("http.headers.{name}"),
+                        reason: format!("{value:?} is not a valid HTTP header value"),
+                    })?;
+                builder = builder.header(header_name.clone(), header_value);
+            }
+        }
+        let mut server = ServerOptions::default();
+        if let Some(drain_timeout) = config.http.draintimeout {
+            server.drain_timeout = drain_timeout;
+        }
+        Ok(builder.server_options(server).build())
+    }
+}

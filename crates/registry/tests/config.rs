@@ -1,0 +1,1176 @@
+//! The configuration loader through its public API: registry:2 files, defaults, `REGISTRY_*`
+//! overrides, warnings and errors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use registry::config::{
+    AuthConfig, BlobDescriptorCache, ClientAuth, Config, ConfigError, FilesystemConfig,
+    HtpasswdConfig, LoadedConfig, LogFormatter, LogLevel, Net, StorageDriverConfig, TlsVersion,
+};
+
+fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    vars.iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+#[track_caller]
+fn load(yaml: &str, vars: &[(&str, &str)]) -> LoadedConfig {
+    match Config::from_yaml(yaml, env(vars)) {
+        Ok(loaded) => loaded,
+        Err(error) => panic!("config should load: {error}"),
+    }
+}
+
+#[track_caller]
+fn load_error(yaml: &str, vars: &[(&str, &str)]) -> String {
+    match Config::from_yaml(yaml, env(vars)) {
+        Ok(loaded) => panic!("config should not load, got {loaded:#?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn filesystem(config: &Config) -> &FilesystemConfig {
+    match &config.storage.driver {
+        StorageDriverConfig::Filesystem(params) => params,
+        other => panic!("expected the filesystem driver, got {other:?}"),
+    }
+}
+
+// ---- registry:2 files -----------------------------------------------------------------------
+
+/// `/etc/docker/registry/config.yml` in the registry:2 image (distribution's
+/// cmd/registry/config-example.yml).
+const REGISTRY2_IMAGE_CONFIG: &str = "\
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+";
+
+#[test]
+fn registry2_image_config_loads_with_one_warning_for_health() {
+    let loaded = load(REGISTRY2_IMAGE_CONFIG, &[]);
+    let config = &loaded.config;
+    assert_eq!(config.version, "0.1");
+    assert_eq!(
+        config.log.fields.get("service"),
+        Some(&serde_json::json!("registry"))
+    );
+    assert_eq!(
+        config.storage.cache.blobdescriptor,
+        Some(BlobDescriptorCache::InMemory)
+    );
+    assert_eq!(
+        filesystem(config).rootdirectory,
+        PathBuf::from("/var/lib/registry")
+    );
+    assert_eq!(config.http.addr, ":5000");
+    assert_eq!(
+        config.http.headers.get("X-Content-Type-Options"),
+        Some(&vec!["nosniff".to_owned()])
+    );
+    assert!(config.health.is_some());
+    assert_eq!(
+        loaded.warnings,
+        vec!["config key health (line 14): configurable health checks are not supported yet; the section is ignored".to_owned()]
+    );
+}
+
+/// The "Development configuration" example of the registry:2 configuration reference.
+#[test]
+fn registry2_development_example_loads() {
+    let yaml = "\
+version: 0.1
+log:
+  level: debug
+storage:
+    filesystem:
+        rootdirectory: /var/lib/registry
+http:
+    addr: localhost:5000
+    secret: asecretforlocaldevelopment
+    debug:
+        addr: localhost:5001
+";
+    let loaded = load(yaml, &[]);
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+    let config = loaded.config;
+    assert_eq!(config.log.level, LogLevel::Debug);
+    assert_eq!(config.http.addr, "localhost:5000");
+    assert_eq!(
+        config.http.secret.as_deref(),
+        Some("asecretforlocaldevelopment")
+    );
+    assert_eq!(
+        config.http.debug.map(|debug| debug.addr).as_deref(),
+        Some("localhost:5001")
+    );
+}
+
+/// The reference's "List of configuration options", with one storage driver and one auth
+/// provider kept (registry:2 itself refuses more than one) and the proxy's placeholder
+/// `[username]` lists written as strings.
+const REFERENCE_OPTIONS: &str = r#"
+version: 0.1
+log:
+  accesslog:
+    disabled: true
+  level: debug
+  formatter: text
+  fields:
+    service: registry
+    environment: staging
+  hooks:
+    - type: mail
+      disabled: true
+      levels:
+        - panic
+      options:
+        smtp:
+          addr: mail.example.com:25
+          username: mailuser
+          password: password
+          insecure: true
+        from: sender@example.com
+        to:
+          - errors@example.com
+loglevel: debug # deprecated: use "log"
+storage:
+  filesystem:
+    rootdirectory: /var/lib/registry
+    maxthreads: 100
+  tag:
+    concurrencylimit: 8
+  delete:
+    enabled: false
+  redirect:
+    disable: false
+  cache:
+    blobdescriptor: redis
+    blobdescriptorsize: 10000
+  maintenance:
+    uploadpurging:
+      enabled: true
+      age: 168h
+      interval: 24h
+      dryrun: false
+    readonly:
+      enabled: false
+auth:
+  htpasswd:
+    realm: basic-realm
+    path: /path/to/htpasswd
+middleware:
+  registry:
+    - name: ARegistryMiddleware
+      options:
+        foo: bar
+  repository:
+    - name: ARepositoryMiddleware
+      options:
+        foo: bar
+  storage:
+    - name: cloudfront
+      options:
+        baseurl: https://my.cloudfronted.domain.com/
+        privatekey: /path/to/pem
+        keypairid: cloudfrontkeypairid
+        duration: 3000s
+        ipfilteredby: awsregion
+        awsregion: us-east-1, use-east-2
+        updatefrequency: 12h
+        iprangesurl: https://ip-ranges.amazonaws.com/ip-ranges.json
+  storage:
+    - name: redirect
+      options:
+        baseurl: https://example.com/
+catalog:
+  maxentries: 1000
+tags:
+  maxtags: 1000
+http:
+  addr: localhost:5000
+  prefix: /my/nested/registry/
+  host: https://myregistryaddress.org:5000
+  secret: asecretforlocaldevelopment
+  relativeurls: false
+  draintimeout: 60s
+  tls:
+    certificate: /path/to/x509/public
+    key: /path/to/x509/private
+    clientcas:
+      - /path/to/ca.pem
+      - /path/to/another/ca.pem
+    clientauth: require-and-verify-client-cert
+    minimumtls: tls1.2
+    ciphersuites:
+      - TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+      - TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+    letsencrypt:
+      cachefile: /path/to/cache-file
+      email: emailused@letsencrypt.com
+      hosts: [myregistryaddress.org]
+      directoryurl: https://acme-v02.api.letsencrypt.org/directory
+  debug:
+    addr: localhost:5001
+    prometheus:
+      enabled: true
+      path: /metrics
+  headers:
+    X-Content-Type-Options: [nosniff]
+  http2:
+    disabled: false
+  h2c:
+    enabled: false
+notifications:
+  events:
+    includereferences: true
+  endpoints:
+    - name: alistener
+      disabled: false
+      url: https://my.listener.com/event
+      headers: <http.Header>
+      timeout: 1s
+      threshold: 10
+      backoff: 1s
+      ignoredmediatypes:
+        - application/octet-stream
+      ignore:
+        mediatypes:
+           - application/octet-stream
+        actions:
+           - pull
+redis:
+  tls:
+    certificate: /path/to/cert.crt
+    key: /path/to/key.pem
+    rootcas:
+      - /path/to/ca.pem
+  addrs: [localhost:6379]
+  password: asecret
+  db: 0
+  dialtimeout: 10ms
+  readtimeout: 10ms
+  writetimeout: 10ms
+  maxidleconns: 16
+  poolsize: 64
+  connmaxidletime: 300s
+  tls:
+    enabled: false
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+  file:
+    - file: /path/to/checked/file
+      interval: 10s
+  http:
+    - uri: http://server.to.check/must/return/200
+      headers:
+        Authorization: [Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==]
+      statuscode: 200
+      timeout: 3s
+      interval: 10s
+      threshold: 3
+  tcp:
+    - addr: redis-server.domain.com:6379
+      timeout: 3s
+      interval: 10s
+      threshold: 3
+proxy:
+  remoteurl: https://registry-1.docker.io
+  username: username
+  password: password
+  exec:
+    command: docker-credential-helper
+    lifetime: 1h
+  ttl: 168h
+validation:
+  manifests:
+    urls:
+      allow:
+        - ^https?://([^/]+\.)*example\.com/
+      deny:
+        - ^https?://www\.example\.com/
+    indexes:
+      platforms: List
+      platformlist:
+      - architecture: amd64
+        os: linux
+"#;
+
+#[test]
+fn registry2_reference_options_load_with_warnings_only() {
+    let loaded = load(REFERENCE_OPTIONS, &[]);
+    let config = &loaded.config;
+    assert_eq!(config.log.level, LogLevel::Debug);
+    assert!(config.log.accesslog.disabled);
+    assert_eq!(filesystem(config).maxthreads, 100);
+    assert_eq!(config.storage.tag.concurrencylimit, 8);
+    assert_eq!(
+        config.storage.cache.blobdescriptor,
+        Some(BlobDescriptorCache::Redis)
+    );
+    assert_eq!(config.http.prefix.as_deref(), Some("/my/nested/registry/"));
+    assert_eq!(
+        config.http.host.as_deref(),
+        Some("https://myregistryaddress.org:5000")
+    );
+    assert_eq!(config.http.draintimeout, Some(Duration::from_secs(60)));
+    let tls = config.http.tls.as_ref().map(|tls| {
+        (
+            tls.certificate.clone(),
+            tls.key.clone(),
+            tls.clientcas.len(),
+            tls.clientauth,
+            tls.minimumtls,
+            tls.ciphersuites.len(),
+        )
+    });
+    assert_eq!(
+        tls,
+        Some((
+            PathBuf::from("/path/to/x509/public"),
+            PathBuf::from("/path/to/x509/private"),
+            2,
+            ClientAuth::RequireAndVerifyClientCert,
+            TlsVersion::Tls12,
+            2
+        ))
+    );
+    assert_eq!(
+        config.http.debug.as_ref().map(|d| d.prometheus.enabled),
+        Some(true)
+    );
+    assert_eq!(
+        config.proxy.as_ref().map(|p| p.ttl),
+        Some(Some(Duration::from_secs(168 * 3600)))
+    );
+    assert_eq!(
+        config.auth,
+        Some(AuthConfig::Htpasswd(HtpasswdConfig {
+            realm: "basic-realm".to_owned(),
+            path: PathBuf::from("/path/to/htpasswd"),
+        }))
+    );
+
+    let mentioned: Vec<&str> = loaded
+        .warnings
+        .iter()
+        .map(|warning| {
+            warning
+                .trim_start_matches("unknown ")
+                .trim_start_matches("config key ")
+                .split([' ', ':'])
+                .next()
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        mentioned,
+        [
+            "middleware.storage", // written twice; the later one wins
+            "redis.tls",          // likewise
+            "loglevel",
+            "http.tls.letsencrypt",
+            "log.hooks",
+            "middleware",
+            "notifications",
+            "redis",
+            "health",
+            "proxy",
+            "validation",
+        ],
+        "{:#?}",
+        loaded.warnings
+    );
+}
+
+// ---- defaults -------------------------------------------------------------------------------
+
+#[test]
+fn empty_document_gives_every_default() {
+    let loaded = load("", &[]);
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+    assert_eq!(loaded.config, Config::default());
+}
+
+#[test]
+fn defaults_match_the_documented_values() {
+    let config = Config::default();
+    assert_eq!(config.version, "0.1");
+    assert_eq!(config.log.level, LogLevel::Info);
+    assert_eq!(config.log.formatter, LogFormatter::Text);
+    assert_eq!(config.http.addr, ":5000");
+    assert_eq!(config.http.net, Net::Tcp);
+    assert_eq!(config.http.tls, None);
+    assert_eq!(config.http.secret, None);
+    assert_eq!(config.http.draintimeout, None);
+    assert!(config.http.headers.is_empty());
+    assert_eq!(filesystem(&config).rootdirectory, PathBuf::from("./data"));
+    assert_eq!(filesystem(&config).maxthreads, 100);
+    assert!(!config.storage.delete.enabled);
+    assert!(!config.storage.redirect.disable);
+    let purging = &config.storage.maintenance.uploadpurging;
+    assert!(purging.enabled);
+    assert_eq!(purging.age, Duration::from_secs(168 * 3600));
+    assert_eq!(purging.interval, Duration::from_secs(24 * 3600));
+    assert!(!purging.dryrun);
+    assert!(!config.storage.maintenance.readonly.enabled);
+    assert_eq!(config.storage.cache.blobdescriptor, None);
+    assert_eq!(config.storage.cache.blobdescriptorsize, 10_000);
+    assert_eq!(config.auth, None);
+    assert_eq!(config.catalog.maxentries, 1000);
+    assert_eq!(config.tags.maxtags, 1000);
+    assert_eq!(config.proxy, None);
+}
+
+#[test]
+fn a_partial_section_keeps_the_defaults_of_the_keys_left_out() {
+    let config = load(
+        "storage:\n  maintenance:\n    uploadpurging:\n      age: 1h\n",
+        &[],
+    )
+    .config;
+    let purging = &config.storage.maintenance.uploadpurging;
+    assert_eq!(purging.age, Duration::from_secs(3600));
+    assert_eq!(purging.interval, Duration::from_secs(24 * 3600));
+    assert!(purging.enabled);
+}
+
+#[test]
+fn storage_without_a_driver_uses_the_default_filesystem() {
+    let config = load("storage:\n  delete:\n    enabled: true\n", &[]).config;
+    assert_eq!(config.storage.driver, StorageDriverConfig::default());
+    assert!(config.storage.delete.enabled);
+}
+
+#[test]
+fn empty_values_mean_the_default() {
+    let config = load("http:\n  addr:\nstorage:\n  inmemory:\n  delete:\n", &[]).config;
+    assert_eq!(config.http.addr, ":5000");
+    assert_eq!(config.storage.driver, StorageDriverConfig::InMemory);
+}
+
+#[test]
+fn load_without_a_path_gives_the_defaults() {
+    // Other engineers' tests may set REGISTRY_* variables in this process; compare only what
+    // the process environment cannot plausibly touch.
+    let loaded = Config::load(None);
+    assert!(loaded.is_ok(), "{loaded:?}");
+}
+
+#[test]
+fn load_reads_the_file_and_names_it_in_errors() {
+    let dir = tempfile::tempdir().ok();
+    let Some(dir) = dir else {
+        panic!("no temporary directory")
+    };
+    let path = dir.path().join("config.yml");
+    std::fs::write(&path, "version: 0.1\nhttp:\n  addr: :6000\n").ok();
+    let loaded = Config::from_file(&path, []);
+    assert_eq!(
+        loaded.ok().map(|l| l.config.http.addr),
+        Some(":6000".to_owned())
+    );
+
+    std::fs::write(&path, "version: 0.1\nhttp:\n  addr: [\n").ok();
+    let error = Config::from_file(&path, [])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        error,
+        format!(
+            "config file {} line 3 column 9: unclosed bracket '['",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn missing_file_error_names_the_file() {
+    let error = Config::from_file(Path::new("/nonexistent/x.yml"), []).err();
+    assert!(matches!(error, Some(ConfigError::Read { .. })));
+    assert_eq!(
+        error.map(|e| e.to_string()).unwrap_or_default(),
+        "cannot read config file /nonexistent/x.yml: No such file or directory"
+    );
+}
+
+#[test]
+fn yaml_syntax_error_names_line_and_column() {
+    let error = load_error("version: 0.1\nhttp:\n  addr: :5000\n    bad: [\n", &[]);
+    assert!(error.starts_with("config line 4 column "), "{error}");
+    assert!(!error.contains('\n'), "{error}");
+}
+
+#[test]
+fn a_document_that_is_not_a_map_is_rejected() {
+    let error = load_error("just a string\n", &[]);
+    assert_eq!(
+        error,
+        "config line 1 column 1: expected a map of keys such as version, storage and http at the top level"
+    );
+}
+
+// ---- reading values ----------------------------------------------------------------------
+
+#[test]
+fn string_keys_keep_numeric_looking_text() {
+    let yaml = "version: 0.1\nhttp:\n  secret: 0123\n  host: 123456789012345678901234567890\nauth:\n  silly:\n    realm: 1.50\n    service: yes\n";
+    let config = load(yaml, &[]).config;
+    assert_eq!(config.http.secret.as_deref(), Some("0123"));
+    assert_eq!(
+        config.http.host.as_deref(),
+        Some("123456789012345678901234567890")
+    );
+    let Some(AuthConfig::Silly(silly)) = config.auth else {
+        panic!("expected silly auth")
+    };
+    assert_eq!(
+        (silly.realm.as_str(), silly.service.as_str()),
+        ("1.50", "yes")
+    );
+}
+
+#[test]
+fn booleans_accept_registry2_yaml_spellings() {
+    let config = load(
+        "storage:\n  delete:\n    enabled: yes\n  redirect:\n    disable: on\n",
+        &[],
+    )
+    .config;
+    assert!(config.storage.delete.enabled);
+    assert!(config.storage.redirect.disable);
+}
+
+#[test]
+fn choices_are_read_without_regard_to_case() {
+    let config = load("log:\n  level: DEBUG\nhttp:\n  net: TCP\n", &[]).config;
+    assert_eq!(config.log.level, LogLevel::Debug);
+    assert_eq!(config.http.net, Net::Tcp);
+}
+
+#[test]
+fn durations_use_go_syntax() {
+    let yaml = "http:\n  draintimeout: 1m30s\nstorage:\n  maintenance:\n    uploadpurging:\n      age: 500ms\n      interval: 1.5h\n";
+    let config = load(yaml, &[]).config;
+    assert_eq!(config.http.draintimeout, Some(Duration::from_secs(90)));
+    assert_eq!(
+        config.storage.maintenance.uploadpurging.age,
+        Duration::from_millis(500)
+    );
+    assert_eq!(
+        config.storage.maintenance.uploadpurging.interval,
+        Duration::from_secs(5400)
+    );
+}
+
+#[test]
+fn a_bare_number_duration_is_nanoseconds_with_a_warning() {
+    let loaded = load("http:\n  draintimeout: 60\n", &[]);
+    assert_eq!(
+        loaded.config.http.draintimeout,
+        Some(Duration::from_nanos(60))
+    );
+    assert_eq!(
+        loaded.warnings,
+        vec!["config key http.draintimeout (line 2): 60 has no unit, so it means 60 nanoseconds as in registry:2; write 60s for seconds".to_owned()]
+    );
+}
+
+#[test]
+fn a_malformed_duration_names_the_key() {
+    let error = load_error(
+        "storage:\n  maintenance:\n    uploadpurging:\n      age: a week\n",
+        &[],
+    );
+    assert_eq!(
+        error,
+        "config key storage.maintenance.uploadpurging.age (line 4): expected a duration such as 10s, 5m or 168h, got \"a week\" (each part must be a number followed by a unit)"
+    );
+}
+
+#[test]
+fn deprecated_loglevel_sets_log_level_with_a_warning() {
+    let loaded = load("loglevel: error\n", &[]);
+    assert_eq!(loaded.config.log.level, LogLevel::Error);
+    assert_eq!(
+        loaded.warnings,
+        vec!["config key loglevel (line 1) is deprecated; use log.level instead".to_owned()]
+    );
+    let config = load("loglevel: error\nlog:\n  level: warn\n", &[]).config;
+    assert_eq!(config.log.level, LogLevel::Warn);
+}
+
+#[test]
+fn a_repeated_key_uses_the_later_value_with_a_warning() {
+    let loaded = load("http:\n  addr: :1\n  addr: :2\n", &[]);
+    assert_eq!(loaded.config.http.addr, ":2");
+    assert_eq!(
+        loaded.warnings,
+        vec![
+            "config key http.addr is set twice (line 2 and line 3); the later value is used"
+                .to_owned()
+        ]
+    );
+}
+
+// ---- errors and warnings --------------------------------------------------------------------
+
+#[test]
+fn wrong_type_names_the_key_and_the_line() {
+    let error = load_error(
+        "version: 0.1\nstorage:\n  delete:\n    enabled: maybe\n",
+        &[],
+    );
+    assert_eq!(
+        error,
+        "config key storage.delete.enabled (line 4): expected a boolean (true or false), got \"maybe\""
+    );
+    let error = load_error("catalog:\n  maxentries: lots\n", &[]);
+    assert_eq!(
+        error,
+        "config key catalog.maxentries (line 2): expected a whole number (0 or more), got \"lots\""
+    );
+    let error = load_error(
+        "http:\n  tls:\n    certificate: /c\n    key: /k\n    clientcas: /ca.pem\n",
+        &[],
+    );
+    assert_eq!(
+        error,
+        "config key http.tls.clientcas (line 5): expected a list, got \"/ca.pem\""
+    );
+}
+
+#[test]
+fn an_invalid_choice_lists_the_valid_ones() {
+    let error = load_error("log:\n  level: trace\n", &[]);
+    assert_eq!(
+        error,
+        "config key log.level (line 2): expected one of error, warn, info, debug, got \"trace\""
+    );
+}
+
+#[test]
+fn a_missing_required_key_names_it_and_its_variable() {
+    let error = load_error("auth:\n  htpasswd:\n    realm: basic\n", &[]);
+    assert_eq!(
+        error,
+        "config key auth.htpasswd.path: required but missing; set it in the config file or with REGISTRY_AUTH_HTPASSWD_PATH"
+    );
+}
+
+#[test]
+fn unknown_key_warns_with_its_path_and_a_suggestion() {
+    let loaded = load(
+        "http:\n  adr: :6000\nstorage:\n  filesystem:\n    rootdir: /x\nfoo: bar\n",
+        &[],
+    );
+    assert_eq!(
+        loaded.warnings,
+        // In key order: serde_json's map is sorted.
+        vec![
+            "unknown config key foo (line 6) is ignored".to_owned(),
+            "unknown config key http.adr (line 2) is ignored; did you mean http.addr?".to_owned(),
+            "unknown config key storage.filesystem.rootdir (line 5) is ignored; did you mean storage.filesystem.rootdirectory?".to_owned(),
+        ]
+    );
+    assert_eq!(loaded.config.http.addr, ":5000");
+}
+
+#[test]
+fn unsupported_storage_driver_errors() {
+    let error = load_error(
+        "storage:\n  s3:\n    bucket: b\n    region: us-east-1\n",
+        &[],
+    );
+    assert_eq!(
+        error,
+        "config key storage.s3 (line 2): storage driver s3 is not supported yet; use filesystem or inmemory"
+    );
+}
+
+#[test]
+fn unknown_storage_driver_errors() {
+    let error = load_error("storage:\n  ceph: {}\n", &[]);
+    assert!(
+        error.starts_with("config key storage.ceph (line 2): unknown storage driver ceph;"),
+        "{error}"
+    );
+}
+
+#[test]
+fn two_storage_drivers_error() {
+    let error = load_error("storage:\n  filesystem: {}\n  inmemory:\n", &[]);
+    assert_eq!(
+        error,
+        "config key storage (line 1): more than one storage driver is configured (filesystem and inmemory); keep exactly one"
+    );
+}
+
+#[test]
+fn two_auth_providers_error() {
+    let error = load_error(
+        "auth:\n  silly: {realm: a, service: b}\n  htpasswd: {realm: a, path: /p}\n",
+        &[],
+    );
+    assert_eq!(
+        error,
+        "config key auth (line 1): more than one auth provider is configured (htpasswd and silly); keep exactly one"
+    );
+}
+
+#[test]
+fn version_other_than_0_1_errors() {
+    let error = load_error("version: 0.2\n", &[]);
+    assert_eq!(
+        error,
+        "config key version (line 1): registryd reads version 0.1 configuration files, got \"0.2\"; set version: 0.1"
+    );
+}
+
+#[test]
+fn token_auth_needs_a_key_source() {
+    let error = load_error(
+        "auth:\n  token:\n    realm: https://auth/token\n    service: registry\n    issuer: auth\n",
+        &[],
+    );
+    assert!(
+        error.starts_with(
+            "config key auth.token.rootcertbundle: required unless auth.token.jwks is set"
+        ),
+        "{error}"
+    );
+    let config = load(
+        "auth:\n  token:\n    realm: https://auth/token\n    service: registry\n    issuer: auth\n    jwks: /jwks.json\n    signingalgorithms: [RS256]\n",
+        &[],
+    )
+    .config;
+    let Some(AuthConfig::Token(token)) = config.auth else {
+        panic!("expected token auth")
+    };
+    assert_eq!(token.jwks, Some(PathBuf::from("/jwks.json")));
+    assert_eq!(token.signingalgorithms, ["RS256"]);
+}
+
+#[test]
+fn auth_none_means_no_authentication() {
+    assert_eq!(load("auth: none\n", &[]).config.auth, None);
+    assert_eq!(load("auth: {}\n", &[]).config.auth, None);
+}
+
+#[test]
+fn tls_without_a_certificate_is_off_as_in_registry2() {
+    let loaded = load("http:\n  tls:\n    clientcas: [/ca.pem]\n", &[]);
+    assert_eq!(loaded.config.http.tls, None);
+    assert_eq!(
+        loaded.warnings,
+        vec![
+            "config key http.tls (line 2) has no certificate, so TLS is off (as in registry:2)"
+                .to_owned()
+        ]
+    );
+}
+
+#[test]
+fn lets_encrypt_without_a_certificate_is_an_error() {
+    let error = load_error(
+        "http:\n  tls:\n    letsencrypt:\n      cachefile: /c\n      email: a@b\n",
+        &[],
+    );
+    assert_eq!(
+        error,
+        "config key http.tls.letsencrypt (line 3): Let's Encrypt is not supported yet; set http.tls.certificate and http.tls.key to certificate files instead"
+    );
+}
+
+#[test]
+fn tls_key_is_required_with_a_certificate() {
+    let error = load_error("http:\n  tls:\n    certificate: /c.pem\n", &[]);
+    assert_eq!(
+        error,
+        "config key http.tls.key: required but missing; set it in the config file or with REGISTRY_HTTP_TLS_KEY"
+    );
+}
+
+// ---- environment overrides ----------------------------------------------------------------
+
+const BASE: &str = "\
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: /var/lib/registry
+  delete:
+    enabled: false
+http:
+  addr: :5000
+";
+
+#[test]
+fn env_overrides_rootdirectory() {
+    let config = load(
+        BASE,
+        &[("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/somewhere")],
+    )
+    .config;
+    assert_eq!(
+        filesystem(&config).rootdirectory,
+        PathBuf::from("/somewhere")
+    );
+}
+
+#[test]
+fn env_overrides_http_addr() {
+    let loaded = load(BASE, &[("REGISTRY_HTTP_ADDR", ":5001")]);
+    assert_eq!(loaded.config.http.addr, ":5001");
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+}
+
+#[test]
+fn env_overrides_log_level() {
+    let config = load(BASE, &[("REGISTRY_LOG_LEVEL", "debug")]).config;
+    assert_eq!(config.log.level, LogLevel::Debug);
+}
+
+#[test]
+fn env_overrides_delete_enabled_as_a_boolean() {
+    let config = load(BASE, &[("REGISTRY_STORAGE_DELETE_ENABLED", "true")]).config;
+    assert!(config.storage.delete.enabled);
+}
+
+#[test]
+fn env_sets_a_header_by_name() {
+    let config = load(
+        BASE,
+        &[("REGISTRY_HTTP_HEADERS_X-CONTENT-TYPE-OPTIONS", "[nosniff]")],
+    )
+    .config;
+    assert_eq!(
+        config.http.headers,
+        BTreeMap::from([(
+            "x-content-type-options".to_owned(),
+            vec!["nosniff".to_owned()]
+        )])
+    );
+    // An existing header is replaced, keeping its spelling.
+    let yaml = format!("{BASE}  headers:\n    X-Content-Type-Options: [nosniff]\n");
+    let config = load(
+        &yaml,
+        &[("REGISTRY_HTTP_HEADERS_X-CONTENT-TYPE-OPTIONS", "[other]")],
+    )
+    .config;
+    assert_eq!(
+        config.http.headers,
+        BTreeMap::from([(
+            "X-Content-Type-Options".to_owned(),
+            vec!["other".to_owned()]
+        )])
+    );
+}
+
+#[test]
+fn env_values_for_lists_and_maps_are_yaml() {
+    let config = load(
+        BASE,
+        &[
+            ("REGISTRY_HTTP_TLS", "{certificate: /c.pem, key: /k.pem}"),
+            ("REGISTRY_HTTP_TLS_CLIENTCAS", "[/a.pem, /b.pem]"),
+        ],
+    )
+    .config;
+    assert_eq!(
+        config.http.tls.map(|tls| tls.clientcas),
+        Some(vec![PathBuf::from("/a.pem"), PathBuf::from("/b.pem")])
+    );
+}
+
+#[test]
+fn env_sets_list_items_by_index_creating_missing_maps() {
+    let config = load(
+        "",
+        &[
+            ("REGISTRY_HTTP_TLS_CERTIFICATE", "/c.pem"),
+            ("REGISTRY_HTTP_TLS_KEY", "/k.pem"),
+            ("REGISTRY_HTTP_TLS_CLIENTCAS_0", "/a.pem"),
+            ("REGISTRY_HTTP_TLS_CLIENTCAS_1", "/b.pem"),
+        ],
+    )
+    .config;
+    let tls = config.http.tls;
+    assert_eq!(
+        tls.as_ref().map(|tls| tls.certificate.clone()),
+        Some(PathBuf::from("/c.pem"))
+    );
+    assert_eq!(
+        tls.map(|tls| tls.clientcas),
+        Some(vec![PathBuf::from("/a.pem"), PathBuf::from("/b.pem")])
+    );
+}
+
+#[test]
+fn env_list_index_past_the_end_errors() {
+    let error = load_error(BASE, &[("REGISTRY_HTTP_TLS_CLIENTCAS_2", "/a.pem")]);
+    assert_eq!(
+        error,
+        "environment variable REGISTRY_HTTP_TLS_CLIENTCAS_2: index 2 is past the end of the list, which has 0 items; use an index from 0 to 0"
+    );
+}
+
+#[test]
+fn env_var_names_match_keys_without_regard_to_case() {
+    let config = load(
+        BASE,
+        &[
+            ("REGISTRY_storage_filesystem_RootDirectory", "/lower"),
+            ("REGISTRY_Http_Addr", ":7000"),
+        ],
+    )
+    .config;
+    assert_eq!(filesystem(&config).rootdirectory, PathBuf::from("/lower"));
+    assert_eq!(config.http.addr, ":7000");
+}
+
+#[test]
+fn the_prefix_must_be_upper_case() {
+    let loaded = load(BASE, &[("registry_HTTP_ADDR", ":7000")]);
+    assert_eq!(loaded.config.http.addr, ":5000");
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+}
+
+#[test]
+fn registry_storage_inmemory_selects_the_driver_and_keeps_other_storage_settings() {
+    let yaml = "storage:\n  filesystem:\n    rootdirectory: /x\n  delete:\n    enabled: true\n  maintenance:\n    readonly:\n      enabled: true\n  redirect:\n    disable: true\n  cache:\n    blobdescriptor: inmemory\n";
+    let loaded = load(yaml, &[("REGISTRY_STORAGE", "inmemory")]);
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+    let storage = loaded.config.storage;
+    assert_eq!(storage.driver, StorageDriverConfig::InMemory);
+    assert!(storage.delete.enabled);
+    assert!(storage.maintenance.readonly.enabled);
+    assert!(storage.redirect.disable);
+    assert_eq!(
+        storage.cache.blobdescriptor,
+        Some(BlobDescriptorCache::InMemory)
+    );
+}
+
+#[test]
+fn registry_storage_applies_before_its_sub_keys() {
+    // Lexical order, as registry:2: REGISTRY_STORAGE < REGISTRY_STORAGE_FILESYSTEM_...
+    let config = load(
+        "storage: inmemory\n",
+        &[
+            ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/tmp/testroot"),
+            ("REGISTRY_STORAGE", "filesystem"),
+        ],
+    )
+    .config;
+    assert_eq!(
+        filesystem(&config).rootdirectory,
+        PathBuf::from("/tmp/testroot")
+    );
+}
+
+#[test]
+fn registry_storage_names_an_unsupported_driver() {
+    let error = load_error(BASE, &[("REGISTRY_STORAGE", "s3")]);
+    assert_eq!(
+        error,
+        "config key storage.s3 (set by REGISTRY_STORAGE): storage driver s3 is not supported yet; use filesystem or inmemory"
+    );
+    let error = load_error(BASE, &[("REGISTRY_STORAGE", "floppy")]);
+    assert_eq!(
+        error,
+        "environment variable REGISTRY_STORAGE: expected one of filesystem, inmemory, s3, azure, gcs, swift, oss, got \"floppy\""
+    );
+}
+
+#[test]
+fn registry_auth_htpasswd_builds_the_auth_section() {
+    let config = load(
+        BASE,
+        &[
+            ("REGISTRY_AUTH", "htpasswd"),
+            ("REGISTRY_AUTH_HTPASSWD_REALM", "Registry Realm"),
+            ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
+        ],
+    )
+    .config;
+    assert_eq!(
+        config.auth,
+        Some(AuthConfig::Htpasswd(HtpasswdConfig {
+            realm: "Registry Realm".to_owned(),
+            path: PathBuf::from("/auth/htpasswd"),
+        }))
+    );
+}
+
+#[test]
+fn registry_auth_replaces_another_provider() {
+    let yaml = "auth:\n  silly:\n    realm: a\n    service: b\n";
+    let config = load(
+        yaml,
+        &[
+            ("REGISTRY_AUTH", "htpasswd"),
+            ("REGISTRY_AUTH_HTPASSWD_REALM", "r"),
+            ("REGISTRY_AUTH_HTPASSWD_PATH", "/p"),
+        ],
+    )
+    .config;
+    assert!(matches!(config.auth, Some(AuthConfig::Htpasswd(_))));
+}
+
+#[test]
+fn env_wrong_type_names_the_key_and_the_variable() {
+    let error = load_error(BASE, &[("REGISTRY_STORAGE_DELETE_ENABLED", "sometimes")]);
+    assert_eq!(
+        error,
+        "config key storage.delete.enabled (set by REGISTRY_STORAGE_DELETE_ENABLED): expected a boolean (true or false), got \"sometimes\""
+    );
+}
+
+#[test]
+fn env_invalid_yaml_for_a_list_names_the_variable() {
+    let error = load_error(BASE, &[("REGISTRY_HTTP_HEADERS_X-FOO", "[unclosed")]);
+    assert!(
+        error.starts_with("environment variable REGISTRY_HTTP_HEADERS_X-FOO: the value for config key http.headers.x-foo is not valid YAML"),
+        "{error}"
+    );
+}
+
+#[test]
+fn env_values_for_string_keys_are_literal() {
+    let config = load(
+        BASE,
+        &[
+            ("REGISTRY_HTTP_SECRET", "#not a comment: [x"),
+            ("REGISTRY_HTTP_HOST", "'https://quoted.example'"),
+        ],
+    )
+    .config;
+    assert_eq!(config.http.secret.as_deref(), Some("#not a comment: [x"));
+    assert_eq!(config.http.host.as_deref(), Some("https://quoted.example"));
+}
+
+#[test]
+fn an_empty_env_value_resets_the_key() {
+    let config = load(BASE, &[("REGISTRY_HTTP_ADDR", "")]).config;
+    assert_eq!(config.http.addr, ":5000");
+}
+
+#[test]
+fn env_var_that_matches_nothing_warns() {
+    let loaded = load(
+        BASE,
+        &[
+            ("REGISTRY_DUCKS", "quack"),
+            ("REGISTRY_PORT_5000_TCP_ADDR", "10.0.0.1"),
+            ("REGISTRY_HTTP_ADDR_EXTRA", "x"),
+            ("OTHER_VARIABLE", "x"),
+        ],
+    );
+    assert_eq!(
+        loaded.warnings,
+        vec![
+            "environment variable REGISTRY_DUCKS matches no configuration key; it is ignored".to_owned(),
+            "environment variable REGISTRY_HTTP_ADDR_EXTRA matches no configuration key; it is ignored".to_owned(),
+            "environment variable REGISTRY_PORT_5000_TCP_ADDR matches no configuration key; it is ignored".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn configuration_path_variable_is_not_an_override() {
+    let loaded = load(
+        BASE,
+        &[("REGISTRY_CONFIGURATION_PATH", "/etc/registry/config.yml")],
+    );
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+    assert_eq!(loaded.config, load(BASE, &[]).config);
+}
+
+#[test]
+fn env_sets_free_form_fields() {
+    let config = load(BASE, &[("REGISTRY_LOG_FIELDS_ENVIRONMENT", "staging")]).config;
+    assert_eq!(
+        config.log.fields.get("environment"),
+        Some(&serde_json::json!("staging"))
+    );
+}
+
+#[test]
+fn env_override_into_an_unsupported_section_still_warns_about_the_section() {
+    let loaded = load(
+        BASE,
+        &[("REGISTRY_PROXY_REMOTEURL", "https://registry-1.docker.io")],
+    );
+    assert_eq!(
+        loaded.config.proxy.map(|proxy| proxy.remoteurl).as_deref(),
+        Some("https://registry-1.docker.io")
+    );
+    assert_eq!(
+        loaded.warnings,
+        vec!["config key proxy (set by REGISTRY_PROXY_REMOTEURL): the pull-through cache is not supported yet; registryd serves its own content only".to_owned()]
+    );
+}
+
+// ---- printing -------------------------------------------------------------------------------
+
+#[test]
+fn redacted_hides_secrets_and_keeps_the_rest() {
+    let config = load(REFERENCE_OPTIONS, &[]).config.redacted();
+    assert_eq!(config.http.secret.as_deref(), Some("<redacted>"));
+    assert_eq!(
+        config.proxy.as_ref().and_then(|p| p.password.as_deref()),
+        Some("<redacted>")
+    );
+    assert_eq!(
+        config.proxy.as_ref().and_then(|p| p.username.as_deref()),
+        Some("username")
+    );
+    let redis = config.redis.clone().unwrap_or_default();
+    assert_eq!(redis["password"], serde_json::json!("<redacted>"));
+    assert_eq!(redis["db"], serde_json::json!(0));
+    let health = config.health.clone().unwrap_or_default();
+    assert_eq!(
+        health["http"][0]["headers"]["Authorization"],
+        serde_json::json!("<redacted>")
+    );
+    assert_eq!(
+        config.log.hooks[0]["options"]["smtp"]["password"],
+        serde_json::json!("<redacted>")
+    );
+    assert_eq!(config.http.addr, "localhost:5000");
+    let printed = serde_json::to_string(&config).unwrap_or_default();
+    assert!(!printed.contains("asecret"), "{printed}");
+}
+
+#[test]
+fn effective_config_round_trips_through_json() {
+    // JSON is YAML, so `registryd config check` output can be fed back in.
+    for yaml in [REGISTRY2_IMAGE_CONFIG, REFERENCE_OPTIONS, BASE, ""] {
+        let config = load(yaml, &[]).config;
+        let printed = serde_json::to_string_pretty(&config).unwrap_or_default();
+        let reloaded = load(&printed, &[]).config;
+        assert_eq!(reloaded, config, "{printed}");
+    }
+}

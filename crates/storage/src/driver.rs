@@ -1,0 +1,180 @@
+//! The `StorageDriver` trait: the narrow interface everything in the registry is built on.
+
+use std::fmt;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::{StorageError, StoragePath};
+
+/// A stream of an object's bytes, in chunks, as returned by [`StorageDriver::reader`].
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, StorageError>> + Send + 'static>>;
+
+/// What [`StorageDriver::stat`] knows of a path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The path this describes.
+    pub path: StoragePath,
+    /// Size in bytes of an object; 0 for a directory.
+    pub size: u64,
+    /// Last modification time, when the driver knows it.
+    pub modified: Option<SystemTime>,
+    /// Whether the path is a directory (a prefix of other objects) rather than an object.
+    pub is_dir: bool,
+}
+
+/// What [`StorageDriver::walk`] should do after visiting an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkControl {
+    /// Go on; descend into the entry if it is a directory.
+    Continue,
+    /// Do not descend into this directory (same as `Continue` for an object).
+    SkipDir,
+    /// Stop the walk now.
+    Stop,
+}
+
+/// The visitor [`StorageDriver::walk`] calls for every entry below the starting path.
+pub type WalkVisitor<'a> = dyn FnMut(&FileInfo) -> WalkControl + Send + 'a;
+
+/// A key -> bytes store with directories, the only thing the registry needs from storage.
+///
+/// Paths are [`StoragePath`]s. A "directory" exists exactly while some object lies below it: drivers
+/// over object storage (S3) have no real directories, so no operation may rely on creating or keeping
+/// an empty one. The contract is registry:2's driver interface, which can be implemented on object
+/// storage: no operation needs an atomic rename across keys, appends may be multipart parts, and
+/// listing works by prefix.
+///
+/// Every driver must pass the conformance tests in `registry_storage::testsuite` (feature
+/// `testsuite`).
+#[async_trait]
+pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
+    /// A short name for logs and errors, e.g. `"filesystem"`.
+    fn name(&self) -> &'static str;
+
+    /// The whole content of the object at `path`. Meant for small objects (links, manifests).
+    ///
+    /// `NotFound` when there is no object at `path`.
+    async fn get_content(&self, path: &StoragePath) -> Result<Bytes, StorageError>;
+
+    /// Stores `content` at `path`, replacing any previous object atomically: a reader sees either
+    /// the old content or the new, never a mix or a partial write. Durable once this returns Ok.
+    async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<(), StorageError>;
+
+    /// Streams the object at `path` from byte `offset`, at most `length` bytes when given.
+    ///
+    /// `offset == size` yields an empty stream; `offset > size` is `InvalidOffset`; no object is
+    /// `NotFound`. The stream yields chunks of a size the driver picks for throughput.
+    async fn reader(
+        &self,
+        path: &StoragePath,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<ByteStream, StorageError>;
+
+    /// Opens a writer for the object at `path`.
+    ///
+    /// With `append == false` the object starts empty (any previous content is dropped once the
+    /// writer is closed or committed). With `append == true` the writer continues the content a
+    /// previous writer left with [`FileWriter::close`]; `NotFound` if there is none. Content written
+    /// through a writer is only guaranteed readable with [`StorageDriver::reader`] after `commit`.
+    async fn writer(
+        &self,
+        path: &StoragePath,
+        append: bool,
+    ) -> Result<Box<dyn FileWriter>, StorageError>;
+
+    /// Size, modification time and kind of `path`; `NotFound` when neither an object nor a
+    /// directory exists there.
+    async fn stat(&self, path: &StoragePath) -> Result<FileInfo, StorageError>;
+
+    /// The direct children of the directory `path` (objects and directories), sorted by path.
+    /// `NotFound` when `path` is not a directory (listing the root of an empty driver is `Ok(vec![])`).
+    async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>, StorageError>;
+
+    /// Moves the object at `source` to `destination`, replacing any object there. Readers of
+    /// `destination` see the old object or the whole new one. Not atomic with respect to `source`
+    /// on every backend (object storage copies then deletes), so callers must tolerate a crash that
+    /// leaves both. `NotFound` when `source` does not exist.
+    async fn move_object(
+        &self,
+        source: &StoragePath,
+        destination: &StoragePath,
+    ) -> Result<(), StorageError>;
+
+    /// Deletes the object at `path`, or the directory at `path` with everything below it.
+    /// `NotFound` when nothing exists at `path`. Never touches a sibling that merely shares a
+    /// prefix (deleting `/a/b` leaves `/a/bc`).
+    async fn delete(&self, path: &StoragePath) -> Result<(), StorageError>;
+
+    /// A URL a client may fetch the object from directly (a presigned object-storage URL), or
+    /// `None` when the driver serves its content only through [`StorageDriver::reader`].
+    async fn redirect_url(&self, path: &StoragePath) -> Result<Option<String>, StorageError> {
+        let _ = path;
+        Ok(None)
+    }
+
+    /// Visits every entry below `from` (not `from` itself), depth first with the children of each
+    /// directory in sorted order, until the visitor says [`WalkControl::Stop`].
+    ///
+    /// `NotFound` when `from` is not a directory. The default is built on `list` and `stat`;
+    /// drivers with a cheaper recursive listing override it.
+    async fn walk(
+        &self,
+        from: &StoragePath,
+        visitor: &mut WalkVisitor<'_>,
+    ) -> Result<(), StorageError> {
+        let mut pending: Vec<std::vec::IntoIter<StoragePath>> =
+            vec![self.list(from).await?.into_iter()];
+        while let Some(children) = pending.last_mut() {
+            let Some(child) = children.next() else {
+                pending.pop();
+                continue;
+            };
+            let info = match self.stat(&child).await {
+                Ok(info) => info,
+                // Deleted between list and stat: nothing to visit.
+                Err(StorageError::NotFound { .. }) => continue,
+                Err(error) => return Err(error),
+            };
+            match visitor(&info) {
+                WalkControl::Stop => return Ok(()),
+                WalkControl::SkipDir => {}
+                WalkControl::Continue if info.is_dir => match self.list(&child).await {
+                    Ok(grandchildren) => pending.push(grandchildren.into_iter()),
+                    Err(StorageError::NotFound { .. }) => {}
+                    Err(error) => return Err(error),
+                },
+                WalkControl::Continue => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A writer for one object, opened with [`StorageDriver::writer`].
+///
+/// Data goes in with `write`; then exactly one of `close` (keep what was written so a later writer
+/// can append: the next chunk of a resumable upload), `commit` (the content is final and durable),
+/// or `cancel` (remove it). Dropping a writer without any of them may lose what was written since
+/// it was opened, but never corrupts what an earlier writer closed.
+#[async_trait]
+pub trait FileWriter: Send {
+    /// Appends `chunk`. Drivers buffer as they see fit; nothing is durable before `close`/`commit`.
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError>;
+
+    /// Total size of the object so far: what earlier writers left plus what this one wrote.
+    fn size(&self) -> u64;
+
+    /// Persists what was written so a later `writer(path, append = true)` continues from here.
+    async fn close(self: Box<Self>) -> Result<(), StorageError>;
+
+    /// Makes the content final and durable; after this the object is readable at its full size.
+    async fn commit(self: Box<Self>) -> Result<(), StorageError>;
+
+    /// Discards the object, including what earlier writers left.
+    async fn cancel(self: Box<Self>) -> Result<(), StorageError>;
+}
