@@ -29,8 +29,11 @@ async fn upper_case_name_is_name_invalid() {
 #[tokio::test]
 async fn name_with_dot_dot_segment_is_name_invalid() {
     let registry = Registry::in_memory().await;
-    for target in ["/v2/a/../b/tags/list", "/v2/../a/manifests/latest", "/v2/a/../blobs/uploads/"]
-    {
+    for target in [
+        "/v2/a/../b/tags/list",
+        "/v2/../a/manifests/latest",
+        "/v2/a/../blobs/uploads/",
+    ] {
         registry
             .raw_request("GET", target)
             .await
@@ -56,7 +59,11 @@ async fn name_with_encoded_dot_dot_is_name_invalid() {
 #[tokio::test]
 async fn name_with_empty_segment_is_name_invalid() {
     let registry = Registry::in_memory().await;
-    for target in ["/v2/a//b/tags/list", "/v2/a/b//manifests/latest", "/v2//a/tags/list"] {
+    for target in [
+        "/v2/a//b/tags/list",
+        "/v2/a/b//manifests/latest",
+        "/v2//a/tags/list",
+    ] {
         registry
             .raw_request("GET", target)
             .await
@@ -86,7 +93,13 @@ async fn name_of_256_bytes_is_name_invalid() {
 async fn invalid_tag_is_tag_invalid_naming_the_grammar() {
     let registry = Registry::in_memory().await;
     let too_long = "t".repeat(129);
-    for tag in ["-leading-dash", ".hidden", too_long.as_str(), "a%2Fb", "tag%20space"] {
+    for tag in [
+        "-leading-dash",
+        ".hidden",
+        too_long.as_str(),
+        "a%2Fb",
+        "tag%20space",
+    ] {
         let message = registry
             .get(&format!("/v2/repo/manifests/{tag}"))
             .await
@@ -288,16 +301,25 @@ const ESCAPES: &[(&str, &str)] = &[
     ("GET", "/v2/repo/blobs/sha256:..%2F..%2F..%2Fetc%2Fpasswd"),
     ("GET", "/v2/repo/blobs/sha256%3A..%2F..%2Fdata"),
     ("GET", "/v2/repo/referrers/sha256:..%2F..%2Fevil"),
-    ("POST", "/v2/repo/blobs/uploads/?digest=sha256:..%2F..%2Fevil"),
+    (
+        "POST",
+        "/v2/repo/blobs/uploads/?digest=sha256:..%2F..%2Fevil",
+    ),
     ("POST", "/v2/repo/blobs/uploads/?digest=..%2F..%2Fevil"),
-    ("POST", "/v2/repo/blobs/uploads/?mount=..%2Fevil&from=..%2F..%2Fother"),
+    (
+        "POST",
+        "/v2/repo/blobs/uploads/?mount=..%2Fevil&from=..%2F..%2Fother",
+    ),
     ("POST", "/v2/../evil/blobs/uploads/"),
     ("POST", "/v2/%2Fevil/blobs/uploads/"),
     ("PATCH", "/v2/repo/blobs/uploads/..%2F..%2F..%2Fevil"),
     ("PATCH", "/v2/repo/blobs/uploads/%2E%2E"),
     ("PATCH", "/v2/repo/blobs/uploads/%2Fetc%2Fevil"),
     ("PATCH", "/v2/repo/blobs/uploads/../../evil"),
-    ("PUT", "/v2/repo/blobs/uploads/..?digest=sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+    (
+        "PUT",
+        "/v2/repo/blobs/uploads/..?digest=sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    ),
     ("GET", "/v2/repo/blobs/uploads/..%2F_uploads"),
     ("DELETE", "/v2/repo/blobs/uploads/..%2F..%2F.."),
     ("DELETE", "/v2/repo/manifests/..%2F..%2F..%2Fblobs"),
@@ -307,10 +329,13 @@ const ESCAPES: &[(&str, &str)] = &[
 async fn no_request_escapes_the_storage_root() {
     let outer = tempfile::tempdir().expect("temp dir");
     let root = outer.path().join("root");
-    let registry = Registry::filesystem_at(&root, ContentOptions {
-        delete_enabled: true,
-        ..ContentOptions::default()
-    })
+    let registry = Registry::filesystem_at(
+        &root,
+        ContentOptions {
+            delete_enabled: true,
+            ..ContentOptions::default()
+        },
+    )
     .await;
 
     for (method, target) in ESCAPES {
@@ -353,7 +378,11 @@ async fn mount_from_an_invalid_source_starts_an_upload_inside_the_repository() {
         )
         .await;
     reply.assert_empty(StatusCode::ACCEPTED);
-    assert!(reply.header("location").starts_with("/v2/repo/blobs/uploads/"));
+    assert!(
+        reply
+            .header("location")
+            .starts_with("/v2/repo/blobs/uploads/")
+    );
     for file in files_below(outer.path()) {
         assert!(
             file.starts_with("root/docker/registry/v2/repositories/repo/_uploads"),

@@ -10,12 +10,18 @@ async fn base_endpoint_answers_200_with_api_version() {
     let registry = Registry::in_memory().await;
     let reply = registry.get("/v2/").await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.header("docker-distribution-api-version"), "registry/2.0");
+    assert_eq!(
+        reply.header("docker-distribution-api-version"),
+        "registry/2.0"
+    );
     assert_eq!(reply.json(), serde_json::json!({}));
 
     let reply = registry.head("/v2/").await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.header("docker-distribution-api-version"), "registry/2.0");
+    assert_eq!(
+        reply.header("docker-distribution-api-version"),
+        "registry/2.0"
+    );
 }
 
 #[tokio::test]
@@ -30,7 +36,10 @@ async fn error_responses_carry_api_version() {
         registry.delete("/v2/").await,
     ] {
         assert!(reply.status.is_client_error(), "{reply:?}");
-        assert_eq!(reply.header("docker-distribution-api-version"), "registry/2.0");
+        assert_eq!(
+            reply.header("docker-distribution-api-version"),
+            "registry/2.0"
+        );
     }
 }
 
@@ -40,7 +49,9 @@ async fn blob_get_returns_content_with_length_digest_and_etag() {
     let data = content(1, 70_000);
     let digest = registry.push_blob("library/app", &data).await;
 
-    let reply = registry.get(&format!("/v2/library/app/blobs/{digest}")).await;
+    let reply = registry
+        .get(&format!("/v2/library/app/blobs/{digest}"))
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body.as_ref(), data.as_slice());
     assert_eq!(reply.header("content-length"), data.len().to_string());
@@ -94,7 +105,10 @@ async fn range_request_is_206_with_content_range() {
     let digest = registry.push_blob("repo", &data).await;
 
     let reply = registry
-        .get_with(&format!("/v2/repo/blobs/{digest}"), &[("range", "bytes=100-199")])
+        .get_with(
+            &format!("/v2/repo/blobs/{digest}"),
+            &[("range", "bytes=100-199")],
+        )
         .await;
     assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT, "{reply:?}");
     assert_eq!(reply.header("content-range"), "bytes 100-199/1000");
@@ -103,7 +117,10 @@ async fn range_request_is_206_with_content_range() {
     assert_eq!(reply.body.as_ref(), &data[100..200]);
 
     let reply = registry
-        .get_with(&format!("/v2/repo/blobs/{digest}"), &[("range", "bytes=900-")])
+        .get_with(
+            &format!("/v2/repo/blobs/{digest}"),
+            &[("range", "bytes=900-")],
+        )
         .await;
     assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(reply.header("content-range"), "bytes 900-999/1000");
@@ -117,7 +134,10 @@ async fn suffix_range_returns_the_last_bytes() {
     let digest = registry.push_blob("repo", &data).await;
 
     let reply = registry
-        .get_with(&format!("/v2/repo/blobs/{digest}"), &[("range", "bytes=-10")])
+        .get_with(
+            &format!("/v2/repo/blobs/{digest}"),
+            &[("range", "bytes=-10")],
+        )
         .await;
     assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(reply.header("content-range"), "bytes 990-999/1000");
@@ -126,7 +146,10 @@ async fn suffix_range_returns_the_last_bytes() {
 
     // A suffix longer than the blob is the whole blob.
     let reply = registry
-        .get_with(&format!("/v2/repo/blobs/{digest}"), &[("range", "bytes=-5000")])
+        .get_with(
+            &format!("/v2/repo/blobs/{digest}"),
+            &[("range", "bytes=-5000")],
+        )
         .await;
     assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(reply.header("content-range"), "bytes 0-999/1000");
@@ -181,7 +204,10 @@ async fn empty_blob_is_uploaded_and_downloaded() {
     assert_eq!(reply.header("content-length"), "0");
 
     let reply = registry
-        .get_with(&format!("/v2/repo/blobs/{digest}"), &[("range", "bytes=0-")])
+        .get_with(
+            &format!("/v2/repo/blobs/{digest}"),
+            &[("range", "bytes=0-")],
+        )
         .await;
     reply.assert_empty(StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(reply.header("content-range"), "bytes */0");
@@ -224,7 +250,12 @@ async fn blob_delete_is_405_unsupported_when_deletes_are_disabled() {
 async fn unsupported_method_is_405_with_allow() {
     let registry = Registry::in_memory().await;
     let reply = registry
-        .send(http::Method::POST, "/v2/repo/tags/list", &[], bytes::Bytes::new())
+        .send(
+            http::Method::POST,
+            "/v2/repo/tags/list",
+            &[],
+            bytes::Bytes::new(),
+        )
         .await;
     reply.assert_error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED");
     assert_eq!(reply.header("allow"), "GET, HEAD");

@@ -42,7 +42,12 @@ async fn push_tags(registry: &Registry, repo: &str, tags: &[&str]) {
 #[tokio::test]
 async fn tags_list_is_sorted() {
     let registry = Registry::filesystem().await;
-    push_tags(&registry, "repo", &["v2", "latest", "v10", "1.0", "Alpha", "alpha"]).await;
+    push_tags(
+        &registry,
+        "repo",
+        &["v2", "latest", "v10", "1.0", "Alpha", "alpha"],
+    )
+    .await;
     let reply = registry.get("/v2/repo/tags/list").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.header("content-type"), "application/json");
@@ -101,6 +106,16 @@ async fn tags_list_without_more_pages_has_no_link() {
 }
 
 #[tokio::test]
+async fn tags_list_with_n_zero_is_empty_without_link() {
+    let registry = Registry::filesystem().await;
+    push_tags(&registry, "repo", &["a", "b"]).await;
+    let reply = registry.get("/v2/repo/tags/list?n=0").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(strings(&reply.json()["tags"]), Vec::<String>::new());
+    assert!(reply.header_opt("link").is_none(), "{reply:?}");
+}
+
+#[tokio::test]
 async fn tags_list_with_a_non_numeric_n_is_400() {
     let registry = Registry::filesystem().await;
     push_tags(&registry, "repo", &["a"]).await;
@@ -121,9 +136,19 @@ async fn tags_list_of_an_unknown_repository_is_name_unknown() {
 }
 
 #[tokio::test]
+async fn tags_list_of_a_namespace_holding_only_other_repositories_is_name_unknown() {
+    let registry = Registry::filesystem().await;
+    push_tags(&registry, "org/team/app", &["a"]).await;
+    registry
+        .get("/v2/org/team/tags/list")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
+}
+
+#[tokio::test]
 async fn catalog_is_sorted_paged_and_includes_nested_names() {
     let registry = Registry::filesystem().await;
-    for (seed, repo) in ["zeta", "alpha", "a/b/c", "mid/one", "beta"]
+    for (seed, repo) in ["zeta", "alpha", "a/b/c", "mid/one", "beta", "a"]
         .into_iter()
         .enumerate()
     {
@@ -138,20 +163,24 @@ async fn catalog_is_sorted_paged_and_includes_nested_names() {
     assert!(reply.header_opt("link").is_none());
     assert_eq!(
         strings(&reply.json()["repositories"]),
-        ["a/b/c", "alpha", "beta", "mid/one", "zeta"]
+        ["a", "a/b/c", "alpha", "beta", "mid/one", "zeta"]
     );
 
     let reply = registry.get("/v2/_catalog?n=2").await;
-    assert_eq!(strings(&reply.json()["repositories"]), ["a/b/c", "alpha"]);
+    assert_eq!(strings(&reply.json()["repositories"]), ["a", "a/b/c"]);
     assert_eq!(
         reply.header("link"),
-        "</v2/_catalog?n=2&last=alpha>; rel=\"next\""
+        "</v2/_catalog?n=2&last=a/b/c>; rel=\"next\""
     );
     let reply = registry.get(&next_link(&reply)).await;
-    assert_eq!(strings(&reply.json()["repositories"]), ["beta", "mid/one"]);
+    assert_eq!(strings(&reply.json()["repositories"]), ["alpha", "beta"]);
     let next = next_link(&reply);
-    assert_eq!(next, "/v2/_catalog?n=2&last=mid/one");
+    assert_eq!(next, "/v2/_catalog?n=2&last=beta");
     let reply = registry.get(&next).await;
+    assert_eq!(strings(&reply.json()["repositories"]), ["mid/one", "zeta"]);
+    assert!(reply.header_opt("link").is_none(), "{reply:?}");
+
+    let reply = registry.get("/v2/_catalog?n=3&last=mid/one").await;
     assert_eq!(strings(&reply.json()["repositories"]), ["zeta"]);
     assert!(reply.header_opt("link").is_none(), "{reply:?}");
 }
@@ -286,7 +315,10 @@ async fn referrers_of_an_unknown_subject_is_an_empty_index() {
     let registry = Registry::filesystem().await;
     registry.push_image("repo", "latest", 3).await;
     let reply = registry
-        .get(&format!("/v2/repo/referrers/{}", sha256(b"nobody refers to me")))
+        .get(&format!(
+            "/v2/repo/referrers/{}",
+            sha256(b"nobody refers to me")
+        ))
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.header("content-type"), OCI_INDEX);

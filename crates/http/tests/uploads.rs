@@ -15,7 +15,10 @@ use tokio::net::TcpStream;
 /// Asserts `reply` is the 201 of a blob now at `/v2/<repo>/blobs/<digest>`.
 fn assert_blob_created(reply: &common::Reply, repo: &str, digest: &str) {
     reply.assert_empty(StatusCode::CREATED);
-    assert_eq!(reply.header("location"), format!("/v2/{repo}/blobs/{digest}"));
+    assert_eq!(
+        reply.header("location"),
+        format!("/v2/{repo}/blobs/{digest}")
+    );
     assert_eq!(reply.header("docker-content-digest"), digest);
 }
 
@@ -32,7 +35,12 @@ async fn assert_blob_is(registry: &Registry, repo: &str, digest: &str, data: &[u
 async fn post_starts_upload_with_location_range_and_uuid() {
     let registry = Registry::filesystem().await;
     let reply = registry
-        .send(Method::POST, "/v2/library/app/blobs/uploads/", &[], Bytes::new())
+        .send(
+            Method::POST,
+            "/v2/library/app/blobs/uploads/",
+            &[],
+            Bytes::new(),
+        )
         .await;
     reply.assert_empty(StatusCode::ACCEPTED);
     let uuid = reply.header("docker-upload-uuid");
@@ -131,7 +139,9 @@ async fn out_of_order_chunk_is_416() {
     assert_eq!(reply.header("range"), "0-999");
     let reply = registry.patch_chunk(&location, 1_000, &data[1_000..]).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
-    let reply = registry.complete_upload(&location, &sha256(&data), b"").await;
+    let reply = registry
+        .complete_upload(&location, &sha256(&data), b"")
+        .await;
     assert_blob_created(&reply, "repo", &sha256(&data));
 }
 
@@ -162,7 +172,9 @@ async fn put_with_final_body_completes_the_upload() {
     let location = registry.start_upload("repo").await;
     registry.patch_chunk(&location, 0, &data[..2_000]).await;
 
-    let reply = registry.complete_upload(&location, &digest, &data[2_000..]).await;
+    let reply = registry
+        .complete_upload(&location, &digest, &data[2_000..])
+        .await;
     assert_blob_created(&reply, "repo", &digest);
     assert_blob_is(&registry, "repo", &digest, &data).await;
 
@@ -306,7 +318,10 @@ async fn mount_from_a_repository_without_the_blob_starts_an_upload() {
     reply.assert_empty(StatusCode::ACCEPTED);
     assert_eq!(reply.header("range"), "0-0");
     let location = reply.header("location").to_owned();
-    assert!(location.starts_with("/v2/target/blobs/uploads/"), "{location}");
+    assert!(
+        location.starts_with("/v2/target/blobs/uploads/"),
+        "{location}"
+    );
     registry
         .get(&format!("/v2/target/blobs/{digest}"))
         .await
@@ -373,7 +388,9 @@ async fn sha256_session_completed_with_a_sha512_digest_is_verified_with_sha512()
     let data = content(13, 3_000);
     let location = registry.start_upload("repo").await;
     registry.patch_chunk(&location, 0, &data).await;
-    let reply = registry.complete_upload(&location, &sha512(&data), b"").await;
+    let reply = registry
+        .complete_upload(&location, &sha512(&data), b"")
+        .await;
     assert_blob_created(&reply, "repo", &sha512(&data));
 }
 
@@ -388,7 +405,9 @@ async fn chunked_upload_is_continued_by_a_new_service_over_the_same_root() {
         let location = first.start_upload("repo").await;
         let reply = first.patch_chunk(&location, 0, &data[..10_000]).await;
         assert_eq!(reply.header("range"), "0-9999");
-        let reply = first.patch_chunk(&location, 10_000, &data[10_000..20_000]).await;
+        let reply = first
+            .patch_chunk(&location, 10_000, &data[10_000..20_000])
+            .await;
         assert_eq!(reply.header("range"), "0-19999");
         location
     };
@@ -427,7 +446,9 @@ async fn sha512_upload_is_continued_by_a_new_service_over_the_same_root() {
     };
 
     let second = Registry::filesystem_at(root.path(), ContentOptions::default()).await;
-    let reply = second.complete_upload(&location, &digest, &data[5_000..]).await;
+    let reply = second
+        .complete_upload(&location, &digest, &data[5_000..])
+        .await;
     assert_blob_created(&reply, "repo", &digest);
     assert_blob_is(&second, "repo", &digest, &data).await;
 }
@@ -481,10 +502,14 @@ async fn client_disconnecting_mid_patch_leaves_a_resumable_upload() {
             .assert_empty(StatusCode::NOT_FOUND);
     }
 
-    let reply = registry.patch_chunk(&location, 2_000, &data[2_000..3_000]).await;
+    let reply = registry
+        .patch_chunk(&location, 2_000, &data[2_000..3_000])
+        .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
     assert_eq!(reply.header("range"), "0-2999");
-    let reply = registry.complete_upload(&location, &digest, &data[3_000..]).await;
+    let reply = registry
+        .complete_upload(&location, &digest, &data[3_000..])
+        .await;
     assert_blob_created(&reply, "repo", &digest);
     assert_blob_is(&registry, "repo", &digest, &data).await;
 }
@@ -513,7 +538,10 @@ async fn client_disconnecting_mid_monolithic_post_stores_nothing() {
         .root()
         .join("docker/registry/v2/repositories/repo/_uploads");
     if uploads.exists() {
-        assert_eq!(common::files_below(&uploads), Vec::<std::path::PathBuf>::new());
+        assert_eq!(
+            common::files_below(&uploads),
+            Vec::<std::path::PathBuf>::new()
+        );
     }
     registry
         .head(&format!("/v2/repo/blobs/{digest}"))
@@ -580,7 +608,9 @@ async fn concurrent_pushes_of_the_same_blob_and_tag_all_succeed_and_agree() {
     assert!(manifests.contains(&tagged), "{tagged} was never pushed");
     assert_eq!(sha256(&reply.body), tagged);
     for manifest in &manifests {
-        let reply = registry.head(&format!("/v2/shared/repo/manifests/{manifest}")).await;
+        let reply = registry
+            .head(&format!("/v2/shared/repo/manifests/{manifest}"))
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     }
     let reply = registry.get("/v2/shared/repo/tags/list").await;

@@ -375,7 +375,7 @@ fn read_stream(path: StoragePath, file: File, remaining: u64) -> ByteStream {
     struct State {
         path: StoragePath,
         remaining: u64,
-        next: Option<JoinHandle<io::Result<(File, Bytes)>>>,
+        next: Option<JoinHandle<io::Result<ReadChunk>>>,
     }
 
     let first = read_chunk(file, remaining);
@@ -405,7 +405,9 @@ fn read_stream(path: StoragePath, file: File, remaining: u64) -> ByteStream {
             }
             Ok((file, chunk)) => {
                 state.remaining = state.remaining.saturating_sub(chunk.len() as u64);
-                if state.remaining > 0 {
+                if let Some(file) = file
+                    && state.remaining > 0
+                {
                     state.next = Some(read_chunk(file, state.remaining));
                 }
                 Some((Ok(chunk), state))
@@ -415,13 +417,19 @@ fn read_stream(path: StoragePath, file: File, remaining: u64) -> ByteStream {
     }))
 }
 
-/// Reads the next chunk of at most [`READ_CHUNK`] and at most `remaining` bytes on a blocking thread.
-fn read_chunk(file: File, remaining: u64) -> JoinHandle<io::Result<(File, Bytes)>> {
+/// A chunk read, and the file if there is more to read.
+type ReadChunk = (Option<File>, Bytes);
+
+/// Reads the next chunk of at most [`READ_CHUNK`] and at most `remaining` bytes on a blocking
+/// thread. The file comes back while there is more to read; after the last chunk it is closed
+/// there too, not on an async thread.
+fn read_chunk(file: File, remaining: u64) -> JoinHandle<io::Result<ReadChunk>> {
     let want = usize::try_from(remaining).map_or(READ_CHUNK, |remaining| remaining.min(READ_CHUNK));
     tokio::task::spawn_blocking(move || {
         let mut chunk = Vec::with_capacity(want);
         (&file).take(want as u64).read_to_end(&mut chunk)?;
-        Ok((file, Bytes::from(chunk)))
+        let more = (chunk.len() as u64) < remaining;
+        Ok((more.then_some(file), Bytes::from(chunk)))
     })
 }
 

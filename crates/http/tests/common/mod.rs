@@ -120,10 +120,8 @@ impl Registry {
     }
 
     async fn serve(driver: Arc<dyn StorageDriver>, options: ContentOptions) -> Registry {
-        let service = RegistryService::new(
-            ContentStore::new(driver, options),
-            HttpOptions::default(),
-        );
+        let service =
+            RegistryService::new(ContentStore::new(driver, options), HttpOptions::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let server = tokio::spawn(async move {
@@ -314,7 +312,11 @@ impl Registry {
                 Bytes::new(),
             )
             .await;
-        assert_eq!(reply.status, StatusCode::ACCEPTED, "start upload: {reply:?}");
+        assert_eq!(
+            reply.status,
+            StatusCode::ACCEPTED,
+            "start upload: {reply:?}"
+        );
         reply.header("location").to_owned()
     }
 
@@ -370,7 +372,11 @@ impl Registry {
         bytes: &[u8],
     ) -> String {
         let reply = self.put_manifest(repo, reference, media_type, bytes).await;
-        assert_eq!(reply.status, StatusCode::CREATED, "push manifest: {reply:?}");
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "push manifest: {reply:?}"
+        );
         reply.header("docker-content-digest").to_owned()
     }
 
@@ -526,10 +532,7 @@ impl Reply {
         let errors = json["errors"].as_array().expect("an errors array");
         assert!(!errors.is_empty(), "{self:?}");
         assert_eq!(errors[0]["code"], code, "{self:?}");
-        errors[0]["message"]
-            .as_str()
-            .expect("a message")
-            .to_owned()
+        errors[0]["message"].as_str().expect("a message").to_owned()
     }
 
     /// Asserts the status and that there is no body.

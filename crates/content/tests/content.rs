@@ -1,0 +1,398 @@
+//! The content layer's promises that the HTTP tests cannot see: the exact on-disk layout shared
+//! with registry:2, resumable uploads that do not re-read what they already hashed, and reading a
+//! tree that registry:2 wrote.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream;
+use registry_content::{ContentError, ContentOptions, ContentStore, Page};
+use registry_model::{Digest, DigestAlgorithm, Reference, RepositoryName, media_type};
+use registry_storage::{
+    ByteStream, FileInfo, FileWriter, FilesystemDriver, InMemoryDriver, StorageDriver,
+    StorageError, StoragePath, WalkVisitor,
+};
+
+fn name(text: &str) -> RepositoryName {
+    text.parse().expect("valid repository name")
+}
+
+fn body(chunks: &[&[u8]]) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
+    let chunks: Vec<Result<Bytes, Infallible>> = chunks
+        .iter()
+        .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
+        .collect();
+    stream::iter(chunks)
+}
+
+fn store(driver: Arc<dyn StorageDriver>) -> ContentStore {
+    ContentStore::new(
+        driver,
+        ContentOptions {
+            delete_enabled: true,
+            ..ContentOptions::default()
+        },
+    )
+}
+
+fn image_manifest(config: &Digest, config_size: usize, layer: &Digest, layer_size: usize) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config}","size":{config_size}}},"layers":[{{"mediaType":"{}","digest":"{layer}","size":{layer_size}}}]}}"#,
+        media_type::OCI_IMAGE_MANIFEST,
+        media_type::OCI_IMAGE_CONFIG,
+        media_type::OCI_LAYER_TAR,
+    ))
+}
+
+async fn read_file(root: &std::path::Path, relative: &str) -> String {
+    std::fs::read_to_string(root.join(relative))
+        .unwrap_or_else(|error| panic!("{relative}: {error}"))
+}
+
+#[tokio::test]
+async fn pushed_image_is_stored_in_the_registry2_layout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = Arc::new(FilesystemDriver::new(dir.path()).expect("driver"));
+    let repository = store(driver).repository(name("library/app"));
+    let config = b"{}".as_slice();
+    let layer = b"layer bytes".as_slice();
+    let config_digest = Digest::sha256(config);
+    let layer_digest = Digest::sha256(layer);
+    repository.put_blob(&config_digest, body(&[config])).await.expect("config");
+    repository.put_blob(&layer_digest, body(&[layer])).await.expect("layer");
+    let manifest = image_manifest(&config_digest, config.len(), &layer_digest, layer.len());
+    let tag = Reference::Tag("v1".parse().expect("tag"));
+    let pushed = repository
+        .put_manifest(&tag, Some(media_type::OCI_IMAGE_MANIFEST), manifest.clone(), &[])
+        .await
+        .expect("manifest");
+
+    let root = dir.path().join("docker/registry/v2");
+    let layer_hex = layer_digest.hex();
+    assert_eq!(
+        std::fs::read(root.join(format!("blobs/sha256/{}/{layer_hex}/data", &layer_hex[..2])))
+            .expect("layer data"),
+        layer
+    );
+    let manifest_hex = pushed.digest.hex();
+    assert_eq!(
+        std::fs::read(root.join(format!("blobs/sha256/{}/{manifest_hex}/data", &manifest_hex[..2])))
+            .expect("manifest data"),
+        manifest.as_ref()
+    );
+    let repo = "repositories/library/app";
+    assert_eq!(
+        read_file(&root, &format!("{repo}/_layers/sha256/{layer_hex}/link")).await,
+        layer_digest.as_str()
+    );
+    assert_eq!(
+        read_file(&root, &format!("{repo}/_manifests/revisions/sha256/{manifest_hex}/link")).await,
+        pushed.digest.as_str()
+    );
+    assert_eq!(
+        read_file(&root, &format!("{repo}/_manifests/tags/v1/current/link")).await,
+        pushed.digest.as_str()
+    );
+    assert_eq!(
+        read_file(&root, &format!("{repo}/_manifests/tags/v1/index/sha256/{manifest_hex}/link")).await,
+        pushed.digest.as_str()
+    );
+    assert!(
+        !root.join(format!("{repo}/_uploads")).exists()
+            || std::fs::read_dir(root.join(format!("{repo}/_uploads")))
+                .expect("uploads dir")
+                .next()
+                .is_none(),
+        "finished uploads leave nothing behind"
+    );
+}
+
+#[tokio::test]
+async fn tree_written_by_registry2_is_served() {
+    // The files registry:2 writes for one tagged manifest, written by hand.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("docker/registry/v2");
+    let config = b"{\"architecture\":\"amd64\"}";
+    let config_digest = Digest::sha256(config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config_digest}","size":{}}},"layers":[]}}"#,
+        media_type::DOCKER_MANIFEST_V2,
+        media_type::DOCKER_CONTAINER_CONFIG,
+        config.len()
+    );
+    let manifest_digest = Digest::sha256(manifest.as_bytes());
+    let write = |relative: String, content: &[u8]| {
+        let path = root.join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write");
+    };
+    for (digest, content) in [(&config_digest, config.as_slice()), (&manifest_digest, manifest.as_bytes())] {
+        let hex = digest.hex();
+        write(format!("blobs/sha256/{}/{hex}/data", &hex[..2]), content);
+    }
+    let repo = "repositories/old/app";
+    write(
+        format!("{repo}/_layers/sha256/{}/link", config_digest.hex()),
+        config_digest.as_str().as_bytes(),
+    );
+    write(
+        format!("{repo}/_manifests/revisions/sha256/{}/link", manifest_digest.hex()),
+        manifest_digest.as_str().as_bytes(),
+    );
+    write(
+        format!("{repo}/_manifests/tags/latest/current/link"),
+        manifest_digest.as_str().as_bytes(),
+    );
+
+    let content = store(Arc::new(FilesystemDriver::new(dir.path()).expect("driver")));
+    let catalog = content.catalog(&Page::default()).await.expect("catalog");
+    assert_eq!(catalog.items, vec![name("old/app")]);
+    let repository = content.repository(name("old/app"));
+    let stored = repository
+        .manifest(&Reference::Tag("latest".parse().expect("tag")))
+        .await
+        .expect("manifest by tag");
+    assert_eq!(stored.digest, manifest_digest);
+    assert_eq!(stored.media_type, media_type::DOCKER_MANIFEST_V2);
+    assert_eq!(stored.bytes.as_ref(), manifest.as_bytes());
+    let blob = repository.blob(&config_digest).await.expect("config blob");
+    assert_eq!(blob.size(), config.len() as u64);
+}
+
+/// A driver that counts how often blob data is read back.
+#[derive(Debug)]
+struct CountingDriver {
+    inner: InMemoryDriver,
+    reads: AtomicUsize,
+}
+
+#[async_trait]
+impl StorageDriver for CountingDriver {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+    async fn get_content(&self, path: &StoragePath) -> Result<Bytes, StorageError> {
+        self.inner.get_content(path).await
+    }
+    async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<(), StorageError> {
+        self.inner.put_content(path, content).await
+    }
+    async fn reader(
+        &self,
+        path: &StoragePath,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<ByteStream, StorageError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.reader(path, offset, length).await
+    }
+    async fn writer(
+        &self,
+        path: &StoragePath,
+        append: bool,
+    ) -> Result<Box<dyn FileWriter>, StorageError> {
+        self.inner.writer(path, append).await
+    }
+    async fn stat(&self, path: &StoragePath) -> Result<FileInfo, StorageError> {
+        self.inner.stat(path).await
+    }
+    async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>, StorageError> {
+        self.inner.list(path).await
+    }
+    async fn move_object(
+        &self,
+        source: &StoragePath,
+        destination: &StoragePath,
+    ) -> Result<(), StorageError> {
+        self.inner.move_object(source, destination).await
+    }
+    async fn delete(&self, path: &StoragePath) -> Result<(), StorageError> {
+        self.inner.delete(path).await
+    }
+    async fn walk(
+        &self,
+        from: &StoragePath,
+        visitor: &mut WalkVisitor<'_>,
+    ) -> Result<(), StorageError> {
+        self.inner.walk(from, visitor).await
+    }
+}
+
+#[tokio::test]
+async fn resumed_upload_is_never_read_back() {
+    let driver = Arc::new(CountingDriver {
+        inner: InMemoryDriver::new(),
+        reads: AtomicUsize::new(0),
+    });
+    let chunks: [&[u8]; 3] = [b"first chunk, ", b"second chunk, ", b"last chunk"];
+    let whole: Vec<u8> = chunks.concat();
+    let digest = Digest::sha256(&whole);
+
+    // Each piece goes through a fresh store, as if registryd restarted between requests.
+    let id = store(driver.clone())
+        .repository(name("app"))
+        .start_upload(DigestAlgorithm::Sha256)
+        .await
+        .expect("start")
+        .id;
+    let mut start = 0;
+    for chunk in &chunks[..2] {
+        let status = store(driver.clone())
+            .repository(name("app"))
+            .append_upload(&id, Some(start), body(&[chunk]))
+            .await
+            .expect("append");
+        start += chunk.len() as u64;
+        assert_eq!(status.size, start);
+    }
+    let blob = store(driver.clone())
+        .repository(name("app"))
+        .complete_upload(&id, &digest, Some(start), body(&[chunks[2]]))
+        .await
+        .expect("complete");
+    assert_eq!(blob.size(), whole.len() as u64);
+    assert_eq!(driver.reads.load(Ordering::SeqCst), 0, "no data was read back");
+}
+
+#[tokio::test]
+async fn upload_whose_hash_state_is_lost_is_rehashed() {
+    let driver: Arc<dyn StorageDriver> = Arc::new(InMemoryDriver::new());
+    let repository = store(driver.clone()).repository(name("app"));
+    let id = repository.start_upload(DigestAlgorithm::Sha256).await.expect("start").id;
+    repository
+        .append_upload(&id, Some(0), body(&[b"hello "]))
+        .await
+        .expect("append");
+    let states = StoragePath::parse(&format!(
+        "/docker/registry/v2/repositories/app/_uploads/{id}/hashstates"
+    ))
+    .expect("path");
+    driver.delete(&states).await.expect("lose the hash state");
+    let digest = Digest::sha256(b"hello world");
+    let blob = repository
+        .complete_upload(&id, &digest, None, body(&[b"world"]))
+        .await
+        .expect("complete after rehash");
+    assert_eq!(blob.digest(), &digest);
+}
+
+#[tokio::test]
+async fn sha512_upload_hashes_with_sha512_throughout() {
+    let driver: Arc<dyn StorageDriver> = Arc::new(InMemoryDriver::new());
+    let repository = store(driver).repository(name("app"));
+    let id = repository.start_upload(DigestAlgorithm::Sha512).await.expect("start").id;
+    repository
+        .append_upload(&id, Some(0), body(&[b"abc"]))
+        .await
+        .expect("append");
+    let digest = Digest::compute(DigestAlgorithm::Sha512, b"abcdef");
+    let blob = repository
+        .complete_upload(&id, &digest, Some(3), body(&[b"def"]))
+        .await
+        .expect("complete");
+    assert_eq!(blob.digest(), &digest);
+}
+
+#[tokio::test]
+async fn digest_mismatch_stores_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = Arc::new(FilesystemDriver::new(dir.path()).expect("driver"));
+    let repository = store(driver).repository(name("app"));
+    let claimed = Digest::sha256(b"something else");
+    let error = repository
+        .put_blob(&claimed, body(&[b"actual content"]))
+        .await
+        .expect_err("mismatch");
+    assert!(matches!(error, ContentError::DigestMismatch { .. }), "{error:?}");
+    assert!(matches!(
+        repository.blob(&claimed).await,
+        Err(ContentError::BlobUnknown { .. })
+    ));
+    let blobs = dir.path().join("docker/registry/v2/blobs");
+    assert!(!blobs.exists(), "no blob data was written");
+    let uploads = dir.path().join("docker/registry/v2/repositories/app/_uploads");
+    assert!(
+        !uploads.exists() || std::fs::read_dir(&uploads).expect("dir").next().is_none(),
+        "the failed upload was removed"
+    );
+}
+
+#[tokio::test]
+async fn catalog_lists_nested_repositories_and_skips_internal_folders() {
+    let content = store(Arc::new(InMemoryDriver::new()));
+    for repository in ["b", "a/b/c", "a", "a/_x"] {
+        let Ok(repository_name) = repository.parse::<RepositoryName>() else {
+            continue; // "a/_x" is not a valid name: it cannot be pushed
+        };
+        let blob = Digest::sha256(b"{}");
+        let repository = content.repository(repository_name);
+        repository.put_blob(&blob, body(&[b"{}"])).await.expect("blob");
+        let manifest = image_manifest(&blob, 2, &blob, 2);
+        repository
+            .put_manifest(
+                &Reference::Tag("t".parse().expect("tag")),
+                None,
+                manifest,
+                &[],
+            )
+            .await
+            .expect("manifest");
+    }
+    let all = content.catalog(&Page::default()).await.expect("catalog");
+    assert_eq!(all.items, vec![name("a"), name("a/b/c"), name("b")]);
+    let first = content
+        .catalog(&Page { n: Some(2), last: None })
+        .await
+        .expect("page");
+    assert_eq!(first.items, vec![name("a"), name("a/b/c")]);
+    assert!(first.more);
+    let rest = content
+        .catalog(&Page { n: Some(2), last: Some("a/b/c".into()) })
+        .await
+        .expect("page");
+    assert_eq!(rest.items, vec![name("b")]);
+    assert!(!rest.more);
+}
+
+#[tokio::test]
+async fn deleted_referrer_disappears_from_referrers() {
+    let content = store(Arc::new(InMemoryDriver::new()));
+    let repository = content.repository(name("app"));
+    let empty = Digest::sha256(media_type::EMPTY_JSON);
+    repository
+        .put_blob(&empty, body(&[media_type::EMPTY_JSON]))
+        .await
+        .expect("empty config");
+    let subject = Digest::sha256(b"not pushed yet");
+    let referrer = Bytes::from(format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","artifactType":"application/x-signature","config":{{"mediaType":"{}","digest":"{empty}","size":2}},"layers":[],"subject":{{"mediaType":"{}","digest":"{subject}","size":14}}}}"#,
+        media_type::OCI_IMAGE_MANIFEST,
+        media_type::OCI_EMPTY,
+        media_type::OCI_IMAGE_MANIFEST,
+    ));
+    let referrer_digest = Digest::sha256(&referrer);
+    repository
+        .put_manifest(&Reference::Digest(referrer_digest.clone()), None, referrer, &[])
+        .await
+        .expect("referrer pushed before its subject");
+    let found = repository.referrers(&subject, None).await.expect("referrers");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].digest, referrer_digest);
+    assert_eq!(found[0].artifact_type.as_deref(), Some("application/x-signature"));
+    assert!(
+        repository
+            .referrers(&subject, Some("application/other"))
+            .await
+            .expect("filtered")
+            .is_empty()
+    );
+
+    repository
+        .delete_manifest(&Reference::Digest(referrer_digest))
+        .await
+        .expect("delete");
+    assert!(repository.referrers(&subject, None).await.expect("referrers").is_empty());
+}
