@@ -61,8 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     println!("application with an embedded registry on http://{address}");
 
-    let client: Client<_, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let call = |method: Method, path: String, content_type: Option<&'static str>, body: Bytes| {
         let client = client.clone();
         async move {
@@ -81,7 +80,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let (status, _, body) = call(Method::GET, "/healthz".into(), None, Bytes::new()).await?;
-    expect(status == StatusCode::OK && body.as_ref() == b"ok\n", "own route /healthz")?;
+    expect(
+        status == StatusCode::OK && body.as_ref() == b"ok\n",
+        "own route /healthz",
+    )?;
     let (status, _, _) = call(Method::GET, "/v2/".into(), None, Bytes::new()).await?;
     expect(status == StatusCode::OK, "registry route /v2/")?;
 
@@ -113,9 +115,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_default()
         .to_owned();
 
-    let (status, _, body) =
-        call(Method::GET, "/v2/demo/app/manifests/v1".into(), None, Bytes::new()).await?;
-    expect(status == StatusCode::OK && body == manifest, "manifest pulled back byte for byte")?;
+    let (status, _, body) = call(
+        Method::GET,
+        "/v2/demo/app/manifests/v1".into(),
+        None,
+        Bytes::new(),
+    )
+    .await?;
+    expect(
+        status == StatusCode::OK && body == manifest,
+        "manifest pulled back byte for byte",
+    )?;
     let (_, _, body) = call(Method::GET, "/v2/_catalog".into(), None, Bytes::new()).await?;
     println!("catalog: {}", String::from_utf8_lossy(&body));
     println!("pushed and pulled demo/app:v1 ({digest}) through the embedded registry");

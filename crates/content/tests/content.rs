@@ -61,12 +61,23 @@ async fn pushed_image_is_stored_in_the_registry2_layout() {
     let layer = b"layer bytes".as_slice();
     let config_digest = Digest::sha256(config);
     let layer_digest = Digest::sha256(layer);
-    repository.put_blob(&config_digest, body(&[config])).await.expect("config");
-    repository.put_blob(&layer_digest, body(&[layer])).await.expect("layer");
+    repository
+        .put_blob(&config_digest, body(&[config]))
+        .await
+        .expect("config");
+    repository
+        .put_blob(&layer_digest, body(&[layer]))
+        .await
+        .expect("layer");
     let manifest = image_manifest(&config_digest, config.len(), &layer_digest, layer.len());
     let tag = Reference::Tag("v1".parse().expect("tag"));
     let pushed = repository
-        .put_manifest(&tag, Some(media_type::OCI_IMAGE_MANIFEST), manifest.clone(), &[])
+        .put_manifest(
+            &tag,
+            Some(media_type::OCI_IMAGE_MANIFEST),
+            manifest.clone(),
+            &[],
+        )
         .await
         .expect("manifest");
 
@@ -79,8 +90,11 @@ async fn pushed_image_is_stored_in_the_registry2_layout() {
     );
     let manifest_hex = pushed.digest.hex();
     assert_eq!(
-        std::fs::read(root.join(format!("blobs/sha256/{}/{manifest_hex}/data", &manifest_hex[..2])))
-            .expect("manifest data"),
+        std::fs::read(root.join(format!(
+            "blobs/sha256/{}/{manifest_hex}/data",
+            &manifest_hex[..2]
+        )))
+        .expect("manifest data"),
         manifest.as_ref()
     );
     let repo = "repositories/library/app";
@@ -89,7 +103,11 @@ async fn pushed_image_is_stored_in_the_registry2_layout() {
         layer_digest.as_str()
     );
     assert_eq!(
-        read_file(&root, &format!("{repo}/_manifests/revisions/sha256/{manifest_hex}/link")).await,
+        read_file(
+            &root,
+            &format!("{repo}/_manifests/revisions/sha256/{manifest_hex}/link")
+        )
+        .await,
         pushed.digest.as_str()
     );
     assert_eq!(
@@ -97,7 +115,11 @@ async fn pushed_image_is_stored_in_the_registry2_layout() {
         pushed.digest.as_str()
     );
     assert_eq!(
-        read_file(&root, &format!("{repo}/_manifests/tags/v1/index/sha256/{manifest_hex}/link")).await,
+        read_file(
+            &root,
+            &format!("{repo}/_manifests/tags/v1/index/sha256/{manifest_hex}/link")
+        )
+        .await,
         pushed.digest.as_str()
     );
     assert!(
@@ -129,7 +151,10 @@ async fn tree_written_by_registry2_is_served() {
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(path, content).expect("write");
     };
-    for (digest, content) in [(&config_digest, config.as_slice()), (&manifest_digest, manifest.as_bytes())] {
+    for (digest, content) in [
+        (&config_digest, config.as_slice()),
+        (&manifest_digest, manifest.as_bytes()),
+    ] {
         let hex = digest.hex();
         write(format!("blobs/sha256/{}/{hex}/data", &hex[..2]), content);
     }
@@ -139,7 +164,10 @@ async fn tree_written_by_registry2_is_served() {
         config_digest.as_str().as_bytes(),
     );
     write(
-        format!("{repo}/_manifests/revisions/sha256/{}/link", manifest_digest.hex()),
+        format!(
+            "{repo}/_manifests/revisions/sha256/{}/link",
+            manifest_digest.hex()
+        ),
         manifest_digest.as_str().as_bytes(),
     );
     write(
@@ -254,14 +282,22 @@ async fn resumed_upload_is_never_read_back() {
         .await
         .expect("complete");
     assert_eq!(blob.size(), whole.len() as u64);
-    assert_eq!(driver.reads.load(Ordering::SeqCst), 0, "no data was read back");
+    assert_eq!(
+        driver.reads.load(Ordering::SeqCst),
+        0,
+        "no data was read back"
+    );
 }
 
 #[tokio::test]
 async fn upload_whose_hash_state_is_lost_is_rehashed() {
     let driver: Arc<dyn StorageDriver> = Arc::new(InMemoryDriver::new());
     let repository = store(driver.clone()).repository(name("app"));
-    let id = repository.start_upload(DigestAlgorithm::Sha256).await.expect("start").id;
+    let id = repository
+        .start_upload(DigestAlgorithm::Sha256)
+        .await
+        .expect("start")
+        .id;
     repository
         .append_upload(&id, Some(0), body(&[b"hello "]))
         .await
@@ -283,7 +319,11 @@ async fn upload_whose_hash_state_is_lost_is_rehashed() {
 async fn sha512_upload_hashes_with_sha512_throughout() {
     let driver: Arc<dyn StorageDriver> = Arc::new(InMemoryDriver::new());
     let repository = store(driver).repository(name("app"));
-    let id = repository.start_upload(DigestAlgorithm::Sha512).await.expect("start").id;
+    let id = repository
+        .start_upload(DigestAlgorithm::Sha512)
+        .await
+        .expect("start")
+        .id;
     repository
         .append_upload(&id, Some(0), body(&[b"abc"]))
         .await
@@ -306,14 +346,19 @@ async fn digest_mismatch_stores_nothing() {
         .put_blob(&claimed, body(&[b"actual content"]))
         .await
         .expect_err("mismatch");
-    assert!(matches!(error, ContentError::DigestMismatch { .. }), "{error:?}");
+    assert!(
+        matches!(error, ContentError::DigestMismatch { .. }),
+        "{error:?}"
+    );
     assert!(matches!(
         repository.blob(&claimed).await,
         Err(ContentError::BlobUnknown { .. })
     ));
     let blobs = dir.path().join("docker/registry/v2/blobs");
     assert!(!blobs.exists(), "no blob data was written");
-    let uploads = dir.path().join("docker/registry/v2/repositories/app/_uploads");
+    let uploads = dir
+        .path()
+        .join("docker/registry/v2/repositories/app/_uploads");
     assert!(
         !uploads.exists() || std::fs::read_dir(&uploads).expect("dir").next().is_none(),
         "the failed upload was removed"
@@ -329,7 +374,10 @@ async fn catalog_lists_nested_repositories_and_skips_internal_folders() {
         };
         let blob = Digest::sha256(b"{}");
         let repository = content.repository(repository_name);
-        repository.put_blob(&blob, body(&[b"{}"])).await.expect("blob");
+        repository
+            .put_blob(&blob, body(&[b"{}"]))
+            .await
+            .expect("blob");
         let manifest = image_manifest(&blob, 2, &blob, 2);
         repository
             .put_manifest(
@@ -344,13 +392,19 @@ async fn catalog_lists_nested_repositories_and_skips_internal_folders() {
     let all = content.catalog(&Page::default()).await.expect("catalog");
     assert_eq!(all.items, vec![name("a"), name("a/b/c"), name("b")]);
     let first = content
-        .catalog(&Page { n: Some(2), last: None })
+        .catalog(&Page {
+            n: Some(2),
+            last: None,
+        })
         .await
         .expect("page");
     assert_eq!(first.items, vec![name("a"), name("a/b/c")]);
     assert!(first.more);
     let rest = content
-        .catalog(&Page { n: Some(2), last: Some("a/b/c".into()) })
+        .catalog(&Page {
+            n: Some(2),
+            last: Some("a/b/c".into()),
+        })
         .await
         .expect("page");
     assert_eq!(rest.items, vec![name("b")]);
@@ -375,13 +429,24 @@ async fn deleted_referrer_disappears_from_referrers() {
     ));
     let referrer_digest = Digest::sha256(&referrer);
     repository
-        .put_manifest(&Reference::Digest(referrer_digest.clone()), None, referrer, &[])
+        .put_manifest(
+            &Reference::Digest(referrer_digest.clone()),
+            None,
+            referrer,
+            &[],
+        )
         .await
         .expect("referrer pushed before its subject");
-    let found = repository.referrers(&subject, None).await.expect("referrers");
+    let found = repository
+        .referrers(&subject, None)
+        .await
+        .expect("referrers");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].digest, referrer_digest);
-    assert_eq!(found[0].artifact_type.as_deref(), Some("application/x-signature"));
+    assert_eq!(
+        found[0].artifact_type.as_deref(),
+        Some("application/x-signature")
+    );
     assert!(
         repository
             .referrers(&subject, Some("application/other"))
@@ -394,5 +459,11 @@ async fn deleted_referrer_disappears_from_referrers() {
         .delete_manifest(&Reference::Digest(referrer_digest))
         .await
         .expect("delete");
-    assert!(repository.referrers(&subject, None).await.expect("referrers").is_empty());
+    assert!(
+        repository
+            .referrers(&subject, None)
+            .await
+            .expect("referrers")
+            .is_empty()
+    );
 }

@@ -1174,3 +1174,28 @@ fn effective_config_round_trips_through_json() {
         assert_eq!(reloaded, config, "{printed}");
     }
 }
+
+#[test]
+fn an_empty_unsupported_section_does_not_warn() {
+    let loaded = load("notifications:\nhealth: ~\n", &[]);
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+    assert_eq!(loaded.config.notifications, None);
+}
+
+#[test]
+fn out_of_range_numbers_name_the_key() {
+    let error = load_error("catalog:\n  maxentries: -1\n", &[]);
+    assert_eq!(
+        error,
+        "config key catalog.maxentries (line 2): expected a whole number (0 or more), got -1"
+    );
+}
+
+#[test]
+fn a_section_of_the_wrong_shape_names_the_key() {
+    let error = load_error("storage:\n  - filesystem\n", &[]);
+    assert_eq!(
+        error,
+        "config key storage (line 1): expected a map with one storage driver (filesystem or inmemory), got a list"
+    );
+}

@@ -66,12 +66,6 @@ impl Converter<'_> {
                         object.insert(key.clone(), self.node(child, &Kind::Any, &child_path));
                         continue;
                     };
-                    if let Role::Unsupported(message) = field.role {
-                        self.warnings.push(format!(
-                            "config key {child_path} ({}): {message}",
-                            child.origin
-                        ));
-                    }
                     if child.is_null() {
                         self.origins.insert(child_path, child.origin.clone());
                         if field.role == Role::Variant {
@@ -80,6 +74,12 @@ impl Converter<'_> {
                         }
                         // Otherwise an empty value means "the default", as in registry:2.
                         continue;
+                    }
+                    if let Role::Unsupported(message) = field.role {
+                        self.warnings.push(format!(
+                            "config key {child_path} ({}): {message}",
+                            child.origin
+                        ));
                     }
                     object.insert(key.clone(), self.node(child, field.kind, &child_path));
                 }
