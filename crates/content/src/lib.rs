@@ -18,6 +18,7 @@ mod error;
 mod layout;
 mod links;
 mod manifests;
+mod purge;
 mod referrers;
 mod time;
 mod uploads;
@@ -31,6 +32,7 @@ pub use blobs::Blob;
 pub use catalog::{Listing, Page};
 pub use error::ContentError;
 pub use manifests::{PushedManifest, StoredManifest};
+pub use purge::PurgeReport;
 pub use uploads::{UploadId, UploadStatus};
 
 /// Manifests larger than this are refused by default: 4 MiB, the limit the distribution spec

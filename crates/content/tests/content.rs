@@ -467,3 +467,47 @@ async fn deleted_referrer_disappears_from_referrers() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn purge_removes_only_uploads_started_before_the_cutoff() {
+    let content = store(Arc::new(InMemoryDriver::new()));
+    let old = content.repository(name("team/app"));
+    let abandoned = old
+        .start_upload(DigestAlgorithm::Sha256)
+        .await
+        .expect("start")
+        .id;
+    old.append_upload(&abandoned, Some(0), body(&[b"partial"]))
+        .await
+        .expect("append");
+    let cutoff = std::time::SystemTime::now() + std::time::Duration::from_millis(10);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let recent = content
+        .repository(name("other"))
+        .start_upload(DigestAlgorithm::Sha256)
+        .await
+        .expect("start")
+        .id;
+
+    let dry = content.purge_uploads(cutoff, true).await.expect("dry run");
+    assert_eq!(dry.purged, vec![(name("team/app"), abandoned.to_string())]);
+    assert!(
+        old.upload_status(&abandoned).await.is_ok(),
+        "a dry run removes nothing"
+    );
+
+    let report = content.purge_uploads(cutoff, false).await.expect("purge");
+    assert_eq!(report.purged.len(), 1);
+    assert_eq!(report.kept, 1);
+    assert!(matches!(
+        old.upload_status(&abandoned).await,
+        Err(ContentError::UploadUnknown { .. })
+    ));
+    assert!(
+        content
+            .repository(name("other"))
+            .upload_status(&recent)
+            .await
+            .is_ok()
+    );
+}

@@ -3,7 +3,8 @@
 mod common;
 
 use common::{Registry, content, deletes_enabled, sha256};
-use http::StatusCode;
+use http::{HeaderName, HeaderValue, StatusCode};
+use registry_http::HttpOptions;
 
 #[tokio::test]
 async fn base_endpoint_answers_200_with_api_version() {
@@ -259,4 +260,51 @@ async fn unsupported_method_is_405_with_allow() {
         .await;
     reply.assert_error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED");
     assert_eq!(reply.header("allow"), "GET, HEAD");
+}
+
+#[tokio::test]
+async fn prefix_and_configured_headers_apply_to_routes_and_urls() {
+    let registry = Registry::in_memory_with_http(HttpOptions {
+        prefix: "/registry/".to_owned(),
+        headers: vec![(
+            HeaderName::from_static("x-served-by"),
+            HeaderValue::from_static("registryd-test"),
+        )],
+    })
+    .await;
+    let reply = registry.get("/registry/v2/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("x-served-by"), "registryd-test");
+
+    let reply = registry
+        .send(
+            http::Method::POST,
+            "/registry/v2/repo/blobs/uploads/",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let location = reply.header("location").to_owned();
+    assert!(
+        location.starts_with("/registry/v2/repo/blobs/uploads/"),
+        "{location}"
+    );
+    let digest = sha256(b"prefixed");
+    let reply = registry
+        .complete_upload(&location, &digest, b"prefixed")
+        .await;
+    assert_eq!(
+        reply.header("location"),
+        format!("/registry/v2/repo/blobs/{digest}")
+    );
+
+    // Without the prefix nothing is routed, and errors carry the configured header too.
+    let reply = registry.get(&format!("/v2/repo/blobs/{digest}")).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.header("x-served-by"), "registryd-test");
+    let reply = registry
+        .get(&format!("/registry/v2/repo/blobs/{digest}"))
+        .await;
+    assert_eq!(reply.body.as_ref(), b"prefixed");
 }

@@ -325,6 +325,13 @@ async fn referrers_of_an_unknown_subject_is_an_empty_index() {
     let index = reply.json();
     assert_eq!(index["mediaType"], OCI_INDEX);
     assert_eq!(index["manifests"], json!([]));
+
+    // Nor is an unknown repository a 404: the referrers API never answers one.
+    let reply = registry
+        .get(&format!("/v2/nowhere/referrers/{}", sha256(b"x")))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["manifests"], json!([]));
 }
 
 #[tokio::test]

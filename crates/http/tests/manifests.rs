@@ -675,3 +675,95 @@ async fn manifest_referencing_sha512_blobs_is_accepted() {
         .await
         .assert_empty(StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn longest_valid_name_and_tag_can_be_pushed_and_pulled() {
+    let registry = Registry::filesystem().await;
+    // A single 255-byte path component, the longest a filesystem allows.
+    let repo = "n".repeat(255);
+    let tag = "t".repeat(128);
+    let (manifest, digest) = registry.push_image(&repo, &tag, 30).await;
+    assert_manifest_is(&registry, &repo, &tag, OCI_MANIFEST, &manifest).await;
+    assert_manifest_is(&registry, &repo, &digest, OCI_MANIFEST, &manifest).await;
+    let reply = registry.get(&format!("/v2/{repo}/tags/list")).await;
+    assert_eq!(reply.json()["tags"], json!([tag]));
+    let reply = registry.get("/v2/_catalog").await;
+    assert_eq!(reply.json()["repositories"], json!([repo]));
+}
+
+#[tokio::test]
+async fn image_lifecycle_works_on_the_in_memory_driver() {
+    let registry = Registry::in_memory_with(deletes_enabled()).await;
+    let (manifest, digest) = registry.push_image("team/app", "v1", 31).await;
+    registry
+        .push_manifest("team/app", "v2", OCI_MANIFEST, &manifest)
+        .await;
+    let (other, other_digest) = registry.push_image("team/app", "v3", 32).await;
+    let index = oci_index(&[
+        (OCI_MANIFEST, &digest, manifest.len()),
+        (OCI_MANIFEST, &other_digest, other.len()),
+    ]);
+    registry
+        .push_manifest("team/app", "multi", OCI_INDEX, &index)
+        .await;
+
+    assert_manifest_is(&registry, "team/app", "v1", OCI_MANIFEST, &manifest).await;
+    assert_manifest_is(&registry, "team/app", "multi", OCI_INDEX, &index).await;
+    let reply = registry.get("/v2/team/app/tags/list?n=2").await;
+    assert_eq!(reply.json()["tags"], json!(["multi", "v1"]));
+    assert_eq!(
+        reply.header("link"),
+        "</v2/team/app/tags/list?n=2&last=v1>; rel=\"next\""
+    );
+    let reply = registry.get("/v2/_catalog").await;
+    assert_eq!(reply.json()["repositories"], json!(["team/app"]));
+
+    registry
+        .delete(&format!("/v2/team/app/manifests/{digest}"))
+        .await
+        .assert_empty(StatusCode::ACCEPTED);
+    let reply = registry.get("/v2/team/app/tags/list").await;
+    assert_eq!(reply.json()["tags"], json!(["multi", "v3"]));
+    registry
+        .get("/v2/team/app/manifests/v1")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test]
+async fn image_manifest_with_thousands_of_layers_is_accepted() {
+    let registry = Registry::filesystem().await;
+    let config = config_blob(40);
+    let config_digest = registry.push_blob("repo", &config).await;
+    let mut blobs = Vec::new();
+    for seed in 0..4 {
+        let data = content(40 + seed, 100);
+        blobs.push(registry.push_blob("repo", &data).await);
+    }
+    let layers: Vec<(&str, &str, usize)> = (0..5_000)
+        .map(|i| (OCI_LAYER, blobs[i % blobs.len()].as_str(), 100))
+        .collect();
+    let manifest = oci_manifest((OCI_CONFIG, &config_digest, config.len()), &layers);
+    let reply = registry
+        .put_manifest("repo", "many", OCI_MANIFEST, &manifest)
+        .await;
+    reply.assert_empty(StatusCode::CREATED);
+    assert_manifest_is(&registry, "repo", "many", OCI_MANIFEST, &manifest).await;
+}
+
+#[tokio::test]
+/// Docker schema 2 requires `mediaType`; without it the stored bytes could not say what they are.
+async fn docker_manifest_without_media_type_is_rejected() {
+    let registry = Registry::filesystem().await;
+    let config = config_blob(33);
+    let config_digest = registry.push_blob("repo", &config).await;
+    let manifest = manifest_json(json!({
+        "schemaVersion": 2,
+        "config": descriptor(DOCKER_CONFIG, &config_digest, config.len()),
+        "layers": [],
+    }));
+    let reply = registry
+        .put_manifest("repo", "latest", DOCKER_MANIFEST, &manifest)
+        .await;
+    reply.assert_error(StatusCode::BAD_REQUEST, "MANIFEST_INVALID");
+}

@@ -515,6 +515,66 @@ async fn client_disconnecting_mid_patch_leaves_a_resumable_upload() {
 }
 
 #[tokio::test]
+async fn client_disconnecting_mid_final_put_leaves_a_resumable_upload() {
+    let registry = Registry::filesystem().await;
+    let data = content(19, 3_000);
+    let digest = sha256(&data);
+    let location = registry.start_upload("repo").await;
+    registry.patch_chunk(&location, 0, &data[..1_000]).await;
+
+    let mut stream = TcpStream::connect(registry.addr()).await.expect("connect");
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: 2000\r\n\r\n",
+        with_query(&location, &format!("digest={digest}")),
+        registry.addr()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream
+        .write_all(&data[1_000..1_500])
+        .await
+        .expect("write part of the body");
+    stream.flush().await.expect("flush");
+    drop(stream);
+
+    wait_for_upload_size(&registry, &location, 1_500).await;
+    registry
+        .head(&format!("/v2/repo/blobs/{digest}"))
+        .await
+        .assert_empty(StatusCode::NOT_FOUND);
+    let reply = registry
+        .complete_upload(&location, &digest, &data[1_500..])
+        .await;
+    assert_blob_created(&reply, "repo", &digest);
+    assert_blob_is(&registry, "repo", &digest, &data).await;
+}
+
+#[tokio::test]
+async fn client_disconnecting_mid_patch_in_memory_leaves_a_resumable_upload() {
+    let registry = Registry::in_memory().await;
+    let data = content(20, 2_000);
+    let digest = sha256(&data);
+    let location = registry.start_upload("repo").await;
+
+    let mut stream = TcpStream::connect(registry.addr()).await.expect("connect");
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Length: 2000\r\n\r\n",
+        registry.addr()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.write_all(&data[..700]).await.expect("write part");
+    stream.flush().await.expect("flush");
+    drop(stream);
+
+    wait_for_upload_size(&registry, &location, 700).await;
+    let reply = registry.patch_chunk(&location, 700, &data[700..]).await;
+    assert_eq!(reply.header("range"), "0-1999");
+    let reply = registry.complete_upload(&location, &digest, b"").await;
+    assert_blob_created(&reply, "repo", &digest);
+    assert_blob_is(&registry, "repo", &digest, &data).await;
+}
+
+#[tokio::test]
 async fn client_disconnecting_mid_monolithic_post_stores_nothing() {
     let registry = Registry::filesystem().await;
     let data = content(17, 4_000);
@@ -553,7 +613,18 @@ async fn client_disconnecting_mid_monolithic_post_stores_nothing() {
 
 #[tokio::test]
 async fn concurrent_pushes_of_the_same_blob_and_tag_all_succeed_and_agree() {
-    let registry = std::sync::Arc::new(Registry::filesystem().await);
+    concurrent_pushes_agree(Registry::filesystem().await).await;
+}
+
+#[tokio::test]
+async fn concurrent_pushes_in_memory_all_succeed_and_agree() {
+    concurrent_pushes_agree(Registry::in_memory().await).await;
+}
+
+/// 16 clients push the same blob (half in one request, half in chunks) and then each its own
+/// manifest under the same tag.
+async fn concurrent_pushes_agree(registry: Registry) {
+    let registry = std::sync::Arc::new(registry);
     let data = content(18, 50_000);
     let digest = sha256(&data);
     let config = common::config_blob(1);

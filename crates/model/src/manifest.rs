@@ -200,7 +200,8 @@ struct RawManifest {
 ///
 /// - the bytes are a JSON object with `schemaVersion` equal to the integer 2 ("this MUST be `2`");
 ///   duplicate keys are refused;
-/// - the kind comes from the `mediaType` field; if absent, from `content_type`; if both are
+/// - the kind comes from the `mediaType` field; if absent, from `content_type` (OCI types only:
+///   Docker schema 2 requires the field, and stored bytes must say what they are); if both are
 ///   absent, it is an OCI index when a `manifests` array is present and an OCI image manifest when
 ///   `config` (or `layers`) is present;
 /// - when the `mediaType` field and `content_type` are both present and differ, the result is
@@ -242,10 +243,22 @@ pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Manife
             });
         }
         (Some(declared), _) => kind_of(declared)?,
-        (None, Some(header)) => ManifestKind::from_media_type(&header.to_ascii_lowercase())
-            .ok_or_else(|| ManifestError::UnsupportedMediaType {
-                media_type: header.to_owned(),
-            })?,
+        (None, Some(header)) => {
+            let kind =
+                ManifestKind::from_media_type(&header.to_ascii_lowercase()).ok_or_else(|| {
+                    ManifestError::UnsupportedMediaType {
+                        media_type: header.to_owned(),
+                    }
+                })?;
+            if !kind.is_oci() {
+                // Only OCI manifests may leave their type to the Content-Type: the bytes alone
+                // must say what they are when they are read back.
+                return Err(invalid(format!(
+                    "a {kind} manifest must declare its mediaType (the schema 2 format requires it)"
+                )));
+            }
+            kind
+        }
         (None, None) => infer_kind(&raw)?,
     };
 
@@ -609,9 +622,10 @@ mod tests {
         let manifest = image(None);
         let parsed = parse_manifest(manifest.as_bytes(), Some(OCI_IMAGE_MANIFEST)).unwrap();
         assert_eq!(parsed.kind, ManifestKind::OciImageManifest);
-        let parsed = parse_manifest(manifest.as_bytes(), Some(DOCKER_MANIFEST_V2)).unwrap();
-        assert_eq!(parsed.kind, ManifestKind::DockerManifestV2);
-        assert_eq!(parsed.media_type, DOCKER_MANIFEST_V2);
+        assert!(matches!(
+            parse_manifest(manifest.as_bytes(), Some(DOCKER_MANIFEST_V2)),
+            Err(ManifestError::Invalid { .. })
+        ));
         assert_eq!(
             parse_manifest(manifest.as_bytes(), Some("application/json; q=1")),
             Err(ManifestError::UnsupportedMediaType {

@@ -116,12 +116,26 @@ impl Registry {
 
     /// A registry on the in-memory driver, deletes disabled.
     pub(crate) async fn in_memory() -> Registry {
-        Registry::serve(Arc::new(InMemoryDriver::new()), ContentOptions::default()).await
+        Registry::in_memory_with(ContentOptions::default()).await
+    }
+
+    /// A registry on the in-memory driver.
+    pub(crate) async fn in_memory_with(options: ContentOptions) -> Registry {
+        Registry::serve(Arc::new(InMemoryDriver::new()), options).await
+    }
+
+    /// A registry on the in-memory driver presenting itself as `http` says.
+    pub(crate) async fn in_memory_with_http(http: HttpOptions) -> Registry {
+        let content = ContentStore::new(Arc::new(InMemoryDriver::new()), ContentOptions::default());
+        Registry::serve_service(RegistryService::new(content, http)).await
     }
 
     async fn serve(driver: Arc<dyn StorageDriver>, options: ContentOptions) -> Registry {
-        let service =
-            RegistryService::new(ContentStore::new(driver, options), HttpOptions::default());
+        let content = ContentStore::new(driver, options);
+        Registry::serve_service(RegistryService::new(content, HttpOptions::default())).await
+    }
+
+    async fn serve_service(service: RegistryService) -> Registry {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let server = tokio::spawn(async move {

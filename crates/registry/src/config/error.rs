@@ -124,9 +124,7 @@ fn describe_expected(expected: &str) -> String {
         "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".to_owned(),
         "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
         "a map" => "a map of keys".to_owned(),
-        other if other.starts_with("struct ") || other.starts_with("a map ") => {
-            "a map of keys".to_owned()
-        }
+        other if other.starts_with("struct ") => "a map of keys".to_owned(),
         other => other.to_owned(),
     }
 }
