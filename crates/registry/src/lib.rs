@@ -22,6 +22,7 @@
 //! ```
 
 pub mod config;
+mod maintenance;
 mod server;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use registry_storage::{FilesystemDriver, InMemoryDriver, StorageDriver};
 
 pub use config::Config;
 use config::StorageDriverConfig;
+pub use maintenance::UploadPurging;
 pub use registry_content as content;
 pub use registry_http as http_api;
 pub use registry_model as model;
@@ -44,16 +46,18 @@ pub use server::{ServeError, ServerOptions};
 pub struct Registry {
     service: RegistryService,
     server: ServerOptions,
+    upload_purging: Option<UploadPurging>,
 }
 
 /// Builds a [`Registry`] piece by piece. Starts from the in-memory driver and registry:2's
-/// defaults (deletes disabled, 4 MiB manifests, no prefix).
+/// defaults (deletes disabled, 4 MiB manifests, no prefix), without upload purging.
 #[derive(Debug, Default)]
 pub struct RegistryBuilder {
     driver: Option<Arc<dyn StorageDriver>>,
     content: ContentOptions,
     http: HttpOptions,
     server: ServerOptions,
+    upload_purging: Option<UploadPurging>,
 }
 
 impl RegistryBuilder {
@@ -87,6 +91,12 @@ impl RegistryBuilder {
         self
     }
 
+    /// Removes abandoned uploads on a schedule while [`Registry::serve`] runs; `None` never does.
+    pub fn upload_purging(mut self, policy: Option<UploadPurging>) -> Self {
+        self.upload_purging = policy;
+        self
+    }
+
     /// The registry.
     pub fn build(self) -> Registry {
         let driver = self
@@ -96,6 +106,7 @@ impl RegistryBuilder {
         Registry {
             service: RegistryService::new(content, self.http),
             server: self.server,
+            upload_purging: self.upload_purging,
         }
     }
 }
@@ -118,13 +129,24 @@ impl Registry {
     }
 
     /// Serves the API on `listener` (HTTP/1.1 and HTTP/2) until `shutdown` completes, then stops
-    /// accepting and lets in-flight requests finish (up to the drain timeout).
+    /// accepting and lets in-flight requests finish (up to the drain timeout). Upload purging,
+    /// when configured, runs alongside.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        server::serve(self.service.clone(), &self.server, listener, shutdown).await
+        let purging = self.upload_purging.clone().map(|policy| {
+            tokio::spawn(maintenance::purge_uploads_periodically(
+                self.service.content().clone(),
+                policy,
+            ))
+        });
+        let served = server::serve(self.service.clone(), &self.server, listener, shutdown).await;
+        if let Some(purging) = purging {
+            purging.abort();
+        }
+        served
     }
 }
 
@@ -218,10 +240,22 @@ impl Registry {
                 builder = builder.header(header_name.clone(), header_value);
             }
         }
-        let mut server = ServerOptions::default();
+        let mut server = ServerOptions {
+            access_log: !config.log.accesslog.disabled,
+            ..ServerOptions::default()
+        };
         if let Some(drain_timeout) = config.http.draintimeout {
             server.drain_timeout = drain_timeout;
         }
-        Ok(builder.server_options(server).build())
+        let purging = &config.storage.maintenance.uploadpurging;
+        let upload_purging = purging.enabled.then(|| UploadPurging {
+            age: purging.age,
+            interval: purging.interval,
+            dry_run: purging.dryrun,
+        });
+        Ok(builder
+            .server_options(server)
+            .upload_purging(upload_purging)
+            .build())
     }
 }

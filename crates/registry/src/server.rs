@@ -1,8 +1,12 @@
 //! Serving a [`RegistryService`] on a TCP listener: HTTP/1.1 and HTTP/2 on one port, explicit
 //! protocol limits, and a graceful shutdown that drains in-flight requests.
 
+use std::convert::Infallible;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use http::Request;
+use hyper::body::Incoming;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -18,6 +22,9 @@ pub struct ServerOptions {
     /// How long in-flight requests may run after shutdown begins (registry:2's
     /// `http.draintimeout`); connections still open then are closed.
     pub drain_timeout: Duration,
+    /// Whether every request is logged (method, path, status, time) at info level, as
+    /// registry:2's access log does (`log.accesslog.disabled` turns it off).
+    pub access_log: bool,
 }
 
 impl Default for ServerOptions {
@@ -25,6 +32,7 @@ impl Default for ServerOptions {
         ServerOptions {
             header_read_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(60),
+            access_log: true,
         }
     }
 }
@@ -75,8 +83,32 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let access_log = options.access_log;
+        let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let service = service.clone();
+            async move {
+                if !access_log {
+                    return Ok::<_, Infallible>(service.handle(request).await);
+                }
+                let started = Instant::now();
+                let method = request.method().clone();
+                let path = request.uri().path().to_owned();
+                let response = service.handle(request).await;
+                tracing::info!(
+                    target: "registryd::access",
+                    %peer,
+                    %method,
+                    path,
+                    status = response.status().as_u16(),
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "request"
+                );
+                Ok(response)
+            }
+        });
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
+            .serve_connection_with_upgrades(TokioIo::new(stream), handler)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
