@@ -1,5 +1,12 @@
 //! `registryd`: the registry server. A thin binary over the `registry` crate: command line,
 //! logging, signals and exit codes.
+//!
+//! Each subcommand is a variant of [`Command`] and a function returning the process's
+//! [`ExitCode`]; `main` only dispatches.
+
+mod cert;
+mod config_check;
+mod htpasswd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +16,7 @@ use clap::{Parser, Subcommand};
 use registry::Registry;
 use registry::config::{Config, LoadedConfig, LogLevel, StorageDriverConfig};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// An OCI container registry, a drop-in replacement for CNCF Distribution (registry:2).
 #[derive(Debug, Parser)]
@@ -33,15 +41,64 @@ enum Command {
         /// (0.0.0.0:5000, filesystem storage in ./data).
         config: Option<PathBuf>,
     },
+    /// Create a private CA and a server certificate signed by it, for serving HTTPS.
+    ///
+    /// Writes ca.crt, ca.key, server.crt (the server certificate alone) and server.key to DIR,
+    /// then prints how to configure registryd and make Docker and the system trust the CA.
+    Cert(cert::CertArgs),
+    /// Print an htpasswd line with a bcrypt hash for USER, replacing `htpasswd -Bbn`.
+    ///
+    /// The password is read from standard input when not given.
+    Htpasswd(htpasswd::HtpasswdArgs),
+    /// Work with the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration as `serve` would (including the files it names) and print the
+    /// effective settings, secrets redacted.
+    Check {
+        /// The configuration file; else $REGISTRY_CONFIGURATION_PATH; else the built-in default.
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config_path = match cli.command {
-        Some(Command::Serve { config }) => config,
-        None => cli.config,
+    match cli.command {
+        Some(Command::Serve { config }) => serve_command(config),
+        None => serve_command(cli.config),
+        Some(Command::Cert(args)) => report("cert", cert::run(&args)),
+        Some(Command::Htpasswd(args)) => report("htpasswd", htpasswd::run(args)),
+        Some(Command::Config(ConfigCommand::Check { config })) => report(
+            "config check",
+            config_check::run(config_path(config).as_deref()),
+        ),
     }
-    .or_else(|| std::env::var_os("REGISTRY_CONFIGURATION_PATH").map(PathBuf::from));
+}
+
+/// The exit code for a subcommand's outcome, printing its error.
+fn report(command: &str, outcome: Result<(), String>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("registryd {command}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configuration file to read: the argument, else `REGISTRY_CONFIGURATION_PATH` (as
+/// registry:2), else none (the built-in defaults).
+fn config_path(argument: Option<PathBuf>) -> Option<PathBuf> {
+    argument.or_else(|| std::env::var_os("REGISTRY_CONFIGURATION_PATH").map(PathBuf::from))
+}
+
+/// `registryd [serve] [CONFIG]`.
+fn serve_command(config: Option<PathBuf>) -> ExitCode {
+    let config_path = config_path(config);
 
     let loaded = match Config::load(config_path.as_deref()) {
         Ok(loaded) => loaded,
@@ -81,6 +138,15 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
         tracing::warn!("{warning}");
     }
     let registry = Registry::from_config(&config).map_err(|error| error.to_string())?;
+    // Installed before listening: from then on SIGHUP reloads instead of ending the process.
+    match signal(SignalKind::hangup()) {
+        Ok(hangups) => {
+            tokio::spawn(reload_on_hangup(registry.clone(), hangups));
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; TLS files cannot be reloaded")
+        }
+    }
     let addr = listen_address(&config.http.addr)?;
     let listener = TcpListener::bind(addr)
         .await
@@ -94,11 +160,16 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
         StorageDriverConfig::InMemory => "in memory (lost on exit)".to_owned(),
     };
     let local = listener.local_addr().unwrap_or(addr);
+    let scheme = if registry.tls().is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         %storage,
         delete_enabled = config.storage.delete.enabled,
-        "registryd listening on http://{local}"
+        "registryd listening on {scheme}://{local}"
     );
     registry
         .serve(listener, shutdown_signal())
@@ -126,9 +197,29 @@ fn listen_address(addr: &str) -> Result<SocketAddr, String> {
         })
 }
 
+/// On every SIGHUP, reloads the TLS certificate, key and client CAs; a failed reload is logged
+/// and the previous files stay in use.
+async fn reload_on_hangup(registry: Registry, mut hangups: Signal) {
+    while hangups.recv().await.is_some() {
+        let reloading = registry.clone();
+        match tokio::task::spawn_blocking(move || reloading.reload_tls()).await {
+            Ok(Ok(true)) => tracing::info!(
+                "SIGHUP received: TLS certificate and key reloaded; new connections use them"
+            ),
+            Ok(Ok(false)) => {
+                tracing::info!("SIGHUP received: nothing to reload (TLS is not configured)");
+            }
+            Ok(Err(error)) => tracing::error!(
+                "SIGHUP received: TLS reload failed, still serving the previous certificate: \
+                 config key {error}"
+            ),
+            Err(error) => tracing::error!(%error, "SIGHUP received: TLS reload did not finish"),
+        }
+    }
+}
+
 /// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(stream) => Some(stream),
         Err(error) => {

@@ -44,6 +44,16 @@ impl Page {
 impl ContentStore {
     /// The repositories of the registry (those holding manifests), sorted by name.
     pub async fn catalog(&self, page: &Page) -> Result<Listing<RepositoryName>, ContentError> {
+        self.catalog_where(page, |_| true).await
+    }
+
+    /// The repositories for which `visible` holds, sorted by name and paged after filtering (a
+    /// caller sees only what it may pull, and pages stay full).
+    pub async fn catalog_where(
+        &self,
+        page: &Page,
+        visible: impl Fn(&RepositoryName) -> bool,
+    ) -> Result<Listing<RepositoryName>, ContentError> {
         let root = layout::repositories_root()?;
         let prefix_len = root.as_str().len() + 1;
         let mut names = Vec::new();
@@ -72,6 +82,7 @@ impl ContentStore {
             Ok(()) | Err(StorageError::NotFound { .. }) => {}
             Err(error) => return Err(error.into()),
         }
+        names.retain(|name| visible(name));
         names.sort();
         Ok(page.apply(names))
     }

@@ -7,6 +7,7 @@
 //! listener and no TLS: `registry` serves it, or an embedding application mounts it beside its
 //! own routes.
 
+mod access;
 mod body;
 mod error;
 mod handlers;
@@ -23,8 +24,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
+use registry_auth::AccessController;
 use registry_content::ContentStore;
 
+pub use access::required_access;
 pub use body::{BoxError, ResponseBody};
 pub use error::{ApiError, ErrorCode};
 pub use route::Route;
@@ -41,6 +44,8 @@ pub struct HttpOptions {
     pub prefix: String,
     /// Headers added to every response (registry:2's `http.headers`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Who may do what; `None` lets every request through (registry:2 without `auth`).
+    pub access: Option<AccessController>,
 }
 
 /// The registry's HTTP API. Cheap to clone: clones share the content store.
@@ -54,6 +59,7 @@ struct Inner {
     content: ContentStore,
     prefix: String,
     headers: Vec<(HeaderName, HeaderValue)>,
+    access: Option<AccessController>,
 }
 
 impl RegistryService {
@@ -65,6 +71,7 @@ impl RegistryService {
                 content,
                 prefix,
                 headers: options.headers,
+                access: options.access,
             }),
         }
     }
@@ -104,11 +111,24 @@ impl RegistryService {
             .strip_prefix(self.inner.prefix.as_str())
             .ok_or_else(ApiError::not_found)?;
         let route = Route::parse(path)?.ok_or_else(ApiError::not_found)?;
+        if !route.allowed_methods().contains(request.method()) {
+            return Err(method_not_allowed(&route));
+        }
+        let params = query::parse(request.uri().query());
+        let accesses = required_access(&route, request.method(), &params);
+        // Decided before anything is read from the body or from storage.
+        let grant = access::authorize(
+            self.inner.access.as_ref(),
+            request.headers().get(header::AUTHORIZATION),
+            &accesses,
+        )
+        .await?;
         let context = handlers::Context {
             content: &self.inner.content,
             prefix: &self.inner.prefix,
+            grant: &grant,
         };
-        handlers::handle(context, route, request).await
+        handlers::handle(context, route, params, request).await
     }
 }
 

@@ -270,6 +270,7 @@ async fn prefix_and_configured_headers_apply_to_routes_and_urls() {
             HeaderName::from_static("x-served-by"),
             HeaderValue::from_static("registryd-test"),
         )],
+        ..HttpOptions::default()
     })
     .await;
     let reply = registry.get("/registry/v2/").await;

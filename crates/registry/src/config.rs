@@ -33,6 +33,9 @@
 //! # Ok::<(), registry::config::ConfigError>(())
 //! ```
 //!
+//! One key is registryd's own: `auth.access`, the access rules beside the auth provider, read
+//! into [`Config::access`] (see [`Config::access_rules`]).
+//!
 //! Every default lives in the `Default` impls below; `docs/configuration.md` lists them with
 //! the differences from registry:2.
 
@@ -48,12 +51,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, Visitor};
+use registry_auth::AccessRules;
+use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
+pub use registry_auth::{AccessRule, RuleAction};
 
 use duration::{serde_duration, serde_option_duration};
 use tree::{Node, Origin};
@@ -62,8 +67,10 @@ use tree::{Node, Origin};
 pub const REDACTED: &str = "<redacted>";
 
 /// The whole configuration: the registry:2 file format, version 0.1.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+///
+/// Each field is the top-level key of the same name, except [`access`](Config::access), which is
+/// read from and written back to `auth.access`. Keys left out take their defaults.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The configuration format's version. registry:2 knows only `0.1`, and so does registryd.
     pub version: String,
@@ -71,9 +78,13 @@ pub struct Config {
     pub log: LogConfig,
     /// Where and how content is stored (`storage`).
     pub storage: StorageConfig,
-    /// Who may do what (`auth`); `None` lets everyone push and pull.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Who is asking: the authentication provider in `auth`; `None` lets everyone push and pull.
     pub auth: Option<AuthConfig>,
+    /// What they may do: the access rules in `auth.access` (a registryd extension), checked as a
+    /// union. Empty (the default) keeps registry:2's behaviour: any authenticated user may do
+    /// everything. Rules need a provider in [`auth`](Config::auth); loading refuses them
+    /// without one. [`Config::access_rules`] gives them to the access controller.
+    pub access: Vec<AccessRule>,
     /// The HTTP server (`http`).
     pub http: HttpConfig,
     /// The `/v2/_catalog` endpoint (`catalog`).
@@ -81,31 +92,22 @@ pub struct Config {
     /// The tags list endpoint (`tags`).
     pub tags: TagsConfig,
     /// Pull-through cache settings (`proxy`). Read but not acted on yet: loading warns.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyConfig>,
     /// registry:2's `notifications` section, kept as written. Not implemented: loading warns.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub notifications: Option<serde_json::Value>,
     /// registry:2's `redis` section, kept as written. Not implemented: loading warns.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<serde_json::Value>,
     /// registry:2's `health` section, kept as written. Not implemented: loading warns.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<serde_json::Value>,
     /// registry:2's `validation` section, kept as written. Not implemented: loading warns.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub validation: Option<serde_json::Value>,
     /// registry:2's `compatibility` section, kept as written. Not implemented: loading warns.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub compatibility: Option<serde_json::Value>,
     /// registry:2's `middleware` section, kept as written. Not implemented: loading warns.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub middleware: Option<serde_json::Value>,
     /// registry:2's `reporting` section, kept as written. Not implemented: loading warns.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reporting: Option<serde_json::Value>,
     /// registry:2's `policy` section, kept as written. Not implemented: loading warns.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<serde_json::Value>,
 }
 
@@ -116,6 +118,7 @@ impl Default for Config {
             log: LogConfig::default(),
             storage: StorageConfig::default(),
             auth: None,
+            access: Vec::new(),
             http: HttpConfig::default(),
             catalog: CatalogConfig::default(),
             tags: TagsConfig::default(),
@@ -379,7 +382,8 @@ pub struct TagConfig {
     pub concurrencylimit: usize,
 }
 
-/// The authentication provider (`auth`): exactly one of these keys.
+/// The authentication provider (`auth`): exactly one of these keys. The access rules written
+/// beside it (`auth.access`) are read into [`Config::access`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthConfig {
@@ -709,6 +713,14 @@ impl Config {
         Ok(loaded)
     }
 
+    /// The access rules (`auth.access`) in the form the access controller takes
+    /// (`registry_auth::AccessController::new`): `None` when there are none, which keeps
+    /// registry:2's behaviour (any authenticated user may do everything). An empty
+    /// [`AccessRules`] would allow nothing, so never pass one for "no rules".
+    pub fn access_rules(&self) -> Option<AccessRules> {
+        (!self.access.is_empty()).then(|| AccessRules::new(self.access.clone()))
+    }
+
     /// A copy with every secret replaced by [`REDACTED`], for printing: `http.secret`,
     /// `proxy.password`, `Authorization` values in `http.headers`, and any key that looks like a
     /// password, secret, token or API key in the sections kept as written (`redis.password`,
@@ -869,6 +881,33 @@ fn invalid(path: &str, message: &str, origins: &HashMap<String, Origin>) -> Conf
             message: format!("required but missing; set it in the config file or with {variable}"),
         };
     }
+    // Only the structs that refuse unknown keys (access rules) get here; elsewhere they warn.
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once("`, expected ")
+    {
+        // serde_path_to_error's path already ends with the unknown key.
+        let parent = match path.strip_suffix(field) {
+            Some(rest) if rest.is_empty() || rest.ends_with('.') => rest.trim_end_matches('.'),
+            _ => path,
+        };
+        let key = join_path(parent, field);
+        let known: Vec<&str> = expected
+            .trim_start_matches("one of ")
+            .split(['`', ',', ' '])
+            .filter(|word| !word.is_empty() && *word != "or")
+            .collect();
+        let suggestion = suggest(field, known.iter().copied())
+            .map(|known| format!("; did you mean {}?", join_path(parent, known)))
+            .unwrap_or_default();
+        return ConfigError::Invalid {
+            origin: origins.get(&key).map(ToString::to_string),
+            key,
+            message: format!(
+                "unknown key; the keys here are {}{suggestion}",
+                known.join(", ")
+            ),
+        };
+    }
     ConfigError::Invalid {
         key: if path.is_empty() {
             "(top level)".to_owned()
@@ -902,6 +941,35 @@ fn check(config: &Config, origins: &HashMap<String, Origin>) -> Result<(), Confi
             origin: None,
             message: "required unless auth.token.jwks is set; point it at the certificates that sign your tokens (REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE)".to_owned(),
         });
+    }
+    for (index, rule) in config.access.iter().enumerate() {
+        let lists = [
+            (
+                "users",
+                rule.users.is_empty(),
+                "a user name, anonymous or \"*\"",
+            ),
+            (
+                "repositories",
+                rule.repositories.is_empty(),
+                "a repository name or a pattern such as team/*",
+            ),
+            (
+                "actions",
+                rule.actions.is_empty(),
+                "pull, push, delete or \"*\"",
+            ),
+        ];
+        if let Some((name, _, example)) = lists.into_iter().find(|(_, empty, _)| *empty) {
+            let key = format!("auth.access[{index}].{name}");
+            return Err(ConfigError::Invalid {
+                origin: origin(&key),
+                key,
+                message: format!(
+                    "an empty list matches nothing, so the rule grants nothing; list at least one ({example}) or remove the rule"
+                ),
+            });
+        }
     }
     Ok(())
 }
@@ -947,7 +1015,15 @@ fn unknown_key_warning(path: &str, origin: Option<&Origin>) -> String {
         Some((parent, name)) => (parent, name),
         None => ("", path),
     };
-    let suggestion = known_keys(parent)
+    let suggestion = suggest(name, known_keys(parent))
+        .map(|known| format!("; did you mean {}?", join_path(parent, known)))
+        .unwrap_or_default();
+    format!("unknown config key {path}{origin} is ignored{suggestion}")
+}
+
+/// The key in `known` that `name` is most likely a misspelling of.
+fn suggest<'k>(name: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    known
         .into_iter()
         .filter(|known| {
             edit_distance(known, name) <= (name.len() / 3).max(1)
@@ -955,9 +1031,6 @@ fn unknown_key_warning(path: &str, origin: Option<&Origin>) -> String {
                 || known.eq_ignore_ascii_case(name)
         })
         .min_by_key(|known| edit_distance(known, name))
-        .map(|known| format!("; did you mean {}?", join_path(parent, known)))
-        .unwrap_or_default();
-    format!("unknown config key {path}{origin} is ignored{suggestion}")
 }
 
 /// The keys the schema knows under `path` (a struct's fields), for suggestions.
@@ -1080,7 +1153,136 @@ impl Serialize for StorageConfig {
     }
 }
 
-impl<'de> Deserialize<'de> for AuthConfig {
+impl<'de> Deserialize<'de> for Config {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ConfigVisitor)
+    }
+}
+
+struct ConfigVisitor;
+
+impl<'de> Visitor<'de> for ConfigVisitor {
+    type Value = Config;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of keys such as version, storage and http")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Config, A::Error> {
+        let mut config = Config::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "version" => config.version = map.next_value()?,
+                "log" => config.log = map.next_value()?,
+                "storage" => config.storage = map.next_value()?,
+                "auth" => {
+                    let section: Option<AuthSection> = map.next_value()?;
+                    let section = section.unwrap_or_default();
+                    config.auth = section.provider;
+                    config.access = section.access;
+                }
+                "http" => config.http = map.next_value()?,
+                "catalog" => config.catalog = map.next_value()?,
+                "tags" => config.tags = map.next_value()?,
+                "proxy" => config.proxy = map.next_value()?,
+                "notifications" => config.notifications = map.next_value()?,
+                "redis" => config.redis = map.next_value()?,
+                "health" => config.health = map.next_value()?,
+                "validation" => config.validation = map.next_value()?,
+                "compatibility" => config.compatibility = map.next_value()?,
+                "middleware" => config.middleware = map.next_value()?,
+                "reporting" => config.reporting = map.next_value()?,
+                "policy" => config.policy = map.next_value()?,
+                // Skipped this way, an unknown key is reported as one (with its path).
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+impl Serialize for Config {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Destructured so that a new field cannot be forgotten here.
+        let Config {
+            version,
+            log,
+            storage,
+            auth,
+            access,
+            http,
+            catalog,
+            tags,
+            proxy,
+            notifications,
+            redis,
+            health,
+            validation,
+            compatibility,
+            middleware,
+            reporting,
+            policy,
+        } = self;
+        let kept_as_written = [
+            ("notifications", notifications),
+            ("redis", redis),
+            ("health", health),
+            ("validation", validation),
+            ("compatibility", compatibility),
+            ("middleware", middleware),
+            ("reporting", reporting),
+            ("policy", policy),
+        ];
+        let has_auth = auth.is_some() || !access.is_empty();
+        let len = 6
+            + usize::from(has_auth)
+            + usize::from(proxy.is_some())
+            + kept_as_written.iter().filter(|(_, v)| v.is_some()).count();
+        let mut map = serializer.serialize_map(Some(len))?;
+        map.serialize_entry("version", version)?;
+        map.serialize_entry("log", log)?;
+        map.serialize_entry("storage", storage)?;
+        if has_auth {
+            map.serialize_entry(
+                "auth",
+                &AuthSectionRef {
+                    provider: auth.as_ref(),
+                    access,
+                },
+            )?;
+        }
+        map.serialize_entry("http", http)?;
+        map.serialize_entry("catalog", catalog)?;
+        map.serialize_entry("tags", tags)?;
+        if let Some(proxy) = proxy {
+            map.serialize_entry("proxy", proxy)?;
+        }
+        for (key, section) in kept_as_written {
+            if let Some(section) = section {
+                map.serialize_entry(key, section)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// What `auth` holds: one provider, and the access rules beside it.
+#[derive(Default)]
+struct AuthSection {
+    /// `None` for `none` (or nothing) as the provider.
+    provider: Option<AuthConfig>,
+    access: Vec<AccessRule>,
+}
+
+/// The providers `auth` may name, besides `none`.
+const AUTH_PROVIDERS: &str = "htpasswd, token or silly";
+
+/// Why access rules without a provider are refused.
+const ACCESS_NEEDS_PROVIDER: &str = "auth.access needs an auth provider (htpasswd or token) to tell who is asking; add auth.htpasswd or auth.token beside it, or remove auth.access";
+
+impl<'de> Deserialize<'de> for AuthSection {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(AuthVisitor)
     }
@@ -1089,36 +1291,88 @@ impl<'de> Deserialize<'de> for AuthConfig {
 struct AuthVisitor;
 
 impl<'de> Visitor<'de> for AuthVisitor {
-    type Value = AuthConfig;
+    type Value = AuthSection;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map with one auth provider (htpasswd, token or silly)")
+        write!(f, "a map with one auth provider ({AUTH_PROVIDERS})")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AuthConfig, A::Error> {
-        let mut found: Option<(String, AuthConfig)> = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AuthSection, A::Error> {
+        let mut chosen: Option<String> = None;
+        let mut section = AuthSection::default();
+        let mut has_access = false;
         while let Some(key) = map.next_key::<String>()? {
-            if let Some((previous, _)) = &found {
+            if key == "access" {
+                section.access = map.next_value()?;
+                has_access = true;
+                continue;
+            }
+            if !matches!(key.as_str(), "htpasswd" | "token" | "silly" | "none") {
+                map.next_value_seed(Reject(format!(
+                    "unknown auth provider {key}; use {AUTH_PROVIDERS} (the only other key here is access)"
+                )))?;
+                continue;
+            }
+            if let Some(previous) = &chosen {
                 return Err(A::Error::custom(format!(
                     "more than one auth provider is configured ({previous} and {key}); keep exactly one"
                 )));
             }
-            let provider = match key.as_str() {
-                "htpasswd" => AuthConfig::Htpasswd(map.next_value()?),
-                "token" => AuthConfig::Token(map.next_value()?),
-                "silly" => AuthConfig::Silly(map.next_value()?),
-                name => {
-                    map.next_value_seed(Reject(format!(
-                        "unknown auth provider {name}; use htpasswd, token or silly"
-                    )))?;
-                    continue;
+            section.provider = match key.as_str() {
+                "htpasswd" => Some(AuthConfig::Htpasswd(map.next_value()?)),
+                "token" => Some(AuthConfig::Token(map.next_value()?)),
+                "silly" => Some(AuthConfig::Silly(map.next_value()?)),
+                _ => {
+                    // `none`: no authentication, whatever it is set to.
+                    map.next_value::<serde_json::Value>()?;
+                    None
                 }
             };
-            found = Some((key, provider));
+            chosen = Some(key);
         }
-        found
-            .map(|(_, provider)| provider)
-            .ok_or_else(|| A::Error::custom("expected one auth provider: htpasswd, token or silly"))
+        if has_access && section.provider.is_none() {
+            return Err(A::Error::custom(ACCESS_NEEDS_PROVIDER));
+        }
+        Ok(section)
+    }
+}
+
+/// `auth` for printing: the provider's key and, when there are rules, `access`.
+struct AuthSectionRef<'a> {
+    provider: Option<&'a AuthConfig>,
+    access: &'a [AccessRule],
+}
+
+impl Serialize for AuthSectionRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let len = usize::from(self.provider.is_some()) + usize::from(!self.access.is_empty());
+        let mut map = serializer.serialize_map(Some(len))?;
+        match self.provider {
+            Some(AuthConfig::Htpasswd(params)) => map.serialize_entry("htpasswd", params)?,
+            Some(AuthConfig::Token(params)) => map.serialize_entry("token", params)?,
+            Some(AuthConfig::Silly(params)) => map.serialize_entry("silly", params)?,
+            None => {}
+        }
+        if !self.access.is_empty() {
+            map.serialize_entry("access", self.access)?;
+        }
+        map.end()
+    }
+}
+
+/// The provider alone; access rules are [`Config::access`], so a section with `access` is
+/// refused here rather than losing them.
+impl<'de> Deserialize<'de> for AuthConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let section = AuthSection::deserialize(deserializer)?;
+        if !section.access.is_empty() {
+            return Err(D::Error::custom(
+                "auth.access is read into Config::access; deserialize the whole Config to keep the rules",
+            ));
+        }
+        section.provider.ok_or_else(|| {
+            D::Error::custom(format!("expected one auth provider: {AUTH_PROVIDERS}"))
+        })
     }
 }
 

@@ -24,6 +24,7 @@
 pub mod config;
 mod maintenance;
 mod server;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -33,13 +34,18 @@ use registry_http::{HttpOptions, RegistryService};
 use registry_storage::{FilesystemDriver, InMemoryDriver, StorageDriver};
 
 pub use config::Config;
-use config::StorageDriverConfig;
+use config::{AuthConfig, StorageDriverConfig};
 pub use maintenance::UploadPurging;
+pub use registry_auth as auth;
+use registry_auth::htpasswd::HtpasswdAuthenticator;
+use registry_auth::token::{TokenAuthenticator, TokenSettings};
+use registry_auth::{AccessController, Authenticator};
 pub use registry_content as content;
 pub use registry_http as http_api;
 pub use registry_model as model;
 pub use registry_storage as storage;
 pub use server::{ServeError, ServerOptions};
+pub use tls::{ReloadableTls, TlsError};
 
 /// A registry ready to serve: a storage driver, the content layer over it and the HTTP API.
 #[derive(Clone, Debug)]
@@ -47,6 +53,7 @@ pub struct Registry {
     service: RegistryService,
     server: ServerOptions,
     upload_purging: Option<UploadPurging>,
+    tls: Option<ReloadableTls>,
 }
 
 /// Builds a [`Registry`] piece by piece. Starts from the in-memory driver and registry:2's
@@ -58,6 +65,7 @@ pub struct RegistryBuilder {
     http: HttpOptions,
     server: ServerOptions,
     upload_purging: Option<UploadPurging>,
+    tls: Option<ReloadableTls>,
 }
 
 impl RegistryBuilder {
@@ -79,6 +87,13 @@ impl RegistryBuilder {
         self
     }
 
+    /// Decides who may do what; `None` (the default) lets every request through, as registry:2
+    /// does without `auth`.
+    pub fn access_controller(mut self, controller: Option<AccessController>) -> Self {
+        self.http.access = controller;
+        self
+    }
+
     /// Adds `name: value` to every response (registry:2's `http.headers`).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.http.headers.push((name, value));
@@ -97,6 +112,13 @@ impl RegistryBuilder {
         self
     }
 
+    /// Serves over TLS with this configuration (registry:2's `http.tls`); `None` serves plain
+    /// HTTP.
+    pub fn tls(mut self, tls: Option<ReloadableTls>) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// The registry.
     pub fn build(self) -> Registry {
         let driver = self
@@ -107,6 +129,7 @@ impl RegistryBuilder {
             service: RegistryService::new(content, self.http),
             server: self.server,
             upload_purging: self.upload_purging,
+            tls: self.tls,
         }
     }
 }
@@ -128,9 +151,26 @@ impl Registry {
         self.service.content().driver()
     }
 
-    /// Serves the API on `listener` (HTTP/1.1 and HTTP/2) until `shutdown` completes, then stops
-    /// accepting and lets in-flight requests finish (up to the drain timeout). Upload purging,
-    /// when configured, runs alongside.
+    /// The TLS configuration connections are served with, if any.
+    pub fn tls(&self) -> Option<&ReloadableTls> {
+        self.tls.as_ref()
+    }
+
+    /// Reads the TLS certificate, key and client CA files again; new connections use them,
+    /// open connections keep the old ones. `Ok(false)` when TLS is not configured. On error the
+    /// previous configuration stays in use.
+    ///
+    /// Reads files synchronously: call it from a blocking context when on an async runtime.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Serves the API on `listener` (HTTP/1.1 and HTTP/2, over TLS when configured) until
+    /// `shutdown` completes, then stops accepting and lets in-flight requests finish (up to the
+    /// drain timeout). Upload purging, when configured, runs alongside.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
@@ -142,7 +182,14 @@ impl Registry {
                 policy,
             ))
         });
-        let served = server::serve(self.service.clone(), &self.server, listener, shutdown).await;
+        let served = server::serve(
+            self.service.clone(),
+            &self.server,
+            self.tls.clone(),
+            listener,
+            shutdown,
+        )
+        .await;
         if let Some(purging) = purging {
             purging.abort();
         }
@@ -179,29 +226,33 @@ pub enum BuildError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The authentication configuration (`auth`) could not be loaded.
+    #[error("config key {key}: {reason}")]
+    Auth {
+        /// The config key.
+        key: &'static str,
+        /// What is wrong, naming the file and line where there is one.
+        reason: String,
+    },
+    /// The TLS configuration (`http.tls`) could not be loaded.
+    #[error("config key {0}")]
+    Tls(#[from] TlsError),
 }
 
 impl Registry {
     /// The registry a registry:2 compatible configuration describes.
     ///
-    /// Refuses, rather than ignores, settings whose absence would surprise: authentication, TLS
-    /// and read-only mode are not implemented yet, and serving without them when they were asked
-    /// for would expose the registry.
+    /// Loads everything the configuration names (htpasswd file, token keys, TLS certificates),
+    /// so a broken file stops start-up instead of the first request. Refuses, rather than ignores,
+    /// settings whose absence would surprise: read-only mode is not implemented yet.
     pub fn from_config(config: &Config) -> Result<Registry, BuildError> {
-        if config.auth.is_some() {
-            return Err(BuildError::Unsupported {
-                key: "auth",
-                reason: "authentication is not implemented in this version of registryd; \
-                         remove the auth section or put an authenticating proxy in front",
-            });
-        }
-        if config.http.tls.is_some() {
-            return Err(BuildError::Unsupported {
-                key: "http.tls",
-                reason: "TLS is not implemented in this version of registryd; \
-                         remove http.tls or terminate TLS in a proxy in front",
-            });
-        }
+        let access = access_controller(config)?;
+        let tls = config
+            .http
+            .tls
+            .as_ref()
+            .map(|tls| ReloadableTls::load(tls, !config.http.http2.disabled))
+            .transpose()?;
         if config.storage.maintenance.readonly.enabled {
             return Err(BuildError::Unsupported {
                 key: "storage.maintenance.readonly.enabled",
@@ -221,7 +272,8 @@ impl Registry {
         };
         let mut builder = Registry::builder()
             .driver(driver)
-            .delete_enabled(config.storage.delete.enabled);
+            .delete_enabled(config.storage.delete.enabled)
+            .access_controller(access);
         if let Some(prefix) = &config.http.prefix {
             builder = builder.prefix(prefix.clone());
         }
@@ -248,7 +300,7 @@ impl Registry {
             server.drain_timeout = drain_timeout;
         }
         let purging = &config.storage.maintenance.uploadpurging;
-        let upload_purging = purging.enabled.then(|| UploadPurging {
+        let upload_purging = purging.enabled.then_some(UploadPurging {
             age: purging.age,
             interval: purging.interval,
             dry_run: purging.dryrun,
@@ -256,6 +308,52 @@ impl Registry {
         Ok(builder
             .server_options(server)
             .upload_purging(upload_purging)
+            .tls(tls)
             .build())
     }
+}
+
+/// The access controller `auth` describes: its authenticator and `auth.access` rules.
+fn access_controller(config: &Config) -> Result<Option<AccessController>, BuildError> {
+    let authenticator: Arc<dyn Authenticator> = match &config.auth {
+        None if config.access.is_empty() => return Ok(None),
+        None => {
+            return Err(BuildError::Unsupported {
+                key: "auth.access",
+                reason: "access rules need an auth provider (auth.htpasswd or auth.token)",
+            });
+        }
+        Some(AuthConfig::Htpasswd(htpasswd)) => Arc::new(
+            HtpasswdAuthenticator::open(htpasswd.realm.clone(), htpasswd.path.clone()).map_err(
+                |error| BuildError::Auth {
+                    key: "auth.htpasswd.path",
+                    reason: error.to_string(),
+                },
+            )?,
+        ),
+        Some(AuthConfig::Token(token)) => Arc::new(
+            TokenAuthenticator::new(TokenSettings {
+                realm: token.realm.clone(),
+                service: token.service.clone(),
+                issuer: token.issuer.clone(),
+                root_cert_bundle: token.rootcertbundle.clone(),
+                jwks: token.jwks.clone(),
+                signing_algorithms: token.signingalgorithms.clone(),
+            })
+            .map_err(|error| BuildError::Auth {
+                key: "auth.token",
+                reason: error.to_string(),
+            })?,
+        ),
+        Some(AuthConfig::Silly(_)) => {
+            return Err(BuildError::Unsupported {
+                key: "auth.silly",
+                reason: "silly auth accepts any credentials; use auth.htpasswd or auth.token",
+            });
+        }
+    };
+    Ok(Some(AccessController::new(
+        authenticator,
+        config.access_rules(),
+    )))
 }

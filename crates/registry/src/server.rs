@@ -1,8 +1,17 @@
-//! Serving a [`RegistryService`] on a TCP listener: HTTP/1.1 and HTTP/2 on one port, explicit
-//! protocol limits, and a graceful shutdown that drains in-flight requests.
+//! Serving a [`RegistryService`] on a TCP listener: HTTP/1.1 and HTTP/2 on one port, over TLS
+//! when configured, explicit protocol limits, and a graceful shutdown that drains in-flight
+//! requests.
+//!
+//! Each accepted connection gets its own task, which peeks at the first byte before anything
+//! else reads it: a TLS ClientHello on the plain listener, or a plain HTTP request on the TLS
+//! listener, is answered with a clear message instead of an opaque protocol error. The TLS
+//! handshake runs in that task too, under a time limit, so a slow client never holds up the
+//! accept loop.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::Request;
@@ -10,9 +19,13 @@ use hyper::body::Incoming;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use registry_http::RegistryService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::tls::ReloadableTls;
 
 /// How connections are served.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +38,8 @@ pub struct ServerOptions {
     /// Whether every request is logged (method, path, status, time) at info level, as
     /// registry:2's access log does (`log.accesslog.disabled` turns it off).
     pub access_log: bool,
+    /// How long a client may take to send its first byte and complete the TLS handshake.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -33,6 +48,7 @@ impl Default for ServerOptions {
             header_read_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(60),
             access_log: true,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -49,6 +65,7 @@ pub enum ServeError {
 pub(crate) async fn serve(
     service: RegistryService,
     options: &ServerOptions,
+    tls: Option<ReloadableTls>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
@@ -63,6 +80,16 @@ pub(crate) async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
     let graceful = GracefulShutdown::new();
+    let (stopping, stopping_rx) = watch::channel(false);
+    let context = Arc::new(ConnectionContext {
+        builder,
+        service,
+        access_log: options.access_log,
+        header_read_timeout: options.header_read_timeout,
+        tls_handshake_timeout: options.tls_handshake_timeout,
+        tls,
+        stopping: stopping_rx,
+    });
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -83,41 +110,13 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
-        let access_log = options.access_log;
-        let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let service = service.clone();
-            async move {
-                if !access_log {
-                    return Ok::<_, Infallible>(service.handle(request).await);
-                }
-                let started = Instant::now();
-                let method = request.method().clone();
-                let path = request.uri().path().to_owned();
-                let response = service.handle(request).await;
-                tracing::info!(
-                    target: "registryd::access",
-                    %peer,
-                    %method,
-                    path,
-                    status = response.status().as_u16(),
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-                    "request"
-                );
-                Ok(response)
-            }
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), handler)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
+        // Taken here, before the task runs, so that shutdown also waits for connections not yet
+        // handed to hyper (those close as soon as `stopping` is set).
+        let watcher = graceful.watcher();
+        tokio::spawn(handle_connection(context.clone(), stream, peer, watcher));
     }
     drop(listener);
+    let _ = stopping.send(true);
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(options.drain_timeout) => {
@@ -125,6 +124,178 @@ pub(crate) async fn serve(
         }
     }
     Ok(())
+}
+
+/// What every connection task needs, shared.
+struct ConnectionContext {
+    builder: auto::Builder<TokioExecutor>,
+    service: RegistryService,
+    access_log: bool,
+    header_read_timeout: Duration,
+    tls_handshake_timeout: Duration,
+    tls: Option<ReloadableTls>,
+    /// Becomes true when shutdown begins: connections not yet handed to hyper just close.
+    stopping: watch::Receiver<bool>,
+}
+
+/// The first byte of a TLS record carrying a handshake message (a ClientHello, first).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Looks at the connection's first byte to catch a client speaking the wrong protocol, does the
+/// TLS handshake when TLS is on, and serves HTTP.
+async fn handle_connection(
+    context: Arc<ConnectionContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    watcher: Watcher,
+) {
+    let mut stopping = context.stopping.clone();
+    let prepared = tokio::select! {
+        prepared = prepare_connection(&context, stream, peer) => prepared,
+        _ = stopping.wait_for(|stopping| *stopping) => return,
+    };
+    match prepared {
+        Some(Prepared::Plain(stream)) => serve_http(&context, stream, peer, watcher).await,
+        Some(Prepared::Tls(stream)) => serve_http(&context, *stream, peer, watcher).await,
+        None => {}
+    }
+}
+
+enum Prepared {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+async fn prepare_connection(
+    context: &ConnectionContext,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<Prepared> {
+    let Some(tls) = &context.tls else {
+        let first = first_byte(&stream, peer, context.header_read_timeout).await?;
+        if first == TLS_HANDSHAKE_RECORD {
+            tracing::warn!(
+                "client at {peer} started a TLS handshake but this listener serves plain HTTP; \
+                 configure http.tls or use http://"
+            );
+            return None;
+        }
+        return Some(Prepared::Plain(stream));
+    };
+    let deadline = tokio::time::Instant::now() + context.tls_handshake_timeout;
+    let first = first_byte(&stream, peer, context.tls_handshake_timeout).await?;
+    if first.is_ascii_uppercase() {
+        refuse_plain_http(stream, peer).await;
+        return None;
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(Prepared::Tls(Box::new(stream))),
+        Ok(Err(error)) => {
+            tracing::info!("TLS handshake with {peer} failed: {error}");
+            None
+        }
+        Err(_) => {
+            tracing::info!(
+                "TLS handshake with {peer} did not complete within {:?}",
+                context.tls_handshake_timeout
+            );
+            None
+        }
+    }
+}
+
+/// The connection's first byte, left in the socket for whoever reads next; `None` when the
+/// client closes or sends nothing in time.
+async fn first_byte(stream: &TcpStream, peer: SocketAddr, limit: Duration) -> Option<u8> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limit, stream.peek(&mut first)).await {
+        Ok(Ok(1..)) => Some(first[0]),
+        Ok(Ok(0)) => None,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "connection failed before its first byte");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "client sent nothing within {limit:?}");
+            None
+        }
+    }
+}
+
+/// Answers a plain HTTP request sent to the TLS listener with a 400 that says what to do, as Go's
+/// server (and so registry:2) does, then closes.
+async fn refuse_plain_http(mut stream: TcpStream, peer: SocketAddr) {
+    const BODY: &str = "this registry serves HTTPS: use https://\n";
+    const HEAD_LIMIT: usize = 16 * 1024;
+    tracing::warn!(
+        "client at {peer} sent plain HTTP but this listener serves HTTPS; answered 400 \
+         (the client should use https://)"
+    );
+    // Read the request head first: closing a socket with unread data resets the connection,
+    // and the client could lose the answer.
+    let mut head = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut buffer = [0u8; 4096];
+        while head.len() < HEAD_LIMIT && !head.windows(4).any(|window| window == b"\r\n\r\n") {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => head.extend_from_slice(&buffer[..read]),
+            }
+        }
+    })
+    .await;
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Let the client read the answer and close first.
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+async fn serve_http<S>(context: &ConnectionContext, stream: S, peer: SocketAddr, watcher: Watcher)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = context.service.clone();
+    let access_log = context.access_log;
+    let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let service = service.clone();
+        async move {
+            if !access_log {
+                return Ok::<_, Infallible>(service.handle(request).await);
+            }
+            let started = Instant::now();
+            let method = request.method().clone();
+            let path = request.uri().path().to_owned();
+            let response = service.handle(request).await;
+            tracing::info!(
+                target: "registryd::access",
+                %peer,
+                %method,
+                path,
+                status = response.status().as_u16(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "request"
+            );
+            Ok(response)
+        }
+    });
+    let connection = context
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), handler)
+        .into_owned();
+    if let Err(error) = watcher.watch(connection).await {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
 }
 
 fn is_per_connection(error: &std::io::Error) -> bool {

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use registry::config::{
-    AuthConfig, BlobDescriptorCache, ClientAuth, Config, ConfigError, FilesystemConfig,
-    HtpasswdConfig, LoadedConfig, LogFormatter, LogLevel, Net, StorageDriverConfig, TlsVersion,
+    AccessRule, AuthConfig, BlobDescriptorCache, ClientAuth, Config, ConfigError, FilesystemConfig,
+    HtpasswdConfig, LoadedConfig, LogFormatter, LogLevel, Net, RuleAction, StorageDriverConfig,
+    TlsVersion,
 };
 
 fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -438,6 +439,7 @@ fn defaults_match_the_documented_values() {
     assert_eq!(config.storage.cache.blobdescriptor, None);
     assert_eq!(config.storage.cache.blobdescriptorsize, 10_000);
     assert_eq!(config.auth, None);
+    assert!(config.access.is_empty());
     assert_eq!(config.catalog.maxentries, 1000);
     assert_eq!(config.tags.maxtags, 1000);
     assert_eq!(config.proxy, None);
@@ -1197,5 +1199,361 @@ fn a_section_of_the_wrong_shape_names_the_key() {
     assert_eq!(
         error,
         "config key storage (line 1): expected a map with one storage driver (filesystem or inmemory), got a list"
+    );
+}
+
+// ---- access rules (auth.access) -------------------------------------------------------------
+
+const ACCESS_RULES: &str = r#"
+auth:
+  htpasswd: { realm: Registry, path: /etc/registry/htpasswd }
+  access:
+    - { users: [anonymous, "*"], repositories: ["public/*"], actions: [pull] }
+    - { users: [ci], repositories: ["team/*"], actions: [pull, push] }
+    - { users: [admin], repositories: ["*"], actions: ["*"] }
+"#;
+
+fn rule(users: &[&str], repositories: &[&str], actions: &[RuleAction]) -> AccessRule {
+    AccessRule {
+        users: users.iter().map(|user| (*user).to_owned()).collect(),
+        repositories: repositories.iter().map(|repo| (*repo).to_owned()).collect(),
+        actions: actions.to_vec(),
+    }
+}
+
+fn example_rules() -> Vec<AccessRule> {
+    vec![
+        rule(&["anonymous", "*"], &["public/*"], &[RuleAction::Pull]),
+        rule(&["ci"], &["team/*"], &[RuleAction::Pull, RuleAction::Push]),
+        rule(&["admin"], &["*"], &[RuleAction::All]),
+    ]
+}
+
+#[test]
+fn access_rules_load_beside_the_provider() {
+    let loaded = load(ACCESS_RULES, &[]);
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+    assert_eq!(
+        loaded.config.auth,
+        Some(AuthConfig::Htpasswd(HtpasswdConfig {
+            realm: "Registry".to_owned(),
+            path: PathBuf::from("/etc/registry/htpasswd"),
+        }))
+    );
+    assert_eq!(loaded.config.access, example_rules());
+    assert!(loaded.config.access_rules().is_some());
+}
+
+#[test]
+fn access_rules_work_with_every_provider() {
+    let access = "  access:\n    - {users: [ci], repositories: [a], actions: [pull]}\n";
+    for provider in [
+        "  silly: {realm: r, service: s}\n",
+        "  token: {realm: https://auth/token, service: registry, issuer: auth, jwks: /jwks.json}\n",
+    ] {
+        let config = load(&format!("auth:\n{provider}{access}"), &[]).config;
+        assert!(config.auth.is_some(), "{provider}");
+        assert_eq!(config.access, [rule(&["ci"], &["a"], &[RuleAction::Pull])]);
+    }
+}
+
+#[test]
+fn without_access_rules_any_authenticated_user_may_do_everything() {
+    let config = load(
+        "auth:\n  htpasswd: {realm: r, path: /p}\n  access: []\n",
+        &[],
+    )
+    .config;
+    assert!(config.access.is_empty());
+    // None, not an empty rule set (which would allow nothing): registry:2's behaviour.
+    assert!(config.access_rules().is_none());
+    assert!(Config::default().access_rules().is_none());
+}
+
+#[test]
+fn rule_actions_are_read_without_regard_to_case() {
+    let config = load(
+        "auth:\n  htpasswd: {realm: r, path: /p}\n  access:\n    - {users: [ci], repositories: [a], actions: [PULL, Push, delete]}\n",
+        &[],
+    )
+    .config;
+    assert_eq!(
+        config.access[0].actions,
+        [RuleAction::Pull, RuleAction::Push, RuleAction::Delete]
+    );
+}
+
+#[test]
+fn user_names_and_patterns_keep_their_text() {
+    let config = load(
+        "auth:\n  htpasswd: {realm: r, path: /p}\n  access:\n    - {users: [007, yes], repositories: [1.10], actions: [pull]}\n",
+        &[],
+    )
+    .config;
+    assert_eq!(config.access[0].users, ["007", "yes"]);
+    assert_eq!(config.access[0].repositories, ["1.10"]);
+}
+
+#[test]
+fn access_rules_without_a_provider_are_an_error() {
+    let rules = "  access:\n    - {users: [ci], repositories: [a], actions: [pull]}\n";
+    let expected = "config key auth (line 1): auth.access needs an auth provider (htpasswd or token) to tell who is asking; add auth.htpasswd or auth.token beside it, or remove auth.access";
+    assert_eq!(load_error(&format!("auth:\n{rules}"), &[]), expected);
+    assert_eq!(
+        load_error(&format!("auth:\n  none:\n{rules}"), &[]),
+        expected
+    );
+    assert_eq!(load_error("auth:\n  access: []\n", &[]), expected);
+}
+
+#[test]
+fn env_access_rules_without_a_provider_are_an_error_naming_the_variable() {
+    let error = load_error(
+        BASE,
+        &[(
+            "REGISTRY_AUTH_ACCESS",
+            "[{users: [ci], repositories: [a], actions: [pull]}]",
+        )],
+    );
+    assert!(
+        error.starts_with(
+            "config key auth (set by REGISTRY_AUTH_ACCESS): auth.access needs an auth provider (htpasswd or token)"
+        ),
+        "{error}"
+    );
+    let error = load_error(
+        "auth: none\n",
+        &[(
+            "REGISTRY_AUTH_ACCESS",
+            "[{users: [ci], repositories: [a], actions: [pull]}]",
+        )],
+    );
+    assert!(
+        error.contains("auth.access needs an auth provider (htpasswd or token)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unknown_action_names_its_key() {
+    let error = load_error(
+        "auth:\n  htpasswd: {realm: r, path: /p}\n  access:\n    - {users: [ci], repositories: [a], actions: [pull]}\n    - {users: [ci], repositories: [b], actions: [pul]}\n",
+        &[],
+    );
+    assert_eq!(
+        error,
+        "config key auth.access[1].actions[0] (line 5): expected one of pull, push, delete, *, got \"pul\""
+    );
+}
+
+#[test]
+fn an_unknown_key_in_a_rule_is_an_error_naming_it() {
+    let error = load_error(
+        "auth:\n  htpasswd: {realm: r, path: /p}\n  access:\n    - users: [ci]\n      repositories: [a]\n      actions: [pull]\n      action: [push]\n",
+        &[],
+    );
+    assert_eq!(
+        error,
+        "config key auth.access[0].action (line 7): unknown key; the keys here are users, repositories, actions; did you mean auth.access[0].actions?"
+    );
+}
+
+#[test]
+fn a_rule_with_an_empty_list_is_an_error() {
+    for (list, yaml) in [
+        ("users", "{users: [], repositories: [a], actions: [pull]}"),
+        (
+            "repositories",
+            "{users: [ci], repositories: [], actions: [pull]}",
+        ),
+        ("actions", "{users: [ci], repositories: [a], actions: []}"),
+    ] {
+        let error = load_error(
+            &format!(
+                "auth:\n  htpasswd: {{realm: r, path: /p}}\n  access:\n    - {{users: [x], repositories: [x], actions: [pull]}}\n    - {yaml}\n"
+            ),
+            &[],
+        );
+        assert!(
+            error.starts_with(&format!(
+                "config key auth.access[1].{list} (line 5): an empty list matches nothing, so the rule grants nothing;"
+            )),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_rule_missing_a_list_names_it_and_its_variable() {
+    let error = load_error(
+        "auth:\n  htpasswd: {realm: r, path: /p}\n  access:\n    - {users: [ci], repositories: [a]}\n",
+        &[],
+    );
+    assert_eq!(
+        error,
+        "config key auth.access[0].actions: required but missing; set it in the config file or with REGISTRY_AUTH_ACCESS_0_ACTIONS"
+    );
+}
+
+#[test]
+fn a_rule_of_the_wrong_shape_names_its_key() {
+    let error = load_error(
+        "auth:\n  htpasswd: {realm: r, path: /p}\n  access:\n    - {users: ci, repositories: [a], actions: [pull]}\n",
+        &[],
+    );
+    assert_eq!(
+        error,
+        "config key auth.access[0].users (line 4): expected a list, got \"ci\""
+    );
+}
+
+#[test]
+fn env_sets_access_rules_as_yaml_with_an_htpasswd_provider() {
+    let config = load(
+        "",
+        &[
+            ("REGISTRY_AUTH", "htpasswd"),
+            ("REGISTRY_AUTH_HTPASSWD_REALM", "Registry Realm"),
+            ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
+            (
+                "REGISTRY_AUTH_ACCESS",
+                r#"[{users: [ci], repositories: ["team/*"], actions: [pull, push]}]"#,
+            ),
+        ],
+    )
+    .config;
+    assert_eq!(
+        config.auth,
+        Some(AuthConfig::Htpasswd(HtpasswdConfig {
+            realm: "Registry Realm".to_owned(),
+            path: PathBuf::from("/auth/htpasswd"),
+        }))
+    );
+    assert_eq!(
+        config.access,
+        [rule(
+            &["ci"],
+            &["team/*"],
+            &[RuleAction::Pull, RuleAction::Push]
+        )]
+    );
+}
+
+#[test]
+fn env_access_replaces_the_rules_of_the_file() {
+    let config = load(
+        ACCESS_RULES,
+        &[(
+            "REGISTRY_AUTH_ACCESS",
+            "[{users: [ci], repositories: [a], actions: [pull]}]",
+        )],
+    )
+    .config;
+    assert_eq!(config.access, [rule(&["ci"], &["a"], &[RuleAction::Pull])]);
+}
+
+#[test]
+fn env_sets_one_list_of_one_rule_by_index() {
+    let loaded = load(
+        ACCESS_RULES,
+        &[
+            ("REGISTRY_AUTH_ACCESS_1_ACTIONS", "[pull]"),
+            (
+                "REGISTRY_AUTH_ACCESS_3",
+                "{users: [bot], repositories: [b], actions: [delete]}",
+            ),
+        ],
+    );
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+    assert_eq!(loaded.config.access[1].actions, [RuleAction::Pull]);
+    assert_eq!(
+        loaded.config.access[3],
+        rule(&["bot"], &["b"], &[RuleAction::Delete])
+    );
+}
+
+#[test]
+fn env_with_an_unknown_action_names_the_key_and_the_variable() {
+    let error = load_error(
+        ACCESS_RULES,
+        &[("REGISTRY_AUTH_ACCESS_0_ACTIONS", "[pull, fetch]")],
+    );
+    assert_eq!(
+        error,
+        "config key auth.access[0].actions[1] (set by REGISTRY_AUTH_ACCESS_0_ACTIONS): expected one of pull, push, delete, *, got \"fetch\""
+    );
+}
+
+#[test]
+fn registry_auth_keeps_the_access_rules_when_it_chooses_a_provider() {
+    let yaml = "auth:\n  silly: {realm: a, service: b}\n  access:\n    - {users: [ci], repositories: [a], actions: [pull]}\n";
+    let config = load(
+        yaml,
+        &[
+            ("REGISTRY_AUTH", "htpasswd"),
+            ("REGISTRY_AUTH_HTPASSWD_REALM", "r"),
+            ("REGISTRY_AUTH_HTPASSWD_PATH", "/p"),
+        ],
+    )
+    .config;
+    assert!(matches!(config.auth, Some(AuthConfig::Htpasswd(_))));
+    assert_eq!(config.access, [rule(&["ci"], &["a"], &[RuleAction::Pull])]);
+}
+
+#[test]
+fn redacted_keeps_access_rules() {
+    let config = load(ACCESS_RULES, &[]).config;
+    let redacted = config.redacted();
+    assert_eq!(redacted.access, config.access);
+    assert_eq!(redacted.auth, config.auth);
+}
+
+#[test]
+fn printed_access_rules_load_back_equal() {
+    let config = load(ACCESS_RULES, &[]).config;
+    let printed = serde_json::to_value(&config).unwrap_or_default();
+    assert_eq!(
+        printed["auth"]["access"][2],
+        serde_json::json!({ "users": ["admin"], "repositories": ["*"], "actions": ["*"] })
+    );
+    assert_eq!(
+        printed["auth"]["htpasswd"]["realm"],
+        serde_json::json!("Registry")
+    );
+    let text = serde_json::to_string_pretty(&config).unwrap_or_default();
+    let reloaded = load(&text, &[]);
+    assert_eq!(reloaded.warnings, Vec::<String>::new());
+    assert_eq!(reloaded.config, config, "{text}");
+}
+
+#[test]
+fn printing_without_rules_writes_no_access_key() {
+    let config = load(
+        BASE,
+        &[
+            ("REGISTRY_AUTH", "htpasswd"),
+            ("REGISTRY_AUTH_HTPASSWD_REALM", "r"),
+            ("REGISTRY_AUTH_HTPASSWD_PATH", "/p"),
+        ],
+    )
+    .config;
+    let printed = serde_json::to_value(&config).unwrap_or_default();
+    assert_eq!(
+        printed["auth"],
+        serde_json::json!({ "htpasswd": { "realm": "r", "path": "/p" } })
+    );
+    let printed = serde_json::to_value(Config::default()).unwrap_or_default();
+    assert_eq!(printed.get("auth"), None);
+}
+
+#[test]
+fn an_unknown_key_beside_the_provider_names_access() {
+    let error = load_error(
+        "auth:\n  htpasswd: {realm: r, path: /p}\n  acess: []\n",
+        &[],
+    );
+    assert_eq!(
+        error,
+        "config key auth.acess (line 3): unknown auth provider acess; use htpasswd, token or silly (the only other key here is access)"
     );
 }

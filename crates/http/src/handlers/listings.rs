@@ -2,6 +2,7 @@
 //! `Link` header to the next page.
 
 use http::{Response, StatusCode, header};
+use registry_auth::Action;
 use registry_content::{Listing, Page};
 use registry_model::RepositoryName;
 use serde::Serialize;
@@ -22,7 +23,11 @@ pub(super) async fn catalog(
         repositories: Vec<&'a str>,
     }
     let page = page(params)?;
-    let listing = context.content.catalog(&page).await?;
+    let grant = context.grant;
+    let listing = context
+        .content
+        .catalog_where(&page, |name| grant.allows(name, Action::Pull))
+        .await?;
     let json = to_json(&Catalog {
         repositories: listing.items.iter().map(RepositoryName::as_str).collect(),
     });

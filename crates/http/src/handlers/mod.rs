@@ -10,11 +10,12 @@ mod uploads;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
+use registry_auth::Grant;
 use registry_content::ContentStore;
 use registry_model::Digest;
 
 use crate::body::{self, BoxError, ResponseBody};
-use crate::{ApiError, Route, method_not_allowed, query};
+use crate::{ApiError, Route, method_not_allowed};
 
 /// What every handler may use.
 #[derive(Clone, Copy)]
@@ -22,6 +23,8 @@ pub(crate) struct Context<'a> {
     pub(crate) content: &'a ContentStore,
     /// The configured path prefix, without a trailing slash.
     pub(crate) prefix: &'a str,
+    /// What the caller may do, for answers that depend on it (the catalog).
+    pub(crate) grant: &'a Grant,
 }
 
 impl Context<'_> {
@@ -47,6 +50,7 @@ pub(crate) const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-
 pub(crate) async fn handle<B>(
     context: Context<'_>,
     route: Route,
+    params: Vec<(String, String)>,
     request: Request<B>,
 ) -> Result<Response<ResponseBody>, ApiError>
 where
@@ -54,7 +58,6 @@ where
     B::Error: Into<BoxError>,
 {
     let (parts, body) = request.into_parts();
-    let params = query::parse(parts.uri.query());
     let method = &parts.method;
     let head = method == Method::HEAD;
     let headers = &parts.headers;

@@ -130,6 +130,18 @@ impl Registry {
         Registry::serve_service(RegistryService::new(content, http)).await
     }
 
+    /// A registry on the filesystem driver in a fresh temporary directory, deletes enabled,
+    /// presenting itself as `http` says.
+    pub(crate) async fn filesystem_with_http(http: HttpOptions) -> Registry {
+        let temp = Arc::new(tempfile::tempdir().expect("create temp dir"));
+        let driver = FilesystemDriver::new(temp.path()).expect("filesystem driver");
+        let content = ContentStore::new(Arc::new(driver), deletes_enabled());
+        let mut registry = Registry::serve_service(RegistryService::new(content, http)).await;
+        registry.root = Some(temp.path().to_owned());
+        registry._temp = Some(temp);
+        registry
+    }
+
     async fn serve(driver: Arc<dyn StorageDriver>, options: ContentOptions) -> Registry {
         let content = ContentStore::new(driver, options);
         Registry::serve_service(RegistryService::new(content, HttpOptions::default())).await

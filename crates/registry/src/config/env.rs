@@ -15,7 +15,7 @@
 //! Variables are applied in lexical order of their names, so `REGISTRY_STORAGE=inmemory` comes
 //! before `REGISTRY_STORAGE_INMEMORY_...`. Setting `REGISTRY_STORAGE` (or `REGISTRY_AUTH`) to a
 //! driver (or provider) name selects it: the other drivers are dropped and the rest of the
-//! section (`delete`, `maintenance`, `cache`, `redirect`, `tag`) is kept.
+//! section (`delete`, `maintenance`, `cache`, `redirect`, `tag`; `access` under `auth`) is kept.
 
 use super::error::ConfigError;
 use super::schema::Kind;

@@ -170,6 +170,16 @@ const STORAGE: Kind = Kind::Struct(&[
     key("tag", &Kind::Struct(&[key("concurrencylimit", &Kind::Int)])),
 ]);
 
+/// The actions an access rule may name.
+pub(crate) const RULE_ACTIONS: &[&str] = &["pull", "push", "delete", "*"];
+
+/// One access rule (`auth.access[N]`, a registryd extension).
+const ACCESS_RULE: Kind = Kind::Struct(&[
+    key("users", &STRINGS),
+    key("repositories", &STRINGS),
+    key("actions", &Kind::List(&Kind::Enum(RULE_ACTIONS))),
+]);
+
 const AUTH: Kind = Kind::Struct(&[
     variant(
         "htpasswd",
@@ -193,6 +203,7 @@ const AUTH: Kind = Kind::Struct(&[
         &Kind::Struct(&[key("realm", &Kind::Str), key("service", &Kind::Str)]),
     ),
     variant("none", &Kind::Any),
+    key("access", &Kind::List(&ACCESS_RULE)),
 ]);
 
 const TLS: Kind = Kind::Struct(&[

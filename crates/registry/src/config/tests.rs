@@ -280,3 +280,42 @@ fn scalar_keys_cover_the_sections_with_required_keys() {
         );
     }
 }
+
+#[test]
+fn rule_actions_in_the_schema_are_the_rule_action_names() {
+    for name in super::schema::RULE_ACTIONS {
+        let action: Result<RuleAction, _> = serde_json::from_value(json!(name));
+        let action = action.unwrap_or_else(|error| panic!("{name}: {error}"));
+        assert_eq!(serde_json::to_value(action).ok(), Some(json!(name)));
+    }
+}
+
+#[test]
+fn config_deserialized_directly_refuses_access_rules_without_a_provider() {
+    let rules = json!([{ "users": ["ci"], "repositories": ["a"], "actions": ["pull"] }]);
+    let error = serde_json::from_value::<Config>(json!({ "auth": { "access": rules } }))
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.starts_with("auth.access needs an auth provider"),
+        "{error}"
+    );
+    let config: Config = serde_json::from_value(json!({
+        "auth": { "htpasswd": { "realm": "r", "path": "/p" }, "access": rules }
+    }))
+    .unwrap_or_default();
+    assert_eq!(config.access.len(), 1);
+    assert!(config.auth.is_some());
+}
+
+#[test]
+fn auth_config_alone_refuses_access_rules_rather_than_dropping_them() {
+    let section = json!({
+        "htpasswd": { "realm": "r", "path": "/p" },
+        "access": [{ "users": ["ci"], "repositories": ["a"], "actions": ["pull"] }],
+    });
+    assert!(serde_json::from_value::<AuthConfig>(section).is_err());
+    let section = json!({ "htpasswd": { "realm": "r", "path": "/p" } });
+    assert!(serde_json::from_value::<AuthConfig>(section).is_ok());
+}

@@ -1,0 +1,196 @@
+//! The access decision: authenticate the request, then check every access it needs.
+
+use std::sync::Arc;
+
+use registry_model::RepositoryName;
+
+use crate::{
+    Access, AccessRules, Action, Authenticator, Challenge, ChallengeError, Credentials, Resource,
+};
+
+/// Who is asking.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// A client that sent no credentials.
+    Anonymous,
+    /// An authenticated user (or a token's subject).
+    User(String),
+}
+
+/// What a granted request may do beyond what it asked for, for answers that depend on rights
+/// (the catalog lists only what the caller may pull).
+#[derive(Clone, Debug)]
+pub struct Grant {
+    identity: Identity,
+    permissions: Permissions,
+}
+
+#[derive(Clone, Debug)]
+enum Permissions {
+    /// registry:2's rule: an authenticated user may do everything.
+    Everything,
+    /// What the access rules give this identity.
+    Rules(Arc<AccessRules>),
+    /// What the token grants, further limited by the rules when there are any.
+    Token {
+        granted: Arc<[Access]>,
+        rules: Option<Arc<AccessRules>>,
+    },
+}
+
+impl Grant {
+    /// A grant to do everything, for a registry without authentication.
+    pub fn everything() -> Grant {
+        Grant {
+            identity: Identity::Anonymous,
+            permissions: Permissions::Everything,
+        }
+    }
+
+    /// Who was granted.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Whether the grant covers `action` on `repository`.
+    pub fn allows(&self, repository: &RepositoryName, action: Action) -> bool {
+        match &self.permissions {
+            Permissions::Everything => true,
+            Permissions::Rules(rules) => rules.allows(&self.identity, repository, action),
+            Permissions::Token { granted, rules } => {
+                let in_token = granted.iter().any(|access| {
+                    access.resource == Resource::Repository(repository.clone())
+                        && access.actions.contains(&action)
+                });
+                in_token
+                    && rules
+                        .as_ref()
+                        .is_none_or(|rules| rules.allows(&self.identity, repository, action))
+            }
+        }
+    }
+
+    fn allows_catalog(&self) -> bool {
+        match &self.permissions {
+            Permissions::Everything => true,
+            Permissions::Rules(rules) => rules.knows(&self.identity),
+            Permissions::Token { granted, .. } => granted
+                .iter()
+                .any(|access| access.resource == Resource::Catalog),
+        }
+    }
+}
+
+/// The outcome of [`AccessController::decide`].
+#[derive(Clone, Debug)]
+pub enum Decision {
+    /// Go ahead.
+    Granted(Grant),
+    /// 401 `UNAUTHORIZED`: no valid credentials, or a token without the needed scope; the
+    /// challenge tells the client how to authenticate.
+    Unauthorized {
+        /// For the `WWW-Authenticate` header.
+        challenge: Challenge,
+        /// For the error body.
+        message: String,
+    },
+    /// 403 `DENIED`: the user is known but may not do this.
+    Denied {
+        /// For the error body.
+        message: String,
+    },
+}
+
+/// Decides every request of an authenticated registry: who is asking (the [`Authenticator`]) and
+/// whether they may do what the request needs (the token's grant, the access rules, or
+/// registry:2's "authenticated means everything").
+#[derive(Clone, Debug)]
+pub struct AccessController {
+    authenticator: Arc<dyn Authenticator>,
+    rules: Option<Arc<AccessRules>>,
+}
+
+impl AccessController {
+    /// A controller over `authenticator`, with access `rules` when given.
+    pub fn new(
+        authenticator: Arc<dyn Authenticator>,
+        rules: Option<AccessRules>,
+    ) -> AccessController {
+        AccessController {
+            authenticator,
+            rules: rules.map(Arc::new),
+        }
+    }
+
+    /// Decides a request carrying `credentials` that needs `accesses` (none for `GET /v2/`,
+    /// which only asks "who are you?").
+    pub async fn decide(&self, credentials: &Credentials, accesses: &[Access]) -> Decision {
+        let principal = match self.authenticator.authenticate(credentials).await {
+            Ok(principal) => principal,
+            Err(error) => {
+                return Decision::Unauthorized {
+                    challenge: self
+                        .authenticator
+                        .challenge(accesses, Some(ChallengeError::InvalidToken)),
+                    message: error.to_string(),
+                };
+            }
+        };
+        let has_token = principal.as_ref().is_some_and(|p| p.granted.is_some());
+        let grant = match principal {
+            None => Grant {
+                identity: Identity::Anonymous,
+                permissions: match &self.rules {
+                    Some(rules) => Permissions::Rules(rules.clone()),
+                    None => Permissions::Rules(Arc::new(AccessRules::default())),
+                },
+            },
+            Some(principal) => Grant {
+                identity: Identity::User(principal.name),
+                permissions: match (principal.granted, &self.rules) {
+                    (Some(granted), rules) => Permissions::Token {
+                        granted: granted.into(),
+                        rules: rules.clone(),
+                    },
+                    (None, Some(rules)) => Permissions::Rules(rules.clone()),
+                    (None, None) => Permissions::Everything,
+                },
+            },
+        };
+        let anonymous = grant.identity == Identity::Anonymous;
+        // The base endpoint answers anonymous clients with a challenge even when some
+        // repositories are public: that 401 is how clients learn to send credentials.
+        let allowed = if accesses.is_empty() {
+            !anonymous
+        } else {
+            accesses.iter().all(|access| match &access.resource {
+                Resource::Catalog => grant.allows_catalog(),
+                Resource::Repository(name) => access
+                    .actions
+                    .iter()
+                    .all(|&action| grant.allows(name, action)),
+            })
+        };
+        if allowed {
+            return Decision::Granted(grant);
+        }
+        if anonymous {
+            Decision::Unauthorized {
+                challenge: self.authenticator.challenge(accesses, None),
+                message: "authentication required".to_owned(),
+            }
+        } else if has_token {
+            Decision::Unauthorized {
+                challenge: self
+                    .authenticator
+                    .challenge(accesses, Some(ChallengeError::InsufficientScope)),
+                message: "the token does not grant the access this request needs".to_owned(),
+            }
+        } else {
+            let needed: Vec<String> = accesses.iter().map(Access::scope).collect();
+            Decision::Denied {
+                message: format!("access denied: {}", needed.join(" ")),
+            }
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Access control at the HTTP layer: challenges, denials and filtered answers, decided before
+//! anything is read or written. A small in-test authenticator stands in for htpasswd and tokens.
+
+mod common;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use http::{Method, StatusCode};
+use registry_auth::{
+    Access, AccessController, AccessRule, AccessRules, AuthError, Authenticator, Challenge,
+    ChallengeError, Credentials, Principal, RuleAction,
+};
+use registry_http::HttpOptions;
+
+use common::*;
+
+/// Users `alice`, `ci` and `admin`, each with the password `<name>-password`.
+#[derive(Debug)]
+struct Users;
+
+#[async_trait]
+impl Authenticator for Users {
+    async fn authenticate(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<Option<Principal>, AuthError> {
+        match credentials {
+            Credentials::None => Ok(None),
+            Credentials::Basic { user, password }
+                if ["alice", "ci", "admin"].contains(&user.as_str())
+                    && password == &format!("{user}-password") =>
+            {
+                Ok(Some(Principal {
+                    name: user.clone(),
+                    granted: None,
+                }))
+            }
+            Credentials::Basic { .. } => Err(AuthError::InvalidCredentials),
+            _ => Err(AuthError::MalformedHeader),
+        }
+    }
+
+    fn challenge(&self, _: &[Access], _: Option<ChallengeError>) -> Challenge {
+        Challenge::Basic {
+            realm: "test realm".into(),
+        }
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+fn login(user: &str) -> String {
+    basic(user, &format!("{user}-password"))
+}
+
+fn rule(users: &[&str], repositories: &[&str], actions: &[RuleAction]) -> AccessRule {
+    AccessRule {
+        users: users.iter().map(|s| s.to_string()).collect(),
+        repositories: repositories.iter().map(|s| s.to_string()).collect(),
+        actions: actions.to_vec(),
+    }
+}
+
+async fn registry_with(rules: Option<AccessRules>) -> Registry {
+    Registry::filesystem_with_http(HttpOptions {
+        access: Some(AccessController::new(Arc::new(Users), rules)),
+        ..HttpOptions::default()
+    })
+    .await
+}
+
+fn example_rules() -> AccessRules {
+    use RuleAction::*;
+    AccessRules::new(vec![
+        rule(&["anonymous", "*"], &["public/*"], &[Pull]),
+        rule(&["ci"], &["team/*", "public/*"], &[Pull, Push]),
+        rule(&["admin"], &["*"], &[All]),
+    ])
+}
+
+/// Pushes a one-layer image to `repository:tag` as `user`.
+async fn push_image(registry: &Registry, user: &str, repository: &str, tag: &str) {
+    let auth = login(user);
+    let headers = [("authorization", auth.as_str())];
+    let config = content(1, 10);
+    let digest = sha256(&config);
+    let reply = registry
+        .send(
+            Method::POST,
+            &format!("/v2/{repository}/blobs/uploads/?digest={digest}"),
+            &headers,
+            config.clone(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"{OCI_CONFIG}","digest":"{digest}","size":{}}},"layers":[]}}"#,
+        config.len()
+    );
+    let reply = registry
+        .send(
+            Method::PUT,
+            &format!("/v2/{repository}/manifests/{tag}"),
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", OCI_MANIFEST),
+            ],
+            manifest,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+}
+
+fn nothing_stored(registry: &Registry) -> bool {
+    !registry.root().join("docker").exists()
+}
+
+#[tokio::test]
+async fn base_endpoint_challenges_anonymous_clients() {
+    let registry = registry_with(None).await;
+    let reply = registry.get("/v2/").await;
+    reply.assert_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    assert_eq!(
+        reply.header("www-authenticate"),
+        r#"Basic realm="test realm""#
+    );
+    let auth = login("alice");
+    let reply = registry.get_with("/v2/", &[("authorization", &auth)]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn wrong_password_unknown_user_and_malformed_header_are_401_and_store_nothing() {
+    let registry = registry_with(None).await;
+    for header in [
+        basic("alice", "wrong"),
+        basic("mallory", "alice-password"),
+        "Basic not-base64!".to_owned(),
+        "Digest username=alice".to_owned(),
+    ] {
+        let reply = registry
+            .send(
+                Method::POST,
+                "/v2/app/blobs/uploads/",
+                &[("authorization", &header)],
+                Vec::new(),
+            )
+            .await;
+        reply.assert_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+        assert!(reply.header_opt("www-authenticate").is_some(), "{reply:?}");
+    }
+    let wrong_password = registry
+        .get_with("/v2/", &[("authorization", &basic("alice", "wrong"))])
+        .await;
+    let unknown_user = registry
+        .get_with("/v2/", &[("authorization", &basic("mallory", "x"))])
+        .await;
+    assert_eq!(
+        wrong_password.body, unknown_user.body,
+        "the answer does not reveal which users exist"
+    );
+    assert!(nothing_stored(&registry));
+}
+
+#[tokio::test]
+async fn without_rules_any_authenticated_user_may_do_everything() {
+    let registry = registry_with(None).await;
+    push_image(&registry, "alice", "anything/app", "v1").await;
+    let reply = registry
+        .get_with(
+            "/v2/anything/app/manifests/v1",
+            &[("authorization", &login("ci"))],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = registry.get("/v2/anything/app/manifests/v1").await;
+    reply.assert_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn access_rules_are_enforced_per_repository_and_action() {
+    let registry = registry_with(Some(example_rules())).await;
+    push_image(&registry, "ci", "public/tool", "v1").await;
+    push_image(&registry, "ci", "team/app", "v1").await;
+
+    // Anyone may pull public repositories, even without credentials.
+    let reply = registry.get("/v2/public/tool/manifests/v1").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    // Anonymous clients are challenged for anything else.
+    let reply = registry.get("/v2/team/app/manifests/v1").await;
+    reply.assert_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    // A known user without the right is denied.
+    let alice = login("alice");
+    let reply = registry
+        .get_with("/v2/team/app/manifests/v1", &[("authorization", &alice)])
+        .await;
+    reply.assert_error(StatusCode::FORBIDDEN, "DENIED");
+    let reply = registry
+        .send(
+            Method::POST,
+            "/v2/public/tool/blobs/uploads/",
+            &[("authorization", &alice)],
+            Vec::new(),
+        )
+        .await;
+    reply.assert_error(StatusCode::FORBIDDEN, "DENIED");
+    // Only admin may delete.
+    let reply = registry
+        .send(
+            Method::DELETE,
+            "/v2/team/app/manifests/v1",
+            &[("authorization", &login("ci"))],
+            Vec::new(),
+        )
+        .await;
+    reply.assert_error(StatusCode::FORBIDDEN, "DENIED");
+    let reply = registry
+        .send(
+            Method::DELETE,
+            "/v2/team/app/manifests/v1",
+            &[("authorization", &login("admin"))],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+}
+
+#[tokio::test]
+async fn catalog_lists_only_what_the_caller_may_pull() {
+    let registry = registry_with(Some(example_rules())).await;
+    push_image(&registry, "admin", "public/tool", "v1").await;
+    push_image(&registry, "admin", "team/app", "v1").await;
+    push_image(&registry, "admin", "secret/db", "v1").await;
+
+    let catalog = |user: Option<&str>| {
+        let registry = &registry;
+        let auth = user.map(login);
+        async move {
+            let headers: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|auth| vec![("authorization", auth)])
+                .unwrap_or_default();
+            let reply = registry.get_with("/v2/_catalog", &headers).await;
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            reply.json()["repositories"].clone()
+        }
+    };
+    assert_eq!(catalog(None).await, serde_json::json!(["public/tool"]));
+    assert_eq!(
+        catalog(Some("alice")).await,
+        serde_json::json!(["public/tool"])
+    );
+    assert_eq!(
+        catalog(Some("ci")).await,
+        serde_json::json!(["public/tool", "team/app"])
+    );
+    assert_eq!(
+        catalog(Some("admin")).await,
+        serde_json::json!(["public/tool", "secret/db", "team/app"])
+    );
+}
+
+#[tokio::test]
+async fn cross_repository_mount_needs_pull_on_the_source() {
+    let registry = registry_with(Some(example_rules())).await;
+    push_image(&registry, "admin", "secret/db", "v1").await;
+    let digest = sha256(&content(1, 10));
+    // ci may push to team/* but may not pull secret/db: the mount is refused outright.
+    let reply = registry
+        .send(
+            Method::POST,
+            &format!("/v2/team/app/blobs/uploads/?mount={digest}&from=secret/db"),
+            &[("authorization", &login("ci"))],
+            Vec::new(),
+        )
+        .await;
+    reply.assert_error(StatusCode::FORBIDDEN, "DENIED");
+    // admin may do both: mounted.
+    let reply = registry
+        .send(
+            Method::POST,
+            &format!("/v2/team/app/blobs/uploads/?mount={digest}&from=secret/db"),
+            &[("authorization", &login("admin"))],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+}
+
+#[tokio::test]
+async fn refused_request_reads_no_body() {
+    let registry = registry_with(Some(example_rules())).await;
+    let big = vec![0u8; 8 * 1024 * 1024];
+    let digest = sha256(&big);
+    let reply = registry
+        .send(
+            Method::POST,
+            &format!("/v2/team/app/blobs/uploads/?digest={digest}"),
+            &[("authorization", &login("alice"))],
+            big,
+        )
+        .await;
+    reply.assert_error(StatusCode::FORBIDDEN, "DENIED");
+    assert!(nothing_stored(&registry));
+}
