@@ -1,7 +1,7 @@
 //! Listings: the repositories of the registry and the tags of a repository, in pages.
 
 use registry_model::{RepositoryName, Tag};
-use registry_storage::{StorageError, WalkControl};
+use registry_storage::{StorageError, StoragePath, WalkControl};
 
 use crate::{ContentError, ContentStore, Repository, layout};
 
@@ -54,9 +54,27 @@ impl ContentStore {
         page: &Page,
         visible: impl Fn(&RepositoryName) -> bool,
     ) -> Result<Listing<RepositoryName>, ContentError> {
+        let mut names: Vec<RepositoryName> = self
+            .repository_folders("_manifests")
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        names.retain(|name| visible(name));
+        names.sort();
+        Ok(page.apply(names))
+    }
+
+    /// Every folder named `folder` (`_manifests`, `_uploads`) directly inside a repository,
+    /// with the repository's name. A repository is a directory holding `_manifests`; folders
+    /// whose names start with `_` are never repository names, so the walk skips them.
+    pub(crate) async fn repository_folders(
+        &self,
+        folder: &str,
+    ) -> Result<Vec<(RepositoryName, StoragePath)>, ContentError> {
         let root = layout::repositories_root()?;
         let prefix_len = root.as_str().len() + 1;
-        let mut names = Vec::new();
+        let mut found = Vec::new();
         let walked = self
             .driver
             .walk(&root, &mut |entry| {
@@ -64,12 +82,12 @@ impl ContentStore {
                     return WalkControl::Continue;
                 }
                 match entry.path.file_name() {
-                    Some("_manifests") => {
+                    Some(name) if name == folder => {
                         if let Some(parent) = entry.path.parent()
                             && let Some(name) = parent.as_str().get(prefix_len..)
                             && let Ok(name) = name.parse::<RepositoryName>()
                         {
-                            names.push(name);
+                            found.push((name, entry.path.clone()));
                         }
                         WalkControl::SkipDir
                     }
@@ -79,12 +97,9 @@ impl ContentStore {
             })
             .await;
         match walked {
-            Ok(()) | Err(StorageError::NotFound { .. }) => {}
-            Err(error) => return Err(error.into()),
+            Ok(()) | Err(StorageError::NotFound { .. }) => Ok(found),
+            Err(error) => Err(error.into()),
         }
-        names.retain(|name| visible(name));
-        names.sort();
-        Ok(page.apply(names))
     }
 }
 

@@ -4,10 +4,10 @@
 use std::time::SystemTime;
 
 use registry_model::RepositoryName;
-use registry_storage::{StorageError, StoragePath, WalkControl};
+use registry_storage::StorageError;
 
 use crate::links::delete_if_exists;
-use crate::{ContentError, ContentStore, layout};
+use crate::{ContentError, ContentStore};
 
 /// What a purge found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -28,40 +28,8 @@ impl ContentStore {
         cutoff: SystemTime,
         dry_run: bool,
     ) -> Result<PurgeReport, ContentError> {
-        let root = layout::repositories_root()?;
-        let prefix_len = root.as_str().len() + 1;
-        let mut upload_dirs: Vec<StoragePath> = Vec::new();
-        let walked = self
-            .driver
-            .walk(&root, &mut |entry| {
-                if !entry.is_dir {
-                    return WalkControl::Continue;
-                }
-                match entry.path.file_name() {
-                    Some("_uploads") => {
-                        upload_dirs.push(entry.path.clone());
-                        WalkControl::SkipDir
-                    }
-                    Some(other) if other.starts_with('_') => WalkControl::SkipDir,
-                    _ => WalkControl::Continue,
-                }
-            })
-            .await;
-        match walked {
-            Ok(()) | Err(StorageError::NotFound { .. }) => {}
-            Err(error) => return Err(error.into()),
-        }
         let mut report = PurgeReport::default();
-        for uploads in upload_dirs {
-            let Some(name) = uploads.parent().and_then(|parent| {
-                parent
-                    .as_str()
-                    .get(prefix_len..)?
-                    .parse::<RepositoryName>()
-                    .ok()
-            }) else {
-                continue;
-            };
+        for (name, uploads) in self.repository_folders("_uploads").await? {
             let sessions = match self.driver.list(&uploads).await {
                 Ok(sessions) => sessions,
                 Err(StorageError::NotFound { .. }) => continue,

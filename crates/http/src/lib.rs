@@ -37,7 +37,7 @@ pub const API_VERSION_HEADER: HeaderName =
     HeaderName::from_static("docker-distribution-api-version");
 
 /// How the service presents itself.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct HttpOptions {
     /// A path prefix the API lives under (registry:2's `http.prefix`), such as `/registry`;
     /// empty for none. Routes and the URLs in `Location` and `Link` headers include it.
@@ -46,6 +46,24 @@ pub struct HttpOptions {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Who may do what; `None` lets every request through (registry:2 without `auth`).
     pub access: Option<AccessController>,
+    /// The most repositories one catalog page lists, and the page size when the client gives no
+    /// `n` (registry:2's `catalog.maxentries`); further pages are linked with `Link`.
+    pub catalog_max_entries: usize,
+    /// The most tags one tags-list page holds when the client asks for a page size `n`
+    /// (`tags.maxtags`). Without `n` every tag is listed, as registry:2 2.8 clients expect.
+    pub max_tags: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            prefix: String::new(),
+            headers: Vec::new(),
+            access: None,
+            catalog_max_entries: 1000,
+            max_tags: 1000,
+        }
+    }
 }
 
 /// The registry's HTTP API. Cheap to clone: clones share the content store.
@@ -60,6 +78,8 @@ struct Inner {
     prefix: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     access: Option<AccessController>,
+    catalog_max_entries: usize,
+    max_tags: usize,
 }
 
 impl RegistryService {
@@ -72,6 +92,8 @@ impl RegistryService {
                 prefix,
                 headers: options.headers,
                 access: options.access,
+                catalog_max_entries: options.catalog_max_entries.max(1),
+                max_tags: options.max_tags.max(1),
             }),
         }
     }
@@ -127,6 +149,8 @@ impl RegistryService {
             content: &self.inner.content,
             prefix: &self.inner.prefix,
             grant: &grant,
+            catalog_max_entries: self.inner.catalog_max_entries,
+            max_tags: self.inner.max_tags,
         };
         handlers::handle(context, route, params, request).await
     }

@@ -386,3 +386,32 @@ async fn deleted_referrer_leaves_the_list() {
         .await;
     assert_eq!(reply.json()["manifests"], json!([]));
 }
+
+#[tokio::test]
+async fn catalog_pages_are_capped_at_max_entries_with_a_link_to_the_rest() {
+    let registry = Registry::in_memory_with_http(registry_http::HttpOptions {
+        catalog_max_entries: 2,
+        max_tags: 2,
+        ..registry_http::HttpOptions::default()
+    })
+    .await;
+    for (seed, repository) in ["a", "b", "c"].into_iter().enumerate() {
+        for tag in ["t1", "t2", "t3"] {
+            registry.push_image(repository, tag, seed as u8).await;
+        }
+    }
+    let reply = registry.get("/v2/_catalog").await;
+    assert_eq!(reply.json()["repositories"], serde_json::json!(["a", "b"]));
+    assert_eq!(
+        reply.header("link"),
+        "</v2/_catalog?n=2&last=b>; rel=\"next\""
+    );
+    let reply = registry.get("/v2/_catalog?n=100").await;
+    assert_eq!(reply.json()["repositories"], serde_json::json!(["a", "b"]));
+
+    // Tags: all without n (as registry:2 2.8 clients expect), capped with n.
+    let reply = registry.get("/v2/a/tags/list").await;
+    assert_eq!(reply.json()["tags"], serde_json::json!(["t1", "t2", "t3"]));
+    let reply = registry.get("/v2/a/tags/list?n=100").await;
+    assert_eq!(reply.json()["tags"], serde_json::json!(["t1", "t2"]));
+}

@@ -94,6 +94,14 @@ impl RegistryBuilder {
         self
     }
 
+    /// The largest catalog page (also its default size) and the largest tags-list page
+    /// (registry:2's `catalog.maxentries` and `tags.maxtags`; 1,000 each by default).
+    pub fn listing_limits(mut self, catalog_max_entries: usize, max_tags: usize) -> Self {
+        self.http.catalog_max_entries = catalog_max_entries;
+        self.http.max_tags = max_tags;
+        self
+    }
+
     /// Adds `name: value` to every response (registry:2's `http.headers`).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.http.headers.push((name, value));
@@ -246,6 +254,12 @@ impl Registry {
     /// so a broken file stops start-up instead of the first request. Refuses, rather than ignores,
     /// settings whose absence would surprise: read-only mode is not implemented yet.
     pub fn from_config(config: &Config) -> Result<Registry, BuildError> {
+        if config.http.net == config::Net::Unix {
+            return Err(BuildError::Unsupported {
+                key: "http.net",
+                reason: "unix sockets are not supported yet; use tcp with http.addr HOST:PORT",
+            });
+        }
         let access = access_controller(config)?;
         let tls = config
             .http
@@ -273,7 +287,8 @@ impl Registry {
         let mut builder = Registry::builder()
             .driver(driver)
             .delete_enabled(config.storage.delete.enabled)
-            .access_controller(access);
+            .access_controller(access)
+            .listing_limits(config.catalog.maxentries, config.tags.maxtags);
         if let Some(prefix) = &config.http.prefix {
             builder = builder.prefix(prefix.clone());
         }

@@ -22,7 +22,10 @@ pub(super) async fn catalog(
     struct Catalog<'a> {
         repositories: Vec<&'a str>,
     }
-    let page = page(params)?;
+    let mut page = page(params)?;
+    page.n = Some(page.n.map_or(context.catalog_max_entries, |n| {
+        n.min(context.catalog_max_entries)
+    }));
     let grant = context.grant;
     let listing = context
         .content
@@ -53,7 +56,8 @@ pub(super) async fn tags(
         name: &'a str,
         tags: Vec<&'a str>,
     }
-    let page = page(params)?;
+    let mut page = page(params)?;
+    page.n = page.n.map(|n| n.min(context.max_tags));
     let repository = context.content.repository(name);
     let listing = repository.tags(&page).await?;
     let json = to_json(&Tags {

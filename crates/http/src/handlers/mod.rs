@@ -25,6 +25,10 @@ pub(crate) struct Context<'a> {
     pub(crate) prefix: &'a str,
     /// What the caller may do, for answers that depend on it (the catalog).
     pub(crate) grant: &'a Grant,
+    /// The catalog's largest (and default) page.
+    pub(crate) catalog_max_entries: usize,
+    /// The tags list's largest page when a page size is asked for.
+    pub(crate) max_tags: usize,
 }
 
 impl Context<'_> {
