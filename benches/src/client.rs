@@ -1,13 +1,15 @@
 //! The client side of the OCI blob protocol, streaming in both directions:
 //! `POST /v2/<name>/blobs/uploads/` (202 + `Location`), then either `PATCH` chunks with
 //! `Content-Range` and a closing `PUT ?digest=`, or one streamed `PUT ?digest=`; and
-//! `GET /v2/<name>/blobs/<digest>` hashed as it arrives.
+//! `GET /v2/<name>/blobs/<digest>` hashed as it arrives; small blobs and manifests from memory;
+//! optionally with an `Authorization` header (Basic credentials) on every request.
 
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Either, Empty};
+use http_body_util::{BodyExt as _, Either, Full};
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -17,7 +19,11 @@ use sha2::{Digest as _, Sha256};
 use crate::Error;
 use crate::blob::{BlobBody, BlobSource, SharedBlob};
 
-type RequestBody = Either<Empty<Bytes>, BlobBody>;
+type RequestBody = Either<Full<Bytes>, BlobBody>;
+
+fn empty() -> RequestBody {
+    Either::Left(Full::new(Bytes::new()))
+}
 
 /// How long one step (a transfer of a whole blob) took.
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +46,7 @@ impl Transfer {
 pub struct RegistryClient {
     base: String,
     http: Client<HttpConnector, RequestBody>,
+    authorization: Option<HeaderValue>,
 }
 
 impl RegistryClient {
@@ -48,15 +55,89 @@ impl RegistryClient {
         RegistryClient {
             base: base.trim_end_matches('/').to_string(),
             http: Client::builder(TokioExecutor::new()).build_http(),
+            authorization: None,
         }
+    }
+
+    /// The same client, sending `Authorization: Basic ...` for `user` and `password` with every
+    /// request.
+    pub fn with_basic_auth(mut self, user: &str, password: &str) -> Self {
+        self.authorization = Some(basic_authorization(user, password));
+        self
+    }
+
+    /// `GET /v2/`: the status the registry answers with (200, or 401 when it wants
+    /// credentials this client does not have).
+    pub async fn ping(&self) -> Result<StatusCode, Error> {
+        let url = format!("{}/v2/", self.base);
+        let response = self.send(Method::GET, &url, &[], empty()).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        Ok(status)
+    }
+
+    /// `HEAD /v2/<name>/manifests/<reference>` accepting `accept`: the `Docker-Content-Digest`
+    /// the registry answers with; fails unless the status is 200.
+    pub async fn head_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        accept: &str,
+    ) -> Result<String, Error> {
+        let url = format!("{}/v2/{name}/manifests/{reference}", self.base);
+        let headers = [(header::ACCEPT, accept.to_string())];
+        let response = self.send(Method::HEAD, &url, &headers, empty()).await?;
+        let response = expect(response, StatusCode::OK, "HEAD manifest").await?;
+        let digest = response
+            .headers()
+            .get("docker-content-digest")
+            .ok_or("HEAD manifest: no Docker-Content-Digest header")?
+            .to_str()?
+            .to_string();
+        Ok(digest)
+    }
+
+    /// Uploads a small blob held in memory: `POST`, then one `PUT ?digest=` with the bytes.
+    /// Returns its digest.
+    pub async fn upload_bytes(&self, name: &str, data: Bytes) -> Result<String, Error> {
+        let digest = sha256_digest(&data);
+        let location = self.start_upload(name).await?;
+        let url = with_digest(&location, &digest);
+        let headers = [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, data.len().to_string()),
+        ];
+        let body = Either::Left(Full::new(data));
+        let response = self.send(Method::PUT, &url, &headers, body).await?;
+        expect(response, StatusCode::CREATED, "PUT blob").await?;
+        Ok(digest)
+    }
+
+    /// `PUT /v2/<name>/manifests/<reference>` with `Content-Type: media_type`. Returns the
+    /// manifest's digest.
+    pub async fn put_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        media_type: &str,
+        manifest: Bytes,
+    ) -> Result<String, Error> {
+        let digest = sha256_digest(&manifest);
+        let url = format!("{}/v2/{name}/manifests/{reference}", self.base);
+        let headers = [
+            (header::CONTENT_TYPE, media_type.to_string()),
+            (header::CONTENT_LENGTH, manifest.len().to_string()),
+        ];
+        let body = Either::Left(Full::new(manifest));
+        let response = self.send(Method::PUT, &url, &headers, body).await?;
+        expect(response, StatusCode::CREATED, "PUT manifest").await?;
+        Ok(digest)
     }
 
     /// `POST /v2/<name>/blobs/uploads/`: opens an upload session, returns its `Location`.
     pub async fn start_upload(&self, name: &str) -> Result<String, Error> {
         let url = format!("{}/v2/{name}/blobs/uploads/", self.base);
-        let response = self
-            .send(Method::POST, &url, &[], Either::Left(Empty::new()))
-            .await?;
+        let response = self.send(Method::POST, &url, &[], empty()).await?;
         let response = expect(response, StatusCode::ACCEPTED, "POST upload").await?;
         self.location(&response)
     }
@@ -92,9 +173,7 @@ impl RegistryClient {
             .ok_or("the blob was not fully produced")?;
         let url = with_digest(&location, &digest);
         let headers = [(header::CONTENT_LENGTH, "0".to_string())];
-        let response = self
-            .send(Method::PUT, &url, &headers, Either::Left(Empty::new()))
-            .await?;
+        let response = self.send(Method::PUT, &url, &headers, empty()).await?;
         expect(response, StatusCode::CREATED, "PUT closing chunked upload").await?;
         Ok((
             digest,
@@ -144,9 +223,7 @@ impl RegistryClient {
     ) -> Result<Transfer, Error> {
         let started = Instant::now();
         let url = format!("{}/v2/{name}/blobs/{digest}", self.base);
-        let response = self
-            .send(Method::GET, &url, &[], Either::Left(Empty::new()))
-            .await?;
+        let response = self.send(Method::GET, &url, &[], empty()).await?;
         let mut body = expect(response, StatusCode::OK, "GET blob")
             .await?
             .into_body();
@@ -182,6 +259,9 @@ impl RegistryClient {
         for (name, value) in headers {
             request = request.header(name, value);
         }
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
         let request = request.body(body)?;
         self.http
             .request(request)
@@ -208,6 +288,22 @@ fn lock(blob: &SharedBlob) -> std::sync::MutexGuard<'_, BlobSource> {
     blob.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// `sha256:<hex>` of `data`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// The `Authorization` header value for HTTP Basic credentials: `Basic base64(user:password)`.
+pub fn basic_authorization(user: &str, password: &str) -> HeaderValue {
+    use base64::Engine;
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}").as_bytes());
+    let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
+        .expect("base64 text is a valid header value");
+    value.set_sensitive(true);
+    value
+}
+
 fn with_digest(location: &str, digest: &str) -> String {
     let separator = if location.contains('?') { '&' } else { '?' };
     format!("{location}{separator}digest={digest}")
@@ -231,6 +327,14 @@ async fn expect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_credentials_are_base64_encoded() {
+        assert_eq!(
+            basic_authorization("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+    }
 
     #[test]
     fn digest_is_appended_to_the_upload_location() {

@@ -6,12 +6,16 @@
 //!   never held in memory;
 //! - [`client`]: the OCI blob upload protocol (chunked and monolithic) and streaming,
 //!   digest-verifying downloads over hyper;
-//! - [`procfs`]: a process's peak and current resident memory from `/proc/PID/status`.
+//! - [`load`]: a closed-loop HTTP/1.1 load generator (keep-alive connections, one request in
+//!   flight each) with a latency histogram, for any endpoint;
+//! - [`procfs`]: a process's peak and current resident memory from `/proc/PID/status`, and its
+//!   CPU time from `/proc/PID/stat`.
 //!
 //! Benchmarks measure and report; they never run in `cargo test`.
 
 pub mod blob;
 pub mod client;
+pub mod load;
 pub mod procfs;
 pub mod server;
 

@@ -25,7 +25,24 @@ impl RegistryProcess {
     /// Starts `binary serve CONFIG` with storage in a new temporary directory and waits until
     /// `GET /v2/` answers. The server's output goes to `server.log` in that directory.
     pub fn start(binary: &Path) -> Result<RegistryProcess, Error> {
+        RegistryProcess::start_with(binary, |_| Ok(Vec::new()))
+    }
+
+    /// Like [`RegistryProcess::start`], after `setup` has run with the temporary directory (to
+    /// write an htpasswd file there, say): the server gets the environment variables `setup`
+    /// returns (`REGISTRY_AUTH=htpasswd`, ...) on top of this process's environment.
+    pub fn start_with(
+        binary: &Path,
+        setup: impl FnOnce(&Path) -> Result<Vec<(String, String)>, Error>,
+    ) -> Result<RegistryProcess, Error> {
         let dir = unique_temp_dir()?;
+        let env = match setup(&dir) {
+            Ok(env) => env,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let config = dir.join("config.yml");
         std::fs::write(
@@ -42,6 +59,7 @@ impl RegistryProcess {
         let child = Command::new(binary)
             .arg("serve")
             .arg(&config)
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -85,6 +103,11 @@ impl RegistryProcess {
     /// The process id, for [`crate::procfs::Memory::of_pid`].
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// `http://127.0.0.1:PORT`.
