@@ -37,12 +37,17 @@ struct Running {
 
 impl Running {
     fn start(root: &Path) -> Running {
+        Running::start_with(root, "")
+    }
+
+    /// [`Running::start`] with more top-level YAML (an `auth:` section) in the config.
+    fn start_with(root: &Path, extra_yaml: &str) -> Running {
         let address = free_address();
         let config = root.join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n{extra_yaml}",
                 root.join("data").display()
             ),
         )
@@ -266,4 +271,179 @@ fn sigterm_lets_an_upload_in_flight_finish() {
         TcpStream::connect(server.address).is_err(),
         "no longer accepting connections"
     );
+}
+
+/// `registryd htpasswd USER [PASSWORD]`, the password on standard input when `stdin` is set.
+fn htpasswd(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = registryd()
+        .arg("htpasswd")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn registryd htpasswd");
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())
+            .expect("write the password");
+    }
+    child.wait_with_output().expect("registryd htpasswd")
+}
+
+/// The `user:hash` line `registryd htpasswd` printed, split.
+fn htpasswd_line(out: &Output) -> (String, String) {
+    assert!(
+        out.status.success(),
+        "registryd htpasswd failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout.clone()).expect("utf-8");
+    let line = text.trim_end_matches('\n');
+    assert!(!line.contains('\n'), "one line: {text:?}");
+    let (user, hash) = line.split_once(':').expect("user:hash");
+    (user.to_owned(), hash.to_owned())
+}
+
+#[test]
+fn htpasswd_prints_a_bcrypt_line_that_verifies() {
+    let (user, hash) = htpasswd_line(&htpasswd(&["alice", "wonder land"], None));
+    assert_eq!(user, "alice");
+    assert!(
+        hash.starts_with("$2y$10$"),
+        "bcrypt, default cost 10: {hash}"
+    );
+    assert!(bcrypt::verify("wonder land", &hash).expect("a valid bcrypt hash"));
+    assert!(!bcrypt::verify("wonder", &hash).expect("a valid bcrypt hash"));
+
+    // From standard input (the trailing newline is not part of the password), with -B -C.
+    let (user, hash) = htpasswd_line(&htpasswd(&["-B", "-C", "5", "bob"], Some("s3cret\n")));
+    assert_eq!(user, "bob");
+    assert!(hash.starts_with("$2y$05$"), "cost 5: {hash}");
+    assert!(bcrypt::verify("s3cret", &hash).expect("a valid bcrypt hash"));
+    assert!(!bcrypt::verify("s3cret\n", &hash).expect("a valid bcrypt hash"));
+}
+
+/// RFC 4648 base64 with padding, for a `Basic` header.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn registryd_accepts_the_credentials_registryd_htpasswd_made() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = htpasswd(&["-C", "4", "carol"], Some("pa:ss word\n"));
+    assert!(out.status.success());
+    let htpasswd_path = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd_path, &out.stdout).expect("htpasswd file");
+    let server = Running::start_with(
+        dir.path(),
+        &format!(
+            "auth:\n  htpasswd:\n    realm: cli test\n    path: {}\n",
+            htpasswd_path.display()
+        ),
+    );
+    let get = |credentials: Option<&str>| {
+        let authorization = credentials
+            .map(|c| format!("Authorization: Basic {}\r\n", base64(c.as_bytes())))
+            .unwrap_or_default();
+        request(
+            server.address,
+            &format!("GET /v2/ HTTP/1.1\r\nHost: x\r\n{authorization}Connection: close\r\n\r\n"),
+        )
+    };
+    let (status, headers) = get(None);
+    assert_eq!(status, 401);
+    assert!(
+        headers.contains(&"www-authenticate: basic realm=\"cli test\"".to_owned()),
+        "{headers:?}"
+    );
+    assert_eq!(get(Some("carol:pa:ss word")).0, 200);
+    assert_eq!(get(Some("carol:pa:ss")).0, 401);
+    assert_eq!(get(Some("mallory:pa:ss word")).0, 401);
+}
+
+#[test]
+fn config_check_redacts_secrets_and_names_the_bad_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let htpasswd_path = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd_path,
+        htpasswd(&["-C", "4", "dave", "pw"], None).stdout,
+    )
+    .expect("htpasswd file");
+    let secret = "do-not-print-this-3f9c2a";
+    let good = dir.path().join("good.yml");
+    std::fs::write(
+        &good,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:5000\n  secret: {secret}\n\
+             auth:\n  htpasswd:\n    realm: r\n    path: {}\n",
+            dir.path().join("data").display(),
+            htpasswd_path.display()
+        ),
+    )
+    .expect("config");
+    let out = output(registryd().args(["config", "check"]).arg(&good));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("secret: <redacted>"), "{stdout}");
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "the secret was printed: {stdout}{stderr}"
+    );
+    assert!(stdout.contains("htpasswd"), "{stdout}");
+
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        format!(
+            "version: 0.1\nhttp:\n  secret: {secret}\n\
+             auth:\n  htpasswd:\n    realm: r\n    path: {}\n  access:\n    - {{ users: [dave], repositories: [\"*\"], actions: [pul] }}\n",
+            htpasswd_path.display()
+        ),
+    )
+    .expect("config");
+    let out = output(registryd().args(["config", "check"]).arg(&bad));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a bad config must fail");
+    assert!(stderr.contains("auth.access[0].actions[0]"), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(secret) && !stderr.contains(secret),
+        "the secret was printed"
+    );
+
+    // A TLS key that is missing is named too.
+    let no_key = dir.path().join("no-key.yml");
+    std::fs::write(
+        &no_key,
+        "version: 0.1\nhttp:\n  tls:\n    certificate: /nonexistent/server.crt\n",
+    )
+    .expect("config");
+    let out = output(registryd().args(["config", "check"]).arg(&no_key));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("http.tls.key"), "{stderr}");
 }

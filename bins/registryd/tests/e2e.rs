@@ -7,11 +7,15 @@
 //! instead. `.ci/e2e-setup` installs the clients and starts dockerd. Run with
 //! `REGISTRY_E2E=require cargo test -p registryd --test e2e -- --test-threads=1`.
 //! `REGISTRY_E2E_SERVER=/usr/bin/docker-registry` points the suite at another server binary.
+//! The TLS and authentication tests (`security`) also need curl and, for docker, root: they
+//! install a CA under `/etc/docker/certs.d` for the duration of the test.
 
 #[path = "e2e/harness.rs"]
 mod harness;
 #[path = "e2e/images.rs"]
 mod images;
+#[path = "e2e/security.rs"]
+mod security;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

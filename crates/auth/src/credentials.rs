@@ -44,6 +44,9 @@ impl Credentials {
                 return Credentials::Malformed;
             };
             match decoded.split_once(':') {
+                // containers/image (skopeo, podman) sends `Basic Og==` (":") when it has no
+                // credentials: that is an anonymous client, not a malformed header.
+                Some(("", "")) => Credentials::None,
                 Some((user, password)) if !user.is_empty() => Credentials::Basic {
                     user: user.to_owned(),
                     password: password.to_owned(),

@@ -6,8 +6,12 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 /// How long a server may take to answer `GET /v2/` after it was spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -49,6 +53,8 @@ pub(crate) enum Need {
     Registry2,
     /// A statically linked busybox, the root filesystem of the test image.
     Busybox,
+    /// `curl`, the plain HTTP client of the TLS and authentication checks.
+    Curl,
 }
 
 /// The programs a test runs, found on this machine.
@@ -62,6 +68,8 @@ pub(crate) struct Tools {
     registry2: Option<PathBuf>,
     /// Statically linked busybox.
     busybox: Option<PathBuf>,
+    /// `curl`.
+    curl: Option<PathBuf>,
 }
 
 impl Tools {
@@ -92,6 +100,13 @@ impl Tools {
             .as_deref()
             .expect("the test did not ask for Need::Busybox")
     }
+
+    /// curl; present whenever the test asked for [`Need::Curl`].
+    pub(crate) fn curl(&self) -> &Path {
+        self.curl
+            .as_deref()
+            .expect("the test did not ask for Need::Curl")
+    }
 }
 
 /// The gate every end-to-end test starts with. Returns `None` when the test should pass without
@@ -112,6 +127,7 @@ pub(crate) fn e2e_gate(test: &str, needs: &[Need]) -> Option<Tools> {
                 Need::Skopeo => tools.skopeo = Some(path),
                 Need::Registry2 => tools.registry2 = Some(path),
                 Need::Busybox => tools.busybox = Some(path),
+                Need::Curl => tools.curl = Some(path),
             },
             Err(why) => missing.push(why),
         }
@@ -136,8 +152,14 @@ pub(crate) fn e2e_gate(test: &str, needs: &[Need]) -> Option<Tools> {
 pub(crate) fn registryd() -> PathBuf {
     match std::env::var_os("REGISTRY_E2E_SERVER") {
         Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => PathBuf::from(env!("CARGO_BIN_EXE_registryd")),
+        _ => registryd_tool(),
     }
+}
+
+/// The `registryd` cargo built, for its helper commands (`cert`, `htpasswd`): those exist
+/// whatever server `REGISTRY_E2E_SERVER` names.
+pub(crate) fn registryd_tool() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_registryd"))
 }
 
 fn find(need: Need) -> Result<PathBuf, String> {
@@ -158,6 +180,7 @@ fn find(need: Need) -> Result<PathBuf, String> {
             }
         }
         Need::Skopeo => which("skopeo").ok_or_else(|| "skopeo (Debian package skopeo)".into()),
+        Need::Curl => which("curl").ok_or_else(|| "curl (Debian package curl)".into()),
         Need::Registry2 => match std::env::var_os("REGISTRY_E2E_REGISTRY2") {
             Some(path) if !path.is_empty() => Some(PathBuf::from(path))
                 .filter(|p| p.is_file())
@@ -227,13 +250,34 @@ pub(crate) struct Output {
 /// Runs a command to completion with a time limit, collecting both output streams. Errors only
 /// when it cannot be spawned or outlives `timeout` (it is killed then).
 fn run_quiet(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
+    run_with_input(cmd, None, timeout)
+}
+
+/// [`run_quiet`] with `input` written to the command's standard input (else it reads nothing).
+fn run_with_input(
+    cmd: &mut Command,
+    input: Option<&str>,
+    timeout: Duration,
+) -> Result<Output, String> {
     let shown = show(cmd);
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        let input = input.to_owned();
+        // From a thread, so that a command that does not read its input cannot block us.
+        thread::spawn(move || {
+            let _ = pipe.write_all(input.as_bytes());
+        });
+    }
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
     let deadline = Instant::now() + timeout;
@@ -295,8 +339,14 @@ pub(crate) fn run_ok(cmd: &mut Command, timeout: Duration) -> Output {
 /// Runs a command within `timeout` whatever its exit status; panics only if it cannot be
 /// spawned or hangs.
 pub(crate) fn run(cmd: &mut Command, timeout: Duration) -> Output {
-    println!("$ {}", show(cmd));
-    let out = run_quiet(cmd, timeout).unwrap_or_else(|e| panic!("{e}"));
+    run_input(cmd, None, timeout)
+}
+
+/// [`run`] with `input` (a password, say; it is not printed) on the command's standard input.
+pub(crate) fn run_input(cmd: &mut Command, input: Option<&str>, timeout: Duration) -> Output {
+    let stdin_note = if input.is_some() { " <input" } else { "" };
+    println!("$ {}{stdin_note}", show(cmd));
+    let out = run_with_input(cmd, input, timeout).unwrap_or_else(|e| panic!("{e}"));
     if !out.stdout.trim().is_empty() {
         println!("{}", out.stdout.trim_end());
     }
@@ -314,6 +364,25 @@ pub(crate) struct RegistryConfig {
     pub(crate) root: PathBuf,
     /// `storage.delete.enabled`.
     pub(crate) delete: bool,
+    /// HTTPS, when set.
+    pub(crate) tls: Option<Tls>,
+    /// More top-level sections (an `auth:` section, say), appended to the YAML as they are.
+    pub(crate) extra_yaml: String,
+}
+
+/// The files `registryd cert` wrote, for serving HTTPS.
+#[derive(Clone, Debug)]
+pub(crate) struct Tls {
+    /// `http.tls.certificate`.
+    pub(crate) certificate: PathBuf,
+    /// `http.tls.key`.
+    pub(crate) key: PathBuf,
+    /// The CA that signed the certificate (for `localhost` and `127.0.0.1`), for the readiness
+    /// check.
+    pub(crate) ca: PathBuf,
+    /// Whether the server is given the files with `REGISTRY_HTTP_TLS_CERTIFICATE` and
+    /// `REGISTRY_HTTP_TLS_KEY` instead of in the YAML.
+    pub(crate) from_env: bool,
 }
 
 impl RegistryConfig {
@@ -322,6 +391,49 @@ impl RegistryConfig {
         RegistryConfig {
             root: root.to_path_buf(),
             delete: false,
+            tls: None,
+            extra_yaml: String::new(),
+        }
+    }
+
+    /// HTTPS with `server.crt` and `server.key` of `certs` (the directory `registryd cert --host
+    /// localhost --host 127.0.0.1` wrote), given in the YAML.
+    pub(crate) fn with_tls(mut self, certs: &Path) -> Self {
+        self.tls = Some(Tls {
+            certificate: certs.join("server.crt"),
+            key: certs.join("server.key"),
+            ca: certs.join("ca.crt"),
+            from_env: false,
+        });
+        self
+    }
+
+    /// The same, given with `REGISTRY_HTTP_TLS_CERTIFICATE` and `REGISTRY_HTTP_TLS_KEY`.
+    pub(crate) fn with_tls_from_env(mut self, certs: &Path) -> Self {
+        self = self.with_tls(certs);
+        if let Some(tls) = self.tls.as_mut() {
+            tls.from_env = true;
+        }
+        self
+    }
+
+    /// Appends top-level YAML (`auth:\n  htpasswd: ...`).
+    pub(crate) fn with_yaml(mut self, yaml: &str) -> Self {
+        self.extra_yaml.push_str(yaml);
+        if !self.extra_yaml.ends_with('\n') {
+            self.extra_yaml.push('\n');
+        }
+        self
+    }
+
+    /// The environment variables the server is started with.
+    fn env(&self) -> Vec<(&'static str, PathBuf)> {
+        match &self.tls {
+            Some(tls) if tls.from_env => vec![
+                ("REGISTRY_HTTP_TLS_CERTIFICATE", tls.certificate.clone()),
+                ("REGISTRY_HTTP_TLS_KEY", tls.key.clone()),
+            ],
+            _ => Vec::new(),
         }
     }
 
@@ -332,14 +444,24 @@ impl RegistryConfig {
     }
 
     fn to_yaml(&self, addr: SocketAddr) -> String {
-        format!(
+        let mut yaml = format!(
             "version: 0.1\n\
              log:\n  level: info\n\
              storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: {delete}\n\
              http:\n  addr: {addr}\n",
             root = self.root.display(),
             delete = self.delete,
-        )
+        );
+        if let Some(tls) = self.tls.as_ref().filter(|tls| !tls.from_env) {
+            let _ = write!(
+                yaml,
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                tls.certificate.display(),
+                tls.key.display()
+            );
+        }
+        yaml.push_str(&self.extra_yaml);
+        yaml
     }
 }
 
@@ -350,12 +472,15 @@ pub(crate) struct Server {
     addr: SocketAddr,
     name: String,
     log: PathBuf,
+    /// The CA to check the server's certificate with, when it serves HTTPS.
+    tls_ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
     /// Writes `config` into a temporary directory, picks a free port on 127.0.0.1, runs
-    /// `binary serve CONFIG` and waits until `GET /v2/` answers.
+    /// `binary serve CONFIG` and waits until `GET /v2/` answers (over HTTPS, checking the
+    /// certificate against the CA, when the config has TLS; any status, 401 included).
     pub(crate) fn start(binary: &Path, config: &RegistryConfig) -> Server {
         let name = binary
             .file_name()
@@ -382,6 +507,7 @@ impl Server {
             let child = Command::new(binary)
                 .arg("serve")
                 .arg(&config_path)
+                .envs(config.env())
                 .stdin(Stdio::null())
                 .stdout(stdout_log)
                 .stderr(log_file)
@@ -392,6 +518,7 @@ impl Server {
                 addr,
                 name: name.clone(),
                 log,
+                tls_ca: config.tls.as_ref().map(|tls| tls.ca.clone()),
                 _dir: dir,
             };
             match server.wait_ready() {
@@ -420,16 +547,20 @@ impl Server {
             {
                 return Err(format!("it exited with {status} before answering GET /v2/"));
             }
-            if let Some(status) = http_status(self.addr, "/v2/") {
+            let (scheme, status) = match &self.tls_ca {
+                Some(ca) => ("https", https_status(self.addr, ca, "/v2/")),
+                None => ("http", http_status(self.addr, "/v2/")),
+            };
+            if let Some(status) = status {
                 println!(
-                    "{} on {} answers GET /v2/ with {status}",
+                    "{} on {scheme}://{} answers GET /v2/ with {status}",
                     self.name, self.addr
                 );
                 return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "GET http://{}/v2/ did not answer within {START_TIMEOUT:?}",
+                    "GET {scheme}://{}/v2/ did not answer within {START_TIMEOUT:?}",
                     self.addr
                 ));
             }
@@ -440,6 +571,11 @@ impl Server {
     /// `127.0.0.1:PORT`, the registry host clients are given.
     pub(crate) fn host(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// `localhost:PORT`, the registry host for clients that check the certificate by name.
+    pub(crate) fn localhost(&self) -> String {
+        format!("localhost:{}", self.addr.port())
     }
 
     /// Stops the server: SIGTERM, then SIGKILL after 10 s.
@@ -505,6 +641,40 @@ fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     .ok()?;
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).ok()?;
+    let line = std::str::from_utf8(&head).ok()?;
+    line.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
+}
+
+/// The status code of an HTTP/1.1 GET over TLS, the server's certificate checked against `ca`
+/// for the name `127.0.0.1`; `None` when nothing answers or the handshake fails.
+fn https_status(addr: SocketAddr, ca: &Path, path: &str) -> Option<u16> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca).ok()? {
+        roots.add(certificate.ok()?).ok()?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = ServerName::IpAddress(addr.ip().into());
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).ok()?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .ok()?;
+    let mut tls = rustls::StreamOwned::new(connection, stream);
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    tls.flush().ok()?;
+    let mut head = [0u8; 12];
+    tls.read_exact(&mut head).ok()?;
     let line = std::str::from_utf8(&head).ok()?;
     line.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
 }
