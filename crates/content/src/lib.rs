@@ -13,6 +13,7 @@
 //! - All state lives in the driver; several processes over one store behave as one registry.
 
 mod blobs;
+mod cache;
 mod catalog;
 mod error;
 mod layout;
@@ -46,6 +47,9 @@ pub struct ContentOptions {
     pub delete_enabled: bool,
     /// The largest manifest accepted, in bytes.
     pub manifest_size_limit: usize,
+    /// How many bytes of manifests to keep in memory by digest (0: none). Only immutable content
+    /// is cached: tags and whether a repository holds a manifest are read on every request.
+    pub manifest_cache_bytes: usize,
 }
 
 impl Default for ContentOptions {
@@ -53,6 +57,7 @@ impl Default for ContentOptions {
         ContentOptions {
             delete_enabled: false,
             manifest_size_limit: DEFAULT_MANIFEST_SIZE_LIMIT,
+            manifest_cache_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -65,6 +70,7 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub struct ContentStore {
     driver: Arc<dyn StorageDriver>,
     options: Arc<ContentOptions>,
+    manifests: Arc<cache::ManifestCache>,
 }
 
 impl ContentStore {
@@ -72,6 +78,7 @@ impl ContentStore {
     pub fn new(driver: Arc<dyn StorageDriver>, options: ContentOptions) -> ContentStore {
         ContentStore {
             driver,
+            manifests: Arc::new(cache::ManifestCache::new(options.manifest_cache_bytes)),
             options: Arc::new(options),
         }
     }

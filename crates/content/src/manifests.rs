@@ -81,6 +81,9 @@ impl Repository {
         if !exists(self.driver(), &blob_path).await? {
             self.driver().put_content(&blob_path, bytes.clone()).await?;
         }
+        self.store
+            .manifests
+            .insert(&digest, manifest.media_type, &bytes);
         let revision = layout::revision_link_dir(&self.name, &digest)?;
         write_link(self.driver(), &layout::link(&revision)?, &digest).await?;
         if let Some(subject) = &manifest.subject {
@@ -110,6 +113,13 @@ impl Repository {
     /// The manifest named by `reference`.
     pub async fn manifest(&self, reference: &Reference) -> Result<StoredManifest, ContentError> {
         let digest = self.resolve(reference).await?;
+        if let Some((media_type, bytes)) = self.store.manifests.get(&digest) {
+            return Ok(StoredManifest {
+                digest,
+                media_type,
+                bytes,
+            });
+        }
         let bytes = match self
             .driver()
             .get_content(&layout::blob_data(&digest)?)
@@ -119,8 +129,10 @@ impl Repository {
             Err(StorageError::NotFound { .. }) => return Err(manifest_unknown(reference)),
             Err(error) => return Err(error.into()),
         };
+        let media_type = stored_media_type(&bytes);
+        self.store.manifests.insert(&digest, &media_type, &bytes);
         Ok(StoredManifest {
-            media_type: stored_media_type(&bytes),
+            media_type,
             digest,
             bytes,
         })

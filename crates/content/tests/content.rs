@@ -190,11 +190,12 @@ async fn tree_written_by_registry2_is_served() {
     assert_eq!(blob.size(), config.len() as u64);
 }
 
-/// A driver that counts how often blob data is read back.
+/// A driver that counts how often blob data is read back, streamed or whole.
 #[derive(Debug)]
 struct CountingDriver {
     inner: InMemoryDriver,
     reads: AtomicUsize,
+    blob_gets: AtomicUsize,
 }
 
 #[async_trait]
@@ -203,6 +204,9 @@ impl StorageDriver for CountingDriver {
         "counting"
     }
     async fn get_content(&self, path: &StoragePath) -> Result<Bytes, StorageError> {
+        if path.as_str().starts_with("/docker/registry/v2/blobs/") {
+            self.blob_gets.fetch_add(1, Ordering::SeqCst);
+        }
         self.inner.get_content(path).await
     }
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<(), StorageError> {
@@ -254,6 +258,7 @@ async fn resumed_upload_is_never_read_back() {
     let driver = Arc::new(CountingDriver {
         inner: InMemoryDriver::new(),
         reads: AtomicUsize::new(0),
+        blob_gets: AtomicUsize::new(0),
     });
     let chunks: [&[u8]; 3] = [b"first chunk, ", b"second chunk, ", b"last chunk"];
     let whole: Vec<u8> = chunks.concat();
@@ -510,4 +515,85 @@ async fn purge_removes_only_uploads_started_before_the_cutoff() {
             .await
             .is_ok()
     );
+}
+
+/// Pushes a small image tagged `tag` whose config differs with `seed`; returns its digest.
+async fn push_tagged(repository: &registry_content::Repository, tag: &str, seed: &str) -> Digest {
+    let config = format!("{{\"seed\":\"{seed}\"}}");
+    let config_digest = Digest::sha256(config.as_bytes());
+    repository
+        .put_blob(&config_digest, body(&[config.as_bytes()]))
+        .await
+        .expect("config");
+    let manifest = image_manifest(&config_digest, config.len(), &config_digest, config.len());
+    repository
+        .put_manifest(
+            &Reference::Tag(tag.parse().expect("tag")),
+            None,
+            manifest,
+            &[],
+        )
+        .await
+        .expect("manifest")
+        .digest
+}
+
+#[tokio::test]
+async fn cached_manifests_are_served_without_reading_their_data() {
+    let driver = Arc::new(CountingDriver {
+        inner: InMemoryDriver::new(),
+        reads: AtomicUsize::new(0),
+        blob_gets: AtomicUsize::new(0),
+    });
+    let repository = store(driver.clone()).repository(name("app"));
+    let digest = push_tagged(&repository, "v1", "a").await;
+    let before = driver.blob_gets.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        let stored = repository
+            .manifest(&Reference::Digest(digest.clone()))
+            .await
+            .expect("manifest");
+        assert_eq!(stored.digest, digest);
+    }
+    assert_eq!(driver.blob_gets.load(Ordering::SeqCst), before);
+}
+
+#[tokio::test]
+async fn cache_never_serves_a_moved_tag_or_a_deleted_manifest() {
+    let driver: Arc<dyn StorageDriver> = Arc::new(InMemoryDriver::new());
+    let content = store(driver);
+    let repository = content.repository(name("app"));
+    let v1 = Reference::Tag("v1".parse().expect("tag"));
+    let first = push_tagged(&repository, "v1", "first").await;
+    assert_eq!(repository.manifest(&v1).await.expect("first").digest, first);
+
+    // The tag moves: the next read follows it.
+    let second = push_tagged(&repository, "v1", "second").await;
+    assert_eq!(
+        repository.manifest(&v1).await.expect("second").digest,
+        second
+    );
+
+    // The manifest is deleted: neither its digest nor its tag serves it, though it was cached.
+    repository
+        .delete_manifest(&Reference::Digest(second.clone()))
+        .await
+        .expect("delete");
+    assert!(matches!(
+        repository
+            .manifest(&Reference::Digest(second.clone()))
+            .await,
+        Err(ContentError::ManifestUnknown { .. })
+    ));
+    assert!(matches!(
+        repository.manifest(&v1).await,
+        Err(ContentError::ManifestUnknown { .. })
+    ));
+
+    // Another repository never sees it through the shared cache.
+    let other = content.repository(name("other"));
+    assert!(matches!(
+        other.manifest(&Reference::Digest(first)).await,
+        Err(ContentError::ManifestUnknown { .. })
+    ));
 }
