@@ -105,10 +105,105 @@ impl BlobSource {
     }
 }
 
-/// A request body carrying the next `len` bytes of a shared blob, generated while hyper sends.
+/// A blob generated in advance and held in memory as [`GENERATE_CHUNK`]-sized `Bytes`, with its
+/// digest: sending it costs the client no generation or hashing while a transfer is timed.
+#[derive(Clone, Debug)]
+pub struct MemoryBlob {
+    chunks: Vec<Bytes>,
+    size: u64,
+    digest: String,
+}
+
+impl MemoryBlob {
+    /// The `size` bytes of the stream from `seed` (the same bytes as [`BlobSource::new`]).
+    pub fn generate(seed: u64, size: u64) -> Self {
+        let mut source = BlobSource::new(seed, size);
+        let mut chunks = Vec::with_capacity(size.div_ceil(GENERATE_CHUNK as u64) as usize);
+        while let Some(chunk) = source.next_chunk(u64::MAX) {
+            chunks.push(chunk);
+        }
+        let digest = source
+            .digest()
+            .expect("a fully produced source has a digest");
+        MemoryBlob {
+            chunks,
+            size,
+            digest,
+        }
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// `sha256:<hex>`.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// `len` bytes from `offset` (both multiples of [`GENERATE_CHUNK`] except at the end), as
+    /// a request body; the chunks are shared, not copied.
+    pub fn body(&self, offset: u64, len: u64) -> BlobBody {
+        let chunk = GENERATE_CHUNK as u64;
+        let first = (offset / chunk) as usize;
+        let last = (offset + len).div_ceil(chunk) as usize;
+        let skip = (offset % chunk) as usize;
+        let mut parts: std::collections::VecDeque<Bytes> = self.chunks
+            [first.min(self.chunks.len())..last.min(self.chunks.len())]
+            .iter()
+            .cloned()
+            .collect();
+        if let Some(front) = parts.front_mut() {
+            *front = front.slice(skip.min(front.len())..);
+        }
+        let mut remaining = len.min(self.size.saturating_sub(offset));
+        let mut kept = std::collections::VecDeque::with_capacity(parts.len());
+        for part in parts {
+            if remaining == 0 {
+                break;
+            }
+            let take = remaining.min(part.len() as u64);
+            kept.push_back(part.slice(..take as usize));
+            remaining -= take;
+        }
+        let total = kept.iter().map(|p| p.len() as u64).sum();
+        BlobBody {
+            inner: Inner::Chunks(kept),
+            remaining: total,
+        }
+    }
+
+    /// The whole blob as a request body.
+    pub fn whole(&self) -> BlobBody {
+        self.body(0, self.size)
+    }
+
+    /// Bytes `offset..offset + len` copied out (for checking a range response).
+    pub fn slice(&self, offset: u64, len: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len as usize);
+        let mut body = self.body(offset, len);
+        if let Inner::Chunks(parts) = &mut body.inner {
+            for part in parts.drain(..) {
+                out.extend_from_slice(&part);
+            }
+        }
+        out
+    }
+}
+
+/// Where a [`BlobBody`] takes its bytes from.
+#[derive(Debug)]
+enum Inner {
+    Generated(SharedBlob),
+    Chunks(std::collections::VecDeque<Bytes>),
+}
+
+/// A request body carrying the next `len` bytes of a shared blob, generated while hyper sends,
+/// or parts of a [`MemoryBlob`].
 #[derive(Debug)]
 pub struct BlobBody {
-    source: SharedBlob,
+    inner: Inner,
     remaining: u64,
 }
 
@@ -120,7 +215,7 @@ impl BlobBody {
             s.size() - s.produced()
         };
         BlobBody {
-            source: Arc::clone(source),
+            inner: Inner::Generated(Arc::clone(source)),
             remaining: len.min(left),
         }
     }
@@ -137,11 +232,14 @@ impl Body for BlobBody {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
-        let chunk = self
-            .source
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .next_chunk(self.remaining);
+        let remaining = self.remaining;
+        let chunk = match &mut self.inner {
+            Inner::Generated(source) => source
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .next_chunk(remaining),
+            Inner::Chunks(parts) => parts.pop_front(),
+        };
         match chunk {
             Some(chunk) => {
                 self.remaining -= chunk.len() as u64;
@@ -183,6 +281,22 @@ mod tests {
         assert_eq!(total, size);
         let digest = shared.lock().expect("lock").digest();
         assert_eq!(digest.as_deref(), Some(expected.as_str()));
+    }
+
+    #[test]
+    fn memory_blobs_match_the_generated_stream() {
+        let size = 2 * GENERATE_CHUNK as u64 + 100;
+        let blob = MemoryBlob::generate(5, size);
+        assert_eq!(blob.digest(), BlobSource::digest_of(5, size));
+        let mut all = vec![0u8; size as usize];
+        XorShift::new(5).fill(&mut all);
+        let offset = GENERATE_CHUNK as u64 - 10;
+        assert_eq!(
+            blob.slice(offset, 1000),
+            &all[offset as usize..offset as usize + 1000]
+        );
+        assert_eq!(blob.slice(size - 50, 1000), &all[size as usize - 50..]);
+        assert_eq!(blob.whole().size_hint().exact(), Some(size));
     }
 
     #[test]

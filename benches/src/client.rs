@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use sha2::{Digest as _, Sha256};
 
 use crate::Error;
-use crate::blob::{BlobBody, BlobSource, SharedBlob};
+use crate::blob::{BlobBody, BlobSource, MemoryBlob, SharedBlob};
 
 type RequestBody = Either<Full<Bytes>, BlobBody>;
 
@@ -211,6 +211,137 @@ impl RegistryClient {
             bytes: size,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Uploads a blob held in memory (its digest known): `POST`, then one `PUT ?digest=` whose
+    /// body is the blob's chunks as they are (no copy, no hashing on the client).
+    pub async fn upload_memory_monolithic(
+        &self,
+        name: &str,
+        blob: &MemoryBlob,
+    ) -> Result<Transfer, Error> {
+        let started = Instant::now();
+        let location = self.start_upload(name).await?;
+        let url = with_digest(&location, blob.digest());
+        let headers = [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, blob.size().to_string()),
+        ];
+        let body = Either::Right(blob.whole());
+        let response = self.send(Method::PUT, &url, &headers, body).await?;
+        expect(response, StatusCode::CREATED, "monolithic PUT").await?;
+        Ok(Transfer {
+            bytes: blob.size(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Uploads a blob held in memory as `PATCH`es of `chunk` bytes with `Content-Range`, then
+    /// `PUT ?digest=` with an empty body.
+    pub async fn upload_memory_chunked(
+        &self,
+        name: &str,
+        blob: &MemoryBlob,
+        chunk: u64,
+    ) -> Result<Transfer, Error> {
+        if chunk == 0 {
+            return Err("the chunk size must be positive".into());
+        }
+        let started = Instant::now();
+        let size = blob.size();
+        let mut location = self.start_upload(name).await?;
+        let mut offset = 0u64;
+        while offset < size {
+            let len = chunk.min(size - offset);
+            let range = format!("{offset}-{}", offset + len - 1);
+            let headers = [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (header::CONTENT_LENGTH, len.to_string()),
+                (header::CONTENT_RANGE, range),
+            ];
+            let body = Either::Right(blob.body(offset, len));
+            let response = self.send(Method::PATCH, &location, &headers, body).await?;
+            let response = expect(response, StatusCode::ACCEPTED, "PATCH chunk").await?;
+            location = self.location(&response)?;
+            offset += len;
+        }
+        let url = with_digest(&location, blob.digest());
+        let headers = [(header::CONTENT_LENGTH, "0".to_string())];
+        let response = self.send(Method::PUT, &url, &headers, empty()).await?;
+        expect(response, StatusCode::CREATED, "PUT closing chunked upload").await?;
+        Ok(Transfer {
+            bytes: size,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// `GET /v2/<name>/blobs/<digest>`, streamed and counted but not hashed (so the client's
+    /// hashing does not bound the figure); fails unless exactly `size` bytes arrive.
+    pub async fn download_counted(
+        &self,
+        name: &str,
+        digest: &str,
+        size: u64,
+    ) -> Result<Transfer, Error> {
+        let started = Instant::now();
+        let url = format!("{}/v2/{name}/blobs/{digest}", self.base);
+        let response = self.send(Method::GET, &url, &[], empty()).await?;
+        let mut body = expect(response, StatusCode::OK, "GET blob")
+            .await?
+            .into_body();
+        let mut received = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                received += data.len() as u64;
+            }
+        }
+        if received != size {
+            return Err(format!("GET returned {received} bytes, want {size}").into());
+        }
+        Ok(Transfer {
+            bytes: received,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// `GET /v2/<name>/blobs/<digest>` with `Range: bytes=offset-(offset+len-1)`: the bytes of
+    /// the `206 Partial Content` answer, and the time to the last of them.
+    pub async fn download_range(
+        &self,
+        name: &str,
+        digest: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<(Bytes, Duration), Error> {
+        let started = Instant::now();
+        let url = format!("{}/v2/{name}/blobs/{digest}", self.base);
+        let headers = [(
+            header::RANGE,
+            format!("bytes={offset}-{}", offset + len.max(1) - 1),
+        )];
+        let response = self.send(Method::GET, &url, &headers, empty()).await?;
+        let response = expect(response, StatusCode::PARTIAL_CONTENT, "GET blob range").await?;
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((bytes, started.elapsed()))
+    }
+
+    /// `GET path_and_query` (`/v2/_catalog?n=10000`): the status, the `Link` header, the body
+    /// and the time to its last byte.
+    pub async fn get(
+        &self,
+        path_and_query: &str,
+    ) -> Result<(StatusCode, Option<String>, Bytes, Duration), Error> {
+        let started = Instant::now();
+        let url = format!("{}{path_and_query}", self.base);
+        let response = self.send(Method::GET, &url, &[], empty()).await?;
+        let status = response.status();
+        let link = response
+            .headers()
+            .get(header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, link, body, started.elapsed()))
     }
 
     /// `GET /v2/<name>/blobs/<digest>`, streamed and hashed; fails unless the bytes match both

@@ -6,6 +6,9 @@
 //!   never held in memory;
 //! - [`client`]: the OCI blob upload protocol (chunked and monolithic) and streaming,
 //!   digest-verifying downloads over hyper;
+//! - [`image`]: a small image pushed through the API, and a `docker save`-style archive;
+//! - [`layout`]: registry:2's on-disk layout written directly (thousands of repositories
+//!   or tags in seconds);
 //! - [`load`]: a closed-loop HTTP/1.1 load generator (keep-alive connections, one request in
 //!   flight each) with a latency histogram, for any endpoint;
 //! - [`procfs`]: a process's peak and current resident memory from `/proc/PID/status`, and its
@@ -15,6 +18,8 @@
 
 pub mod blob;
 pub mod client;
+pub mod image;
+pub mod layout;
 pub mod load;
 pub mod procfs;
 pub mod server;

@@ -13,12 +13,50 @@ use crate::Error;
 /// How long a server may take to answer `GET /v2/`.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How often readiness is polled while a server starts (a refused connection costs microseconds).
+const READY_POLL: Duration = Duration::from_millis(1);
+
+/// Configuration beyond the storage root and the address, the same for every server.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Settings {
+    /// `storage.cache.blobdescriptor: inmemory`, as a stock registry:2 install has.
+    pub blobdescriptor_inmemory: bool,
+    /// `log.accesslog.disabled: true`: no line per request.
+    pub accesslog_disabled: bool,
+    /// `catalog.maxentries`: the largest catalog page a server answers (registry:2 caps `n`
+    /// at 1000 by default).
+    pub catalog_maxentries: Option<u64>,
+}
+
+impl Settings {
+    fn yaml(&self, root: &Path, addr: SocketAddr) -> String {
+        let mut yaml = String::from("version: 0.1\nlog:\n  level: warn\n");
+        if self.accesslog_disabled {
+            yaml.push_str("  accesslog:\n    disabled: true\n");
+        }
+        yaml.push_str(&format!(
+            "storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
+            root.display()
+        ));
+        if self.blobdescriptor_inmemory {
+            yaml.push_str("  cache:\n    blobdescriptor: inmemory\n");
+        }
+        yaml.push_str(&format!("http:\n  addr: {addr}\n"));
+        if let Some(max) = self.catalog_maxentries {
+            yaml.push_str(&format!("catalog:\n  maxentries: {max}\n"));
+        }
+        yaml
+    }
+}
+
 /// A running registry server; killed, and its temporary directory removed, when dropped.
 #[derive(Debug)]
 pub struct RegistryProcess {
     child: Child,
     addr: SocketAddr,
     dir: PathBuf,
+    /// From spawning the process to its first answer on `GET /v2/`, and that answer's status.
+    ready: (Duration, u16),
 }
 
 impl RegistryProcess {
@@ -35,6 +73,17 @@ impl RegistryProcess {
         binary: &Path,
         setup: impl FnOnce(&Path) -> Result<Vec<(String, String)>, Error>,
     ) -> Result<RegistryProcess, Error> {
+        RegistryProcess::start_configured(binary, &Settings::default(), setup)
+    }
+
+    /// Like [`RegistryProcess::start_with`], with `settings` in the configuration. `setup` may
+    /// also fill the storage root ([`RegistryProcess::data_dir`] is `DIR/data`) before the
+    /// server starts.
+    pub fn start_configured(
+        binary: &Path,
+        settings: &Settings,
+        setup: impl FnOnce(&Path) -> Result<Vec<(String, String)>, Error>,
+    ) -> Result<RegistryProcess, Error> {
         let dir = unique_temp_dir()?;
         let env = match setup(&dir) {
             Ok(env) => env,
@@ -45,17 +94,9 @@ impl RegistryProcess {
         };
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\n\
-                 log:\n  level: warn\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {addr}\n",
-                dir.join("data").display()
-            ),
-        )?;
+        std::fs::write(&config, settings.yaml(&dir.join("data"), addr))?;
         let log = std::fs::File::create(dir.join("server.log"))?;
+        let spawned = Instant::now();
         let child = Command::new(binary)
             .arg("serve")
             .arg(&config)
@@ -71,8 +112,13 @@ impl RegistryProcess {
                     binary.display()
                 )
             })?;
-        let mut server = RegistryProcess { child, addr, dir };
-        server.wait_ready().map_err(|e| {
+        let mut server = RegistryProcess {
+            child,
+            addr,
+            dir,
+            ready: (Duration::ZERO, 0),
+        };
+        server.ready = server.wait_ready(spawned).map_err(|e| {
             format!(
                 "{} did not start: {e}\n--- server.log\n{}",
                 binary.display(),
@@ -82,22 +128,28 @@ impl RegistryProcess {
         Ok(server)
     }
 
-    fn wait_ready(&mut self) -> Result<(), Error> {
-        let deadline = Instant::now() + START_TIMEOUT;
+    fn wait_ready(&mut self, spawned: Instant) -> Result<(Duration, u16), Error> {
+        let deadline = spawned + START_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 return Err(format!("it exited with {status}").into());
             }
-            if answers_v2(self.addr) {
-                return Ok(());
+            if let Some(status) = answers_v2(self.addr) {
+                return Ok((spawned.elapsed(), status));
             }
             if Instant::now() > deadline {
                 return Err(
                     format!("no answer on http://{}/v2/ in {START_TIMEOUT:?}", self.addr).into(),
                 );
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(READY_POLL);
         }
+    }
+
+    /// The time from spawning the process to the end of its first answer on `GET /v2/`
+    /// (polled every millisecond), and that answer's status (200, or 401 with auth).
+    pub fn startup(&self) -> (Duration, u16) {
+        self.ready
     }
 
     /// The process id, for [`crate::procfs::Memory::of_pid`].
@@ -151,14 +203,16 @@ fn unique_temp_dir() -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-fn answers_v2(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-        return false;
-    };
+/// The status of `GET /v2/`, or `None` when nothing answers.
+fn answers_v2(addr: SocketAddr) -> Option<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let request = format!("GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let mut head = [0u8; 9];
-    stream.write_all(request.as_bytes()).is_ok()
-        && stream.read_exact(&mut head).is_ok()
-        && head.starts_with(b"HTTP/1.")
+    let mut head = [0u8; 12];
+    stream.write_all(request.as_bytes()).ok()?;
+    stream.read_exact(&mut head).ok()?;
+    if !head.starts_with(b"HTTP/1.") {
+        return None;
+    }
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
