@@ -4,7 +4,8 @@
 //! `--server PATH`) and, with `--compare registry2`, CNCF Distribution 2.8 (Debian's
 //! `docker-registry`, or `--registry2 PATH`), each with the same registry:2-format filesystem
 //! configuration over a temporary directory (deletes enabled, `blobdescriptor: inmemory` as a
-//! stock registry:2 install has, access logs off, `catalog.maxentries` large enough for one page).
+//! stock registry:2 install has, access logs off, `catalog.maxentries` and `tags.maxtags` large enough
+//! for one page).
 //! It runs every workload against both, alternating between them, prints each figure for both
 //! with the ratio registryd / registry:2 and the target, and ends with a Markdown table.
 //! When registry:2 is not installed it measures registryd alone and says so.
@@ -192,6 +193,7 @@ impl Options {
             blobdescriptor_inmemory: true,
             accesslog_disabled: true,
             catalog_maxentries: Some(self.catalog_page()),
+            tags_maxtags: Some(self.catalog_page()),
         }
     }
 

@@ -26,6 +26,9 @@ pub struct Settings {
     /// `catalog.maxentries`: the largest catalog page a server answers (registry:2 caps `n`
     /// at 1000 by default).
     pub catalog_maxentries: Option<u64>,
+    /// `tags.maxtags`: the largest tags-list page registryd answers when `n` is given (registry:2
+    /// 2.8 has no such limit and ignores the key).
+    pub tags_maxtags: Option<u64>,
 }
 
 impl Settings {
@@ -44,6 +47,9 @@ impl Settings {
         yaml.push_str(&format!("http:\n  addr: {addr}\n"));
         if let Some(max) = self.catalog_maxentries {
             yaml.push_str(&format!("catalog:\n  maxentries: {max}\n"));
+        }
+        if let Some(max) = self.tags_maxtags {
+            yaml.push_str(&format!("tags:\n  maxtags: {max}\n"));
         }
         yaml
     }
