@@ -330,21 +330,29 @@ fn assert_ok(answer: &str) {
     assert!(answer.starts_with("HTTP/1.1 200"), "answer: {answer}");
 }
 
-/// Log lines written while a test runs, for tests that check what the server logs. The server's
-/// tasks run on the test's own thread (a current-thread runtime), where the subscriber is set.
+/// Everything the servers of this test binary log, for tests that check a line of their own.
+///
+/// One global subscriber, installed once: a per-thread default (`set_default`) is unreliable
+/// while other tests on other threads install and drop theirs, because tracing keeps its level
+/// filter and callsite interest globally, and lines went missing that way.
 #[derive(Clone, Default)]
 struct CapturedLog(Arc<Mutex<Vec<u8>>>);
 
-impl CapturedLog {
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
+fn captured_log() -> &'static CapturedLog {
+    static LOG: std::sync::OnceLock<CapturedLog> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = CapturedLog::default();
         let subscriber = tracing_subscriber::fmt()
-            .with_writer(self.clone())
+            .with_writer(log.clone())
             .with_ansi(false)
             .with_max_level(tracing::Level::INFO)
             .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        log
+    })
+}
 
+impl CapturedLog {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("log")).into_owned()
     }
@@ -377,19 +385,21 @@ async fn https_get_v2_over_http1() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = Ca::new("test CA");
     let tls = ReloadableTls::load(&server_files(dir.path(), &ca), true).expect("load");
-    let log = CapturedLog::default();
-    let _guard = log.install();
+    let log = captured_log();
     let server = Server::start(Some(tls)).await;
 
     let mut stream = connect(server.address, client(&[ca.der()], &[b"http/1.1"]))
         .await
         .expect("handshake");
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let client_address = stream.get_ref().0.local_addr().expect("local address");
     assert_ok(&get_v2(&mut stream).await.expect("GET /v2/"));
     // The access log works over TLS as it does without.
     let logged = log.text();
     assert!(
-        logged.contains("registryd::access") && logged.contains("status=200"),
+        logged.lines().any(|line| line.contains("registryd::access")
+            && line.contains(&format!("peer={client_address}"))
+            && line.contains("status=200")),
         "log: {logged}"
     );
     server.stop().await;
@@ -933,8 +943,7 @@ fn from_config_loads_tls_and_reports_errors_as_config_keys() {
 
 #[tokio::test]
 async fn plain_listener_closes_a_tls_client_hello_with_a_clear_log_line() {
-    let log = CapturedLog::default();
-    let _guard = log.install();
+    let log = captured_log();
     let server = Server::start(None).await;
     let ca = Ca::new("test CA");
     connect(server.address, client(&[ca.der()], &[]))
