@@ -93,7 +93,7 @@ fn parse_args() -> Result<Options, Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let mut options = Options {
-        registryd: default_server()?,
+        registryd: registry_bench::server::default_registryd()?,
         registry2: None,
         quick,
         only: WORKLOADS.iter().map(|w| w.to_string()).collect(),
@@ -172,15 +172,6 @@ fn parse_args() -> Result<Options, Error> {
         }
     }
     Ok(options)
-}
-
-fn default_server() -> Result<PathBuf, Error> {
-    if let Some(path) = std::env::var_os("REGISTRYD_BIN").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().ok_or("this executable has no directory")?;
-    Ok(dir.join("registryd"))
 }
 
 impl Options {
@@ -451,13 +442,6 @@ fn start_subject(label: &'static str, binary: &Path, options: &Options) -> Resul
         idle,
         small: None,
     })
-}
-
-fn log_tail(server: &RegistryProcess) -> String {
-    let log = server.log();
-    let lines: Vec<&str> = log.lines().collect();
-    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-    format!("--- last lines of the server log\n{tail}")
 }
 
 /// Values for [registryd, registry:2] from one closure called on each subject (registry:2 may
@@ -1246,7 +1230,7 @@ fn run(options: &Options) -> Result<Report, Error> {
         let small = rt.block_on(image::push_small_image(
             &s.client, SMALL_REPO, SMALL_TAG, 4096,
         ));
-        s.small = Some(small.map_err(|e| format!("{}: {e}\n{}", s.label, log_tail(&s.server)))?);
+        s.small = Some(small.map_err(|e| format!("{}: {e}\n{}", s.label, s.server.log_tail(20)))?);
     }
 
     type Step = fn(&Runtime, &Options, &[Subject], &mut Report) -> Result<(), Error>;
@@ -1265,13 +1249,13 @@ fn run(options: &Options) -> Result<Report, Error> {
         if let Err(e) = step(&rt, options, &subjects, &mut report) {
             let logs: Vec<String> = subjects
                 .iter()
-                .map(|s| format!("{}:\n{}", s.label, log_tail(&s.server)))
+                .map(|s| format!("{}:\n{}", s.label, s.server.log_tail(20)))
                 .collect();
             return Err(format!("workload {name}: {e}\n{}", logs.join("\n")).into());
         }
         for s in &mut subjects {
             if !s.server.is_running() {
-                return Err(format!("{} exited\n{}", s.label, log_tail(&s.server)).into());
+                return Err(format!("{} exited\n{}", s.label, s.server.log_tail(20)).into());
             }
         }
     }

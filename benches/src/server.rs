@@ -65,6 +65,17 @@ pub struct RegistryProcess {
     ready: (Duration, u16),
 }
 
+/// The registryd binary to benchmark: `$REGISTRYD_BIN`, else the `registryd` next to the running
+/// benchmark (`cargo build --release` puts both in `target/release/`).
+pub fn default_registryd() -> Result<PathBuf, Error> {
+    if let Some(path) = std::env::var_os("REGISTRYD_BIN").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().ok_or("this executable has no directory")?;
+    Ok(dir.join("registryd"))
+}
+
 impl RegistryProcess {
     /// Starts `binary serve CONFIG` with storage in a new temporary directory and waits until
     /// `GET /v2/` answers. The server's output goes to `server.log` in that directory.
@@ -183,6 +194,14 @@ impl RegistryProcess {
         std::fs::read(self.dir.join("server.log"))
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
+    }
+
+    /// The last `lines` lines of the server's log, headed for an error message.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        let tail = all[all.len().saturating_sub(lines)..].join("\n");
+        format!("--- last lines of the server log\n{tail}")
     }
 
     /// Whether the process is still running.

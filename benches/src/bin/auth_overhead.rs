@@ -61,7 +61,7 @@ struct Options {
 
 fn parse_args() -> Result<Options, Error> {
     let mut options = Options {
-        server: default_server()?,
+        server: registry_bench::server::default_registryd()?,
         connections: 64,
         seconds: Duration::from_secs(10),
         warmup: Duration::from_secs(2),
@@ -98,15 +98,6 @@ fn parse_seconds(text: &str) -> Result<Duration, Error> {
         .map_err(|_| format!("not a number of seconds: {text:?}"))?;
     Duration::try_from_secs_f64(seconds)
         .map_err(|_| format!("not a usable number of seconds: {text:?}").into())
-}
-
-fn default_server() -> Result<PathBuf, Error> {
-    if let Some(path) = std::env::var_os("REGISTRYD_BIN").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().ok_or("this executable has no directory")?;
-    Ok(dir.join("registryd"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,10 +292,10 @@ fn run_one(options: &Options, runtime: &tokio::runtime::Runtime, auth: Auth) -> 
     let outcome = runtime.block_on(measure(options, &server, auth));
     let (load, wall, server_cpu, client_cpu) = match outcome {
         Ok(outcome) => outcome,
-        Err(e) => return Err(format!("{e}\n{}", log_tail(&server)).into()),
+        Err(e) => return Err(format!("{e}\n{}", server.log_tail(30)).into()),
     };
     if !server.is_running() {
-        return Err(format!("the server exited\n{}", log_tail(&server)).into());
+        return Err(format!("the server exited\n{}", server.log_tail(30)).into());
     }
     let run = Run {
         auth,
@@ -315,13 +306,6 @@ fn run_one(options: &Options, runtime: &tokio::runtime::Runtime, auth: Auth) -> 
     };
     print_run(&run);
     Ok(run)
-}
-
-fn log_tail(server: &RegistryProcess) -> String {
-    let log = server.log();
-    let lines: Vec<&str> = log.lines().collect();
-    let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-    format!("--- last lines of the server log\n{tail}")
 }
 
 fn print_run(run: &Run) {

@@ -36,7 +36,7 @@ struct Options {
 
 fn parse_args() -> Result<Options, Error> {
     let mut options = Options {
-        server: default_server()?,
+        server: registry_bench::server::default_registryd()?,
         size: 1 << 30,
         chunk: 16 << 20,
         limit: 64 << 20,
@@ -65,16 +65,6 @@ fn parse_args() -> Result<Options, Error> {
         return Err("--size and --chunk must be positive".into());
     }
     Ok(options)
-}
-
-fn default_server() -> Result<PathBuf, Error> {
-    if let Some(path) = std::env::var_os("REGISTRYD_BIN").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().ok_or("this executable has no directory")?;
-    // `cargo run` puts binaries in target/<profile>/; make sure the sibling is the server.
-    Ok(dir.join("registryd"))
 }
 
 fn report(step: &str, transfer: &Transfer, memory: Result<Memory, Error>) {
