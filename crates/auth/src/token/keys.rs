@@ -310,24 +310,18 @@ impl Keyring {
             path: path.to_owned(),
             reason,
         };
-        let certificates = CertificateDer::pem_file_iter(path).map_err(|error| match error {
+        let pem_error = |error: rustls_pki_types::pem::Error| match error {
             rustls_pki_types::pem::Error::Io(source) => TokenError::Read {
                 what,
                 path: path.to_owned(),
                 source,
             },
             other => invalid(other.to_string()),
-        })?;
+        };
+        let certificates = CertificateDer::pem_file_iter(path).map_err(pem_error)?;
         let mut count = 0;
         for (index, certificate) in certificates.enumerate() {
-            let certificate = certificate.map_err(|error| match error {
-                rustls_pki_types::pem::Error::Io(source) => TokenError::Read {
-                    what,
-                    path: path.to_owned(),
-                    source,
-                },
-                other => invalid(other.to_string()),
-            })?;
+            let certificate = certificate.map_err(pem_error)?;
             let number = index + 1;
             let (_, parsed) = x509_parser::parse_x509_certificate(&certificate)
                 .map_err(|error| invalid(format!("certificate {number}: {error}")))?;
