@@ -20,7 +20,10 @@ pub struct FileInfo {
     pub path: StoragePath,
     /// Size in bytes of an object; 0 for a directory.
     pub size: u64,
-    /// Last modification time, when the driver knows it.
+    /// Last modification time, when the driver knows it. For a directory, a driver gives a time
+    /// only if it changes whenever an entry is added directly inside the directory or removed from
+    /// it (a filesystem directory's mtime); the content layer trusts an unchanged time to mean an
+    /// unchanged listing. Drivers without real directories give `None`.
     pub modified: Option<SystemTime>,
     /// Whether the path is a directory (a prefix of other objects) rather than an object.
     pub is_dir: bool,
@@ -90,6 +93,16 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
     /// Size, modification time and kind of `path`; `NotFound` when neither an object nor a
     /// directory exists there.
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo, StorageError>;
+
+    /// [`StorageDriver::stat`] of each of `paths`, in the same order. The default stats one path
+    /// after the other; drivers for which a batch is cheaper override it.
+    async fn stat_many(&self, paths: &[StoragePath]) -> Vec<Result<FileInfo, StorageError>> {
+        let mut infos = Vec::with_capacity(paths.len());
+        for path in paths {
+            infos.push(self.stat(path).await);
+        }
+        infos
+    }
 
     /// The direct children of the directory `path` (objects and directories), sorted by path.
     /// `NotFound` when `path` is not a directory (listing the root of an empty driver is `Ok(vec![])`).

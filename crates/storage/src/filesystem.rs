@@ -261,6 +261,30 @@ impl StorageDriver for FilesystemDriver {
         .await
     }
 
+    /// All paths in one blocking call: checking whether thousands of directories changed costs
+    /// one trip to the blocking pool, not thousands.
+    async fn stat_many(&self, paths: &[StoragePath]) -> Vec<Result<FileInfo, StorageError>> {
+        let targets: Vec<(StoragePath, PathBuf)> = paths
+            .iter()
+            .map(|path| (path.clone(), self.file_path(path)))
+            .collect();
+        let stats = tokio::task::spawn_blocking(move || {
+            targets
+                .into_iter()
+                .map(|(path, file)| match fs::metadata(&file) {
+                    Ok(metadata) => Ok(file_info(path, &metadata)),
+                    Err(error) => Err(io_error("stat", &path, error)),
+                })
+                .collect()
+        })
+        .await;
+        stats.unwrap_or_else(|join_error| {
+            let cause = join_error.to_string();
+            let failed = |path| Err(backend("stat", path, io::Error::other(cause.clone())));
+            paths.iter().map(failed).collect()
+        })
+    }
+
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>, StorageError> {
         let directory = self.file_path(path);
         let listed = path.clone();

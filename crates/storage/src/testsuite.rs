@@ -62,6 +62,8 @@ pub async fn run_all(driver: &dyn StorageDriver) {
     cancel_after_close_removes_earlier_content(driver).await;
     large_streamed_write_reads_back(driver).await;
     stat_describes_objects_and_directories(driver).await;
+    stat_many_answers_like_stat(driver).await;
+    directory_times_follow_their_entries(driver).await;
     list_returns_direct_children_sorted(driver).await;
     list_does_not_leak_sibling_prefix(driver).await;
     move_into_new_directory(driver).await;
@@ -524,6 +526,71 @@ pub async fn stat_describes_objects_and_directories(driver: &dyn StorageDriver) 
         assert_eq!(info.path, directory, "{}: stat names the path", t.name);
         assert!(info.is_dir, "{}: {directory} is a directory", t.name);
     }
+    t.finish().await;
+}
+
+/// `stat_many` answers for each path, in order, what `stat` answers: objects, directories and
+/// missing paths mixed.
+pub async fn stat_many_answers_like_stat(driver: &dyn StorageDriver) {
+    let t = Scratch::new(driver, "stat_many_answers_like_stat");
+    let object = t.path("directory/object");
+    t.put(&object, pattern(77, 2)).await;
+    let paths = [
+        t.path("missing"),
+        object.clone(),
+        t.path("directory"),
+        t.path("directory/object/below-an-object"),
+        object,
+    ];
+    let many = driver.stat_many(&paths).await;
+    assert_eq!(many.len(), paths.len(), "{}: one answer per path", t.name);
+    for (path, answer) in paths.iter().zip(many) {
+        match (answer, driver.stat(path).await) {
+            (Ok(batched), Ok(single)) => assert_eq!(
+                (batched.path, batched.size, batched.is_dir),
+                (single.path, single.size, single.is_dir),
+                "{}: stat_many and stat of {path}",
+                t.name
+            ),
+            (Err(StorageError::NotFound { .. }), Err(StorageError::NotFound { .. })) => {}
+            (batched, single) => panic!(
+                "{}: stat_many and stat of {path} disagree: {batched:?} and {single:?}",
+                t.name
+            ),
+        }
+    }
+    t.finish().await;
+}
+
+/// A driver that gives directories a modification time changes it when an entry is added to the
+/// directory or removed from it (the catalog and tag listings trust an unchanged time). Times are
+/// compared a little over a second apart, the coarsest granularity a driver may have.
+pub async fn directory_times_follow_their_entries(driver: &dyn StorageDriver) {
+    let t = Scratch::new(driver, "directory_times_follow_their_entries");
+    let directory = t.path("directory");
+    t.put(&t.path("directory/first"), pattern(3, 3)).await;
+    let Some(created) = t.stat(&directory).await.modified else {
+        t.finish().await;
+        return;
+    };
+    let second = t.path("directory/second");
+    let pause = std::time::Duration::from_millis(1100);
+    std::thread::sleep(pause);
+    t.put(&second, pattern(3, 4)).await;
+    let added = t.stat(&directory).await.modified;
+    assert!(
+        added.is_some_and(|added| added != created),
+        "{}: adding an entry left the directory's time at {created:?} (now {added:?})",
+        t.name
+    );
+    std::thread::sleep(pause);
+    t.delete(&second).await;
+    let removed = t.stat(&directory).await.modified;
+    assert!(
+        removed.is_some_and(|removed| Some(removed) != added),
+        "{}: removing an entry left the directory's time at {added:?} (now {removed:?})",
+        t.name
+    );
     t.finish().await;
 }
 
