@@ -1,8 +1,12 @@
 //! Listings: the repositories of the registry and the tags of a repository, in pages.
 
+use std::sync::Arc;
+use std::time::SystemTime;
+
 use registry_model::{RepositoryName, Tag};
 use registry_storage::{StorageError, StoragePath, WalkControl};
 
+use crate::listing_cache::TagSnapshot;
 use crate::{ContentError, ContentStore, Repository, layout};
 
 /// Which part of a sorted listing to return: at most `n` entries after `last`, as the `n` and
@@ -25,19 +29,24 @@ pub struct Listing<T> {
 }
 
 impl Page {
-    fn apply<T: AsRef<str>>(&self, mut sorted: Vec<T>) -> Listing<T> {
-        if let Some(last) = &self.last {
-            let after = sorted.partition_point(|item| item.as_ref() <= last.as_str());
-            sorted.drain(..after);
-        }
-        let more = self.n.is_some_and(|n| sorted.len() > n);
-        if let Some(n) = self.n {
-            sorted.truncate(n);
-        }
-        Listing {
-            items: sorted,
-            more,
-        }
+    /// The page of `sorted` holding only the entries for which `visible` holds (paged after
+    /// filtering, so pages stay full). Clones only the entries returned.
+    fn select<T: Clone + AsRef<str>>(
+        &self,
+        sorted: &[T],
+        visible: impl Fn(&T) -> bool,
+    ) -> Listing<T> {
+        let after = match &self.last {
+            Some(last) => sorted.partition_point(|item| item.as_ref() <= last.as_str()),
+            None => 0,
+        };
+        let mut candidates = sorted[after..].iter().filter(|item| visible(item));
+        let items: Vec<T> = match self.n {
+            Some(n) => candidates.by_ref().take(n).cloned().collect(),
+            None => candidates.by_ref().cloned().collect(),
+        };
+        let more = candidates.next().is_some();
+        Listing { items, more }
     }
 }
 
@@ -54,20 +63,16 @@ impl ContentStore {
         page: &Page,
         visible: impl Fn(&RepositoryName) -> bool,
     ) -> Result<Listing<RepositoryName>, ContentError> {
-        let mut names: Vec<RepositoryName> = self
-            .repository_folders("_manifests")
-            .await?
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect();
-        names.retain(|name| visible(name));
-        names.sort();
-        Ok(page.apply(names))
+        let names = self
+            .catalog_index
+            .repositories(self.driver.as_ref())
+            .await?;
+        Ok(page.select(&names, visible))
     }
 
-    /// Every folder named `folder` (`_manifests`, `_uploads`) directly inside a repository,
-    /// with the repository's name. A repository is a directory holding `_manifests`; folders
-    /// whose names start with `_` are never repository names, so the walk skips them.
+    /// Every folder named `folder` (`_uploads`) directly inside a repository, with the
+    /// repository's name. A repository is a directory holding `_manifests`; folders whose names
+    /// start with `_` are never repository names, so the walk skips them.
     pub(crate) async fn repository_folders(
         &self,
         folder: &str,
@@ -107,17 +112,32 @@ impl Repository {
     /// The tags of this repository, sorted. [`ContentError::NameUnknown`] when the repository
     /// holds no manifests.
     pub async fn tags(&self, page: &Page) -> Result<Listing<Tag>, ContentError> {
-        let dirs = match self.driver().list(&layout::tags_dir(&self.name)?).await {
+        let tags = self.tag_names().await?;
+        Ok(page.select(&tags, |_| true))
+    }
+
+    /// Every tag of this repository, sorted: from the snapshot when the tags directory has not
+    /// changed since it was read, else read afresh.
+    async fn tag_names(&self) -> Result<Arc<[Tag]>, ContentError> {
+        let cache = &self.store.tag_cache;
+        if let Some(snapshot) = cache.get(&self.name)
+            && let Some(tags) = snapshot.current(self.driver()).await
+        {
+            return Ok(tags);
+        }
+        let began = SystemTime::now();
+        let tags_dir = layout::tags_dir(&self.name)?;
+        let dirs = match self.driver().list(&tags_dir).await {
             Ok(dirs) => dirs,
             Err(StorageError::NotFound { .. }) => {
                 let manifests = layout::manifests_dir(&self.name)?;
-                if crate::links::exists(self.driver(), &manifests).await? {
-                    Vec::new()
+                return if crate::links::exists(self.driver(), &manifests).await? {
+                    Ok(Arc::new([]))
                 } else {
-                    return Err(ContentError::NameUnknown {
+                    Err(ContentError::NameUnknown {
                         name: self.name.clone(),
-                    });
-                }
+                    })
+                };
             }
             Err(error) => return Err(error.into()),
         };
@@ -126,6 +146,11 @@ impl Repository {
             .filter_map(|dir| dir.file_name()?.parse().ok())
             .collect();
         tags.sort();
-        Ok(page.apply(tags))
+        let tags: Arc<[Tag]> = tags.into();
+        match TagSnapshot::take(self.driver(), began, Arc::clone(&tags), tags_dir).await {
+            Some(snapshot) => cache.insert(&self.name, snapshot),
+            None => cache.forget(&self.name),
+        }
+        Ok(tags)
     }
 }

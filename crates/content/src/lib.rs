@@ -15,9 +15,11 @@
 mod blobs;
 mod cache;
 mod catalog;
+mod catalog_index;
 mod error;
 mod layout;
 mod links;
+mod listing_cache;
 mod manifests;
 mod purge;
 mod referrers;
@@ -48,8 +50,13 @@ pub struct ContentOptions {
     /// The largest manifest accepted, in bytes.
     pub manifest_size_limit: usize,
     /// How many bytes of manifests to keep in memory by digest (0: none). Only immutable content
-    /// is cached: tags and whether a repository holds a manifest are read on every request.
+    /// is cached: which manifest a tag names and whether a repository holds a manifest are read on
+    /// every request.
     pub manifest_cache_bytes: usize,
+    /// About how many bytes the catalog's index may take in memory, and as many for the tags of
+    /// repositories (0: nothing kept). A kept listing is served only after checking that none of
+    /// the directories it was read from has changed since, so it is never out of date.
+    pub listing_cache_bytes: usize,
 }
 
 impl Default for ContentOptions {
@@ -58,6 +65,7 @@ impl Default for ContentOptions {
             delete_enabled: false,
             manifest_size_limit: DEFAULT_MANIFEST_SIZE_LIMIT,
             manifest_cache_bytes: 16 * 1024 * 1024,
+            listing_cache_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -71,6 +79,8 @@ pub struct ContentStore {
     driver: Arc<dyn StorageDriver>,
     options: Arc<ContentOptions>,
     manifests: Arc<cache::ManifestCache>,
+    catalog_index: Arc<catalog_index::CatalogIndex>,
+    tag_cache: Arc<listing_cache::TagCache>,
 }
 
 impl ContentStore {
@@ -79,6 +89,10 @@ impl ContentStore {
         ContentStore {
             driver,
             manifests: Arc::new(cache::ManifestCache::new(options.manifest_cache_bytes)),
+            catalog_index: Arc::new(catalog_index::CatalogIndex::new(
+                options.listing_cache_bytes,
+            )),
+            tag_cache: Arc::new(listing_cache::TagCache::new(options.listing_cache_bytes)),
             options: Arc::new(options),
         }
     }

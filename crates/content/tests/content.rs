@@ -190,12 +190,29 @@ async fn tree_written_by_registry2_is_served() {
     assert_eq!(blob.size(), config.len() as u64);
 }
 
-/// A driver that counts how often blob data is read back, streamed or whole.
+/// A driver that counts how often blob data is read back (streamed or whole) and how often a
+/// directory is listed or walked.
 #[derive(Debug)]
 struct CountingDriver {
-    inner: InMemoryDriver,
+    inner: Box<dyn StorageDriver>,
     reads: AtomicUsize,
     blob_gets: AtomicUsize,
+    listings: AtomicUsize,
+}
+
+impl CountingDriver {
+    fn over(inner: impl StorageDriver + 'static) -> CountingDriver {
+        CountingDriver {
+            inner: Box::new(inner),
+            reads: AtomicUsize::new(0),
+            blob_gets: AtomicUsize::new(0),
+            listings: AtomicUsize::new(0),
+        }
+    }
+
+    fn listings(&self) -> usize {
+        self.listings.load(Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
@@ -231,7 +248,11 @@ impl StorageDriver for CountingDriver {
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo, StorageError> {
         self.inner.stat(path).await
     }
+    async fn stat_many(&self, paths: &[StoragePath]) -> Vec<Result<FileInfo, StorageError>> {
+        self.inner.stat_many(paths).await
+    }
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>, StorageError> {
+        self.listings.fetch_add(1, Ordering::SeqCst);
         self.inner.list(path).await
     }
     async fn move_object(
@@ -249,17 +270,14 @@ impl StorageDriver for CountingDriver {
         from: &StoragePath,
         visitor: &mut WalkVisitor<'_>,
     ) -> Result<(), StorageError> {
+        self.listings.fetch_add(1, Ordering::SeqCst);
         self.inner.walk(from, visitor).await
     }
 }
 
 #[tokio::test]
 async fn resumed_upload_is_never_read_back() {
-    let driver = Arc::new(CountingDriver {
-        inner: InMemoryDriver::new(),
-        reads: AtomicUsize::new(0),
-        blob_gets: AtomicUsize::new(0),
-    });
+    let driver = Arc::new(CountingDriver::over(InMemoryDriver::new()));
     let chunks: [&[u8]; 3] = [b"first chunk, ", b"second chunk, ", b"last chunk"];
     let whole: Vec<u8> = chunks.concat();
     let digest = Digest::sha256(&whole);
@@ -540,11 +558,7 @@ async fn push_tagged(repository: &registry_content::Repository, tag: &str, seed:
 
 #[tokio::test]
 async fn cached_manifests_are_served_without_reading_their_data() {
-    let driver = Arc::new(CountingDriver {
-        inner: InMemoryDriver::new(),
-        reads: AtomicUsize::new(0),
-        blob_gets: AtomicUsize::new(0),
-    });
+    let driver = Arc::new(CountingDriver::over(InMemoryDriver::new()));
     let repository = store(driver.clone()).repository(name("app"));
     let digest = push_tagged(&repository, "v1", "a").await;
     let before = driver.blob_gets.load(Ordering::SeqCst);
@@ -596,4 +610,186 @@ async fn cache_never_serves_a_moved_tag_or_a_deleted_manifest() {
         other.manifest(&Reference::Digest(first)).await,
         Err(ContentError::ManifestUnknown { .. })
     ));
+}
+
+/// Makes every directory below `root` look last changed an hour ago, so that listings read from
+/// them are old enough to be kept as snapshots.
+fn age_directories(root: &std::path::Path) {
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        for entry in std::fs::read_dir(&directory).expect("read_dir") {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("file type").is_dir() {
+                pending.push(entry.path());
+            }
+        }
+        std::fs::File::open(&directory)
+            .and_then(|opened| opened.set_modified(hour_ago))
+            .unwrap_or_else(|error| panic!("age {}: {error}", directory.display()));
+    }
+}
+
+async fn tag_names(repository: &registry_content::Repository) -> Vec<String> {
+    let listing = repository.tags(&Page::default()).await.expect("tags");
+    listing.items.iter().map(|tag| tag.to_string()).collect()
+}
+
+async fn catalog_names(content: &ContentStore) -> Vec<String> {
+    let listing = content.catalog(&Page::default()).await.expect("catalog");
+    listing.items.iter().map(|name| name.to_string()).collect()
+}
+
+#[tokio::test]
+async fn tags_snapshot_never_serves_an_added_or_deleted_tag_late() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = Arc::new(CountingDriver::over(
+        FilesystemDriver::new(dir.path()).expect("driver"),
+    ));
+    let repository = store(driver.clone()).repository(name("app"));
+    push_tagged(&repository, "v1", "a").await;
+    push_tagged(&repository, "v2", "b").await;
+    age_directories(dir.path());
+
+    // Unchanged tags: read once, then served from the snapshot.
+    assert_eq!(tag_names(&repository).await, ["v1", "v2"]);
+    let read = driver.listings();
+    assert_eq!(tag_names(&repository).await, ["v1", "v2"]);
+    assert_eq!(driver.listings(), read, "served from the snapshot");
+
+    // Tags pushed and deleted through the store are seen at once.
+    push_tagged(&repository, "v3", "c").await;
+    assert_eq!(tag_names(&repository).await, ["v1", "v2", "v3"]);
+    repository
+        .delete_manifest(&Reference::Tag("v1".parse().expect("tag")))
+        .await
+        .expect("delete tag");
+    assert_eq!(tag_names(&repository).await, ["v2", "v3"]);
+
+    // So are changes made behind registryd's back (another registry over the same directory).
+    let tags = dir
+        .path()
+        .join("docker/registry/v2/repositories/app/_manifests/tags");
+    age_directories(dir.path());
+    assert_eq!(tag_names(&repository).await, ["v2", "v3"]);
+    std::fs::create_dir_all(tags.join("v4/current")).expect("tag by hand");
+    std::fs::copy(tags.join("v2/current/link"), tags.join("v4/current/link")).expect("link");
+    assert_eq!(tag_names(&repository).await, ["v2", "v3", "v4"]);
+    age_directories(dir.path());
+    assert_eq!(tag_names(&repository).await, ["v2", "v3", "v4"]);
+    std::fs::remove_dir_all(tags.join("v2")).expect("untag by hand");
+    assert_eq!(tag_names(&repository).await, ["v3", "v4"]);
+}
+
+#[tokio::test]
+async fn tags_read_while_they_change_are_read_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = Arc::new(CountingDriver::over(
+        FilesystemDriver::new(dir.path()).expect("driver"),
+    ));
+    let repository = store(driver.clone()).repository(name("app"));
+    push_tagged(&repository, "v1", "a").await;
+    // The tags directory changed a moment ago: its time may not move again for a second change
+    // within the same clock tick, so no snapshot is kept.
+    for _ in 0..3 {
+        let read = driver.listings();
+        assert_eq!(tag_names(&repository).await, ["v1"]);
+        assert_eq!(driver.listings(), read + 1, "read afresh");
+    }
+}
+
+#[tokio::test]
+async fn catalog_snapshot_never_serves_an_added_or_removed_repository_late() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = Arc::new(CountingDriver::over(
+        FilesystemDriver::new(dir.path()).expect("driver"),
+    ));
+    let content = store(driver.clone());
+    push_tagged(&content.repository(name("a")), "v1", "a").await;
+    push_tagged(&content.repository(name("team/b")), "v1", "b").await;
+    age_directories(dir.path());
+
+    assert_eq!(catalog_names(&content).await, ["a", "team/b"]);
+    let read = driver.listings();
+    assert_eq!(catalog_names(&content).await, ["a", "team/b"]);
+    assert_eq!(driver.listings(), read, "served from the snapshot");
+
+    // A new repository at the top, one nested in a namespace, one nested in a repository, and a
+    // repository that held only blobs until its first manifest: each is listed at once.
+    for (repository, expected) in [
+        ("c", vec!["a", "c", "team/b"]),
+        ("team/d", vec!["a", "c", "team/b", "team/d"]),
+        ("a/e", vec!["a", "a/e", "c", "team/b", "team/d"]),
+    ] {
+        age_directories(dir.path());
+        assert_eq!(catalog_names(&content).await.len(), expected.len() - 1);
+        push_tagged(&content.repository(name(repository)), "v1", repository).await;
+        assert_eq!(catalog_names(&content).await, expected);
+    }
+    let blobs_only = content.repository(name("team/f"));
+    let layer = b"layer".as_slice();
+    blobs_only
+        .put_blob(&Digest::sha256(layer), body(&[layer]))
+        .await
+        .expect("blob");
+    age_directories(dir.path());
+    assert!(!catalog_names(&content).await.contains(&"team/f".to_owned()));
+    push_tagged(&blobs_only, "v1", "f").await;
+    assert!(catalog_names(&content).await.contains(&"team/f".to_owned()));
+
+    // A repository removed by hand (as operators do with registry:2) disappears at once.
+    age_directories(dir.path());
+    assert_eq!(catalog_names(&content).await.len(), 6);
+    std::fs::remove_dir_all(dir.path().join("docker/registry/v2/repositories/team/b"))
+        .expect("remove by hand");
+    assert_eq!(
+        catalog_names(&content).await,
+        ["a", "a/e", "c", "team/d", "team/f"]
+    );
+}
+
+#[tokio::test]
+async fn listings_over_a_driver_without_directory_times_are_always_read() {
+    let driver = Arc::new(CountingDriver::over(InMemoryDriver::new()));
+    let content = store(driver.clone());
+    let repository = content.repository(name("app"));
+    push_tagged(&repository, "v1", "a").await;
+    for _ in 0..2 {
+        let read = driver.listings();
+        assert_eq!(catalog_names(&content).await, ["app"]);
+        assert_eq!(tag_names(&repository).await, ["v1"]);
+        assert_eq!(driver.listings(), read + 2, "both read afresh");
+    }
+}
+
+fn set_directory_time(directory: &std::path::Path, time: std::time::SystemTime) {
+    std::fs::File::open(directory)
+        .and_then(|opened| opened.set_modified(time))
+        .unwrap_or_else(|error| panic!("set time of {}: {error}", directory.display()));
+}
+
+/// Two changes within one tick of the clock that stamps directories leave the directory's time
+/// where it was; simulated by setting the time back after the second change.
+#[tokio::test]
+async fn changes_within_one_directory_clock_tick_are_seen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver: Arc<dyn StorageDriver> =
+        Arc::new(FilesystemDriver::new(dir.path()).expect("driver"));
+    let content = store(driver);
+    let repositories = dir.path().join("docker/registry/v2/repositories");
+    let tags = repositories.join("app/_manifests/tags");
+    let repository = content.repository(name("app"));
+    push_tagged(&repository, "v1", "a").await;
+    let tick = std::time::SystemTime::now();
+    set_directory_time(&repositories, tick);
+    set_directory_time(&tags, tick);
+    assert_eq!(catalog_names(&content).await, ["app"]);
+    assert_eq!(tag_names(&repository).await, ["v1"]);
+
+    push_tagged(&content.repository(name("other")), "v1", "b").await;
+    push_tagged(&repository, "v2", "c").await;
+    set_directory_time(&repositories, tick);
+    set_directory_time(&tags, tick);
+    assert_eq!(catalog_names(&content).await, ["app", "other"]);
+    assert_eq!(tag_names(&repository).await, ["v1", "v2"]);
 }
