@@ -17,6 +17,7 @@ mod cache;
 mod catalog;
 mod catalog_index;
 mod error;
+mod hashing;
 mod layout;
 mod links;
 mod listing_cache;

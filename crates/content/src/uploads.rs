@@ -14,6 +14,7 @@ use futures_util::{Stream, StreamExt};
 use registry_model::{Digest, DigestAlgorithm, Digester};
 use registry_storage::{FileWriter, StorageError};
 
+use crate::hashing::BackgroundDigester;
 use crate::links::{delete_if_exists, exists};
 use crate::{Blob, BodyError, ContentError, Repository, layout, time};
 
@@ -255,15 +256,19 @@ impl Repository {
     {
         let OpenSession {
             mut writer,
-            mut digester,
+            digester,
             start,
         } = session;
+        let mut hashing = BackgroundDigester::new(digester);
         let mut body = std::pin::pin!(body);
         let mut failure = None;
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(chunk) => {
-                    digester.update(&chunk);
+                    if let Err(error) = hashing.update(chunk.clone()).await {
+                        failure = Some(error);
+                        break;
+                    }
                     if let Err(error) = writer.write(chunk).await {
                         failure = Some(ContentError::from(error));
                         break;
@@ -275,19 +280,31 @@ impl Repository {
                 }
             }
         }
+        let (digester, failure) = match hashing.finish().await {
+            Ok(digester) => (Some(digester), failure),
+            Err(error) => (None, failure.or(Some(error))),
+        };
         let size = writer.size();
-        match (failure, end) {
-            (None, PieceEnd::Commit) => writer.commit().await?,
-            (None, PieceEnd::Close) => writer.close().await?,
-            (Some(failure), _) => {
-                // Keep what arrived so the client can resume from the size it reads back.
-                writer.close().await?;
+        match (digester, failure, end) {
+            (Some(digester), None, end) => {
+                match end {
+                    PieceEnd::Commit => writer.commit().await?,
+                    PieceEnd::Close => writer.close().await?,
+                }
                 self.record_hash_state(id, &digester, start, size).await?;
-                return Err(failure);
+                Ok((digester, size))
+            }
+            (digester, failure, _) => {
+                // Keep what arrived so the client can resume from the size it reads back; without
+                // a hash of it, the next piece hashes the data again.
+                writer.close().await?;
+                if let Some(digester) = digester {
+                    self.record_hash_state(id, &digester, start, size).await?;
+                }
+                Err(failure
+                    .unwrap_or_else(|| ContentError::Body("hashing the upload failed".into())))
             }
         }
-        self.record_hash_state(id, &digester, start, size).await?;
-        Ok((digester, size))
     }
 
     /// Saves the hash after `size` bytes and drops the state saved at `previous`.

@@ -793,3 +793,40 @@ async fn changes_within_one_directory_clock_tick_are_seen() {
     assert_eq!(catalog_names(&content).await, ["app", "other"]);
     assert_eq!(tag_names(&repository).await, ["v1", "v2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_pieces_hash_to_their_digest_and_resume_without_reading_back() {
+    let driver = Arc::new(CountingDriver::over(InMemoryDriver::new()));
+    let repository = store(driver.clone()).repository(name("app"));
+    // Pieces of several MiB in odd-sized chunks: hashed in batches off the receiving task.
+    let whole: Vec<u8> = (0..7 * 1024 * 1024 + 13)
+        .map(|i: usize| (i.wrapping_mul(31) ^ (i >> 11)) as u8)
+        .collect();
+    let digest = Digest::sha256(&whole);
+    let (first, last) = whole.split_at(3 * 1024 * 1024 + 5);
+    let id = repository
+        .start_upload(DigestAlgorithm::Sha256)
+        .await
+        .expect("start")
+        .id;
+    let status = repository
+        .append_upload(
+            &id,
+            Some(0),
+            body(&first.chunks(65_537).collect::<Vec<_>>()),
+        )
+        .await
+        .expect("first piece");
+    assert_eq!(status.size, first.len() as u64);
+    let blob = repository
+        .complete_upload(
+            &id,
+            &digest,
+            Some(status.size),
+            body(&last.chunks(1_000_003).collect::<Vec<_>>()),
+        )
+        .await
+        .expect("last piece");
+    assert_eq!(blob.size(), whole.len() as u64);
+    assert_eq!(driver.reads.load(Ordering::SeqCst), 0, "nothing read back");
+}
