@@ -55,7 +55,9 @@ usage: registry-bench [--compare registry2] [--quick] [--only WORKLOADS] [option
   --connections N      load connections (default 64)
   --entries N          repositories in the catalog and tags in the tag list (default 10000;
                        --quick 1000)
-  --rounds N           rounds of the blob and push32 workloads, alternating servers (default 1)";
+  --rounds N           rounds of the blob and push32 workloads, alternating servers (default 1)
+  --direct-io          run registryd with storage.filesystem.directio: true (large uploads
+                       bypass the page cache)";
 
 const WORKLOADS: [&str; 6] = ["blob", "load", "list", "push32", "docker", "startup"];
 
@@ -87,6 +89,8 @@ struct Options {
     list_samples: usize,
     starts: usize,
     docker_layer: u64,
+    /// Whether registryd runs with `storage.filesystem.directio: true`.
+    direct_io: bool,
 }
 
 fn parse_args() -> Result<Options, Error> {
@@ -107,6 +111,7 @@ fn parse_args() -> Result<Options, Error> {
         list_samples: if quick { 3 } else { 5 },
         starts: 5,
         docker_layer: if quick { 1 << 20 } else { 8 << 20 },
+        direct_io: false,
     };
     let mut compare = false;
     let mut registry2 = PathBuf::from("/usr/bin/docker-registry");
@@ -150,6 +155,7 @@ fn parse_args() -> Result<Options, Error> {
             "--connections" => options.connections = value()?.parse()?,
             "--entries" => options.entries = value()?.parse()?,
             "--rounds" => options.rounds = value()?.parse()?,
+            "--direct-io" => options.direct_io = true,
             other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
         }
     }
@@ -179,12 +185,15 @@ impl Options {
         self.only.contains(workload)
     }
 
-    fn settings(&self) -> Settings {
+    /// The configuration of a server started from `binary`: the same for both, but for the
+    /// registryd-only `directio` key.
+    fn settings(&self, binary: &Path) -> Settings {
         Settings {
             blobdescriptor_inmemory: true,
             accesslog_disabled: true,
             catalog_maxentries: Some(self.catalog_page()),
             tags_maxtags: Some(self.catalog_page()),
+            direct_io: self.direct_io && binary == self.registryd,
         }
     }
 
@@ -415,7 +424,7 @@ fn start_subject(label: &'static str, binary: &Path, options: &Options) -> Resul
     let populate = options.wants("list");
     let entries = options.entries;
     let started = Instant::now();
-    let server = RegistryProcess::start_configured(binary, &options.settings(), |dir| {
+    let server = RegistryProcess::start_configured(binary, &options.settings(binary), |dir| {
         if populate {
             layout::populate(&dir.join("data"), entries, entries)?;
         }
@@ -898,9 +907,10 @@ fn startup_workload(
     for start in 0..options.starts {
         for &i in &order(subjects.len(), start) {
             let s = &subjects[i];
-            let server = RegistryProcess::start_configured(&s.binary, &options.settings(), |_| {
-                Ok(Vec::new())
-            })?;
+            let server =
+                RegistryProcess::start_configured(&s.binary, &options.settings(&s.binary), |_| {
+                    Ok(Vec::new())
+                })?;
             let (took, status) = server.startup();
             if status != 200 {
                 return Err(format!("{}: first answer on /v2/ was {status}", s.label).into());
@@ -1063,10 +1073,11 @@ fn docker_workload(
     // and remembers the digests): do it untimed, to a throwaway registryd, so neither measured
     // server pays for it.
     {
-        let warmup =
-            RegistryProcess::start_configured(&options.registryd, &options.settings(), |_| {
-                Ok(Vec::new())
-            })?;
+        let warmup = RegistryProcess::start_configured(
+            &options.registryd,
+            &options.settings(&options.registryd),
+            |_| Ok(Vec::new()),
+        )?;
         let tag = format!("{}/bench/warmup:1", warmup.addr());
         docker.forget.push(tag.clone());
         docker.run(&["tag", &base, &tag], DOCKER_TIMEOUT)?;
@@ -1200,9 +1211,14 @@ fn run(options: &Options) -> Result<Report, Error> {
          on one host"
     );
     println!(
-        "mode: {}; workloads: {}",
+        "mode: {}; workloads: {}{}",
         if options.quick { "quick" } else { "full" },
-        options.only.iter().cloned().collect::<Vec<_>>().join(", ")
+        options.only.iter().cloned().collect::<Vec<_>>().join(", "),
+        if options.direct_io {
+            "; registryd with storage.filesystem.directio: true"
+        } else {
+            ""
+        }
     );
     let mut report = Report::default();
     println!("\n## servers");
@@ -1262,6 +1278,9 @@ fn run(options: &Options) -> Result<Report, Error> {
 
     println!("\n## summary (paste into docs/performance.md)\n");
     println!("{}", machine());
+    if options.direct_io {
+        println!("registryd with storage.filesystem.directio: true");
+    }
     println!();
     print!("{}", report.markdown(compared));
     if !compared {

@@ -29,6 +29,9 @@ pub struct Settings {
     /// `tags.maxtags`: the largest tags-list page registryd answers when `n` is given (registry:2
     /// 2.8 has no such limit and ignores the key).
     pub tags_maxtags: Option<u64>,
+    /// `storage.filesystem.directio: true` (a registryd-only key): large uploads bypass the page
+    /// cache.
+    pub direct_io: bool,
 }
 
 impl Settings {
@@ -38,9 +41,13 @@ impl Settings {
             yaml.push_str("  accesslog:\n    disabled: true\n");
         }
         yaml.push_str(&format!(
-            "storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
+            "storage:\n  filesystem:\n    rootdirectory: {}\n",
             root.display()
         ));
+        if self.direct_io {
+            yaml.push_str("    directio: true\n");
+        }
+        yaml.push_str("  delete:\n    enabled: true\n");
         if self.blobdescriptor_inmemory {
             yaml.push_str("  cache:\n    blobdescriptor: inmemory\n");
         }

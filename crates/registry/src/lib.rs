@@ -275,12 +275,12 @@ impl Registry {
         }
         let driver: Arc<dyn StorageDriver> = match &config.storage.driver {
             StorageDriverConfig::Filesystem(filesystem) => Arc::new(
-                FilesystemDriver::new(&filesystem.rootdirectory).map_err(|source| {
-                    BuildError::Storage {
+                FilesystemDriver::new(&filesystem.rootdirectory)
+                    .map_err(|source| BuildError::Storage {
                         key: "storage.filesystem.rootdirectory",
                         source,
-                    }
-                })?,
+                    })?
+                    .with_direct_io(filesystem.directio),
             ),
             StorageDriverConfig::InMemory => Arc::new(InMemoryDriver::new()),
         };

@@ -428,6 +428,7 @@ fn defaults_match_the_documented_values() {
     assert!(config.http.headers.is_empty());
     assert_eq!(filesystem(&config).rootdirectory, PathBuf::from("./data"));
     assert_eq!(filesystem(&config).maxthreads, 100);
+    assert!(!filesystem(&config).directio);
     assert!(!config.storage.delete.enabled);
     assert!(!config.storage.redirect.disable);
     let purging = &config.storage.maintenance.uploadpurging;
@@ -456,6 +457,16 @@ fn a_partial_section_keeps_the_defaults_of_the_keys_left_out() {
     assert_eq!(purging.age, Duration::from_secs(3600));
     assert_eq!(purging.interval, Duration::from_secs(24 * 3600));
     assert!(purging.enabled);
+}
+
+#[test]
+fn direct_io_is_read_from_the_file_and_the_environment() {
+    let yaml = "storage:\n  filesystem:\n    rootdirectory: /srv/registry\n    directio: true\n";
+    assert!(filesystem(&load(yaml, &[]).config).directio);
+    let from_env = load("", &[("REGISTRY_STORAGE_FILESYSTEM_DIRECTIO", "true")]).config;
+    assert!(filesystem(&from_env).directio);
+    let error = load_error("storage:\n  filesystem:\n    directio: sometimes\n", &[]);
+    assert!(error.contains("storage.filesystem.directio"), "{error}");
 }
 
 #[test]

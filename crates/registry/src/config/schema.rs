@@ -130,6 +130,7 @@ const LOG: Kind = Kind::Struct(&[
 const FILESYSTEM: Kind = Kind::Struct(&[
     key("rootdirectory", &Kind::Str),
     key("maxthreads", &Kind::Int),
+    key("directio", &Kind::Bool),
 ]);
 
 const BLOB_DESCRIPTOR: Kind = Kind::Enum(&["inmemory", "redis"]);
