@@ -9,7 +9,7 @@
 //! 10,000 stats instead of 10,000 directory reads. Drivers that give directories no time get no
 //! index: the catalog is walked on every request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -37,8 +37,14 @@ struct Tree {
     /// Every directory the catalog reads, by its path relative to the repositories root (`""` is
     /// the root itself, `"team"` and `"team/app"` below it).
     directories: BTreeMap<String, Directory>,
+    /// The path of each directory, in the order of `directories`, for stat'ing them all.
+    paths: Vec<StoragePath>,
     /// The repositories, sorted.
     names: Arc<[RepositoryName]>,
+    /// About how many bytes the tree takes.
+    bytes: usize,
+    /// Whether `directories` changed since `paths`, `names` and `bytes` were derived from it.
+    reshaped: bool,
 }
 
 #[derive(Debug)]
@@ -78,7 +84,7 @@ impl CatalogIndex {
             None => Tree::read(driver, began).await?,
         };
         let names = Arc::clone(&tree.names);
-        if tree.is_worth_keeping() && tree.estimate() <= self.capacity {
+        if tree.is_worth_keeping() && tree.bytes <= self.capacity {
             *held = Some(tree);
         }
         Ok(names)
@@ -91,12 +97,15 @@ impl Tree {
         let root = layout::repositories_root()?;
         let mut tree = Tree {
             directories: BTreeMap::new(),
+            paths: Vec::new(),
             names: Arc::new([]),
+            bytes: 0,
+            reshaped: true,
         };
         tree.directories
             .insert(String::new(), Directory::unread(root));
         tree.read_below(driver, "", began).await?;
-        tree.collect_names();
+        tree.reindex();
         Ok(tree)
     }
 
@@ -107,22 +116,17 @@ impl Tree {
         driver: &dyn StorageDriver,
         began: SystemTime,
     ) -> Result<(), ContentError> {
-        let relatives: Vec<String> = self.directories.keys().cloned().collect();
-        let paths: Vec<StoragePath> = self.directories.values().map(|d| d.path.clone()).collect();
-        let stats = driver.stat_many(&paths).await;
+        let stats = driver.stat_many(&self.paths).await;
         let mut changed = Vec::new();
-        for (relative, stat) in relatives.into_iter().zip(stats) {
+        for ((relative, directory), stat) in self.directories.iter_mut().zip(stats) {
             let modified = match stat {
                 Ok(info) => info.modified,
                 Err(StorageError::NotFound { .. }) => None,
                 Err(error) => return Err(error.into()),
             };
-            let Some(directory) = self.directories.get_mut(&relative) else {
-                continue;
-            };
             if directory.trusted.is_none() || directory.trusted != modified {
                 directory.trusted = trusted_time(modified, began);
-                changed.push(relative);
+                changed.push(relative.clone());
             }
         }
         if changed.is_empty() {
@@ -135,7 +139,7 @@ impl Tree {
                 self.reread(driver, &relative, began).await?;
             }
         }
-        self.collect_names();
+        self.reindex();
         Ok(())
     }
 
@@ -166,29 +170,36 @@ impl Tree {
             .filter(|name| !name.starts_with('_'))
             .map(|name| child_of(relative, name))
             .collect();
-        let previous = match self.directories.get_mut(relative) {
-            Some(directory) => {
-                directory.is_repository = is_repository;
-                std::mem::take(&mut directory.children)
-            }
-            None => return Ok(()),
+        let Some(directory) = self.directories.get_mut(relative) else {
+            return Ok(());
         };
-        for gone in previous.iter().filter(|child| !children.contains(child)) {
+        if directory.is_repository != is_repository {
+            directory.is_repository = is_repository;
+            self.reshaped = true;
+        }
+        let previous = std::mem::take(&mut directory.children);
+        let now: HashSet<&str> = children.iter().map(String::as_str).collect();
+        for gone in previous
+            .iter()
+            .filter(|child| !now.contains(child.as_str()))
+        {
             self.remove_subtree(gone);
         }
+        let before: HashSet<&str> = previous.iter().map(String::as_str).collect();
         let mut kept = Vec::with_capacity(children.len());
-        for child in children {
-            if !previous.contains(&child) {
-                let path = directory_path(&child)?;
+        for child in &children {
+            if !before.contains(child.as_str()) {
+                let path = directory_path(child)?;
                 self.directories
                     .insert(child.clone(), Directory::unread(path));
-                self.read_below(driver, &child, began).await?;
+                self.reshaped = true;
+                self.read_below(driver, child, began).await?;
                 // An entry that is not a directory (a stray file) reads as nothing: drop it.
-                if !self.directories.contains_key(&child) {
+                if !self.directories.contains_key(child) {
                     continue;
                 }
             }
-            kept.push(child);
+            kept.push(child.clone());
         }
         if let Some(directory) = self.directories.get_mut(relative) {
             directory.children = kept;
@@ -235,12 +246,14 @@ impl Tree {
             Ok(()) => {}
             Err(StorageError::NotFound { .. }) if !relative.is_empty() => {
                 self.directories.remove(relative);
+                self.reshaped = true;
                 return Ok(());
             }
             Err(StorageError::NotFound { .. }) => {}
             Err(error) => return Err(error.into()),
         }
         let mut added = vec![relative.to_owned()];
+        self.reshaped |= !found.is_empty();
         for (parent, child) in found {
             match child {
                 None => {
@@ -283,12 +296,18 @@ impl Tree {
             .take_while(|key| key.as_str() == relative || key.starts_with(&below))
             .cloned()
             .collect();
+        self.reshaped |= !doomed.is_empty();
         for key in doomed {
             self.directories.remove(&key);
         }
     }
 
-    fn collect_names(&mut self) {
+    /// Derives the paths, the repositories and the size from `directories` again, if they changed.
+    fn reindex(&mut self) {
+        if !self.reshaped {
+            return;
+        }
+        self.paths = self.directories.values().map(|d| d.path.clone()).collect();
         let mut names: Vec<RepositoryName> = self
             .directories
             .iter()
@@ -297,6 +316,8 @@ impl Tree {
             .collect();
         names.sort();
         self.names = names.into();
+        self.bytes = self.estimate();
+        self.reshaped = false;
     }
 
     /// Whether keeping the tree saves work next time: not when the driver gives no directory

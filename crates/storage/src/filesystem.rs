@@ -5,6 +5,7 @@
 //! On request ([`FilesystemDriver::with_direct_io`]), large writes on Linux bypass the page cache
 //! (falling back to buffered writes where the filesystem refuses it): see the `output` module.
 
+mod batch_stat;
 mod output;
 
 use std::fs::{self, File, OpenOptions};
@@ -28,6 +29,10 @@ const DRIVER: &str = "filesystem";
 
 /// Size of the chunks a reader yields, each read on a blocking thread.
 const READ_CHUNK: usize = 1 << 20;
+
+/// `stat_many` splits its paths over several blocking threads only in batches of at least this
+/// many.
+const STAT_BATCH_PER_THREAD: usize = 1024;
 
 /// A writer hands its buffered chunks to a blocking thread once they add up to this much.
 const WRITE_BATCH: usize = 1 << 20;
@@ -93,11 +98,7 @@ impl FilesystemDriver {
     /// The file or directory `path` names. Segments are validated by [`StoragePath`] (no `..`, no
     /// `.`, no separators), so the result always lies below the root.
     fn file_path(&self, path: &StoragePath) -> PathBuf {
-        let mut file = self.root.clone();
-        for segment in path.segments() {
-            file.push(segment);
-        }
-        file
+        file_below(&self.root, path)
     }
 
     /// The file for an object `path` and the directory holding it; the root is never an object.
@@ -277,28 +278,33 @@ impl StorageDriver for FilesystemDriver {
         .await
     }
 
-    /// All paths in one blocking call: checking whether thousands of directories changed costs
-    /// one trip to the blocking pool, not thousands.
+    /// All paths in one blocking call, each looked up relative to its directory (see
+    /// `batch_stat`): checking whether thousands of directories changed costs one trip to the
+    /// blocking pool, not thousands.
     async fn stat_many(&self, paths: &[StoragePath]) -> Vec<Result<FileInfo, StorageError>> {
-        let targets: Vec<(StoragePath, PathBuf)> = paths
-            .iter()
-            .map(|path| (path.clone(), self.file_path(path)))
+        // Large batches are split over the cores: the kernel's lookups are the whole cost.
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let per_thread = paths.len().div_ceil(threads).max(STAT_BATCH_PER_THREAD);
+        let batches: Vec<_> = paths
+            .chunks(per_thread)
+            .map(|chunk| {
+                let root = self.root.clone();
+                let paths = chunk.to_vec();
+                tokio::task::spawn_blocking(move || batch_stat::stat_all(&root, paths))
+            })
             .collect();
-        let stats = tokio::task::spawn_blocking(move || {
-            targets
-                .into_iter()
-                .map(|(path, file)| match fs::metadata(&file) {
-                    Ok(metadata) => Ok(file_info(path, &metadata)),
-                    Err(error) => Err(io_error("stat", &path, error)),
-                })
-                .collect()
-        })
-        .await;
-        stats.unwrap_or_else(|join_error| {
-            let cause = join_error.to_string();
-            let failed = |path| Err(backend("stat", path, io::Error::other(cause.clone())));
-            paths.iter().map(failed).collect()
-        })
+        let mut stats = Vec::with_capacity(paths.len());
+        for (batch, chunk) in batches.into_iter().zip(paths.chunks(per_thread)) {
+            match batch.await {
+                Ok(answers) => stats.extend(answers),
+                Err(join_error) => {
+                    let cause = join_error.to_string();
+                    let failed = |path| Err(backend("stat", path, io::Error::other(cause.clone())));
+                    stats.extend(chunk.iter().map(failed));
+                }
+            }
+        }
+        stats
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>, StorageError> {
@@ -806,6 +812,15 @@ fn remove_empty_directories(root: &Path, directory: &Path) {
             None => return,
         }
     }
+}
+
+/// The file or directory `path` names below `root`; see [`FilesystemDriver::file_path`].
+fn file_below(root: &Path, path: &StoragePath) -> PathBuf {
+    let mut file = root.to_path_buf();
+    for segment in path.segments() {
+        file.push(segment);
+    }
+    file
 }
 
 fn is_missing(error: &io::Error) -> bool {
