@@ -55,8 +55,10 @@ pub struct ContentOptions {
     /// every request.
     pub manifest_cache_bytes: usize,
     /// About how many bytes the catalog's index may take in memory, and as many for the tags of
-    /// repositories (0: nothing kept). A kept listing is served only after checking that none of
-    /// the directories it was read from has changed since, so it is never out of date.
+    /// repositories (0: nothing kept). The index takes about 200 bytes a repository, so the
+    /// default of 64 MiB covers some 300,000; a larger catalog is walked on every request. A kept
+    /// listing is served only after checking that none of the directories it was read from has
+    /// changed since, so it is never out of date. Memory is used only as listings are asked for.
     pub listing_cache_bytes: usize,
 }
 
@@ -66,7 +68,7 @@ impl Default for ContentOptions {
             delete_enabled: false,
             manifest_size_limit: DEFAULT_MANIFEST_SIZE_LIMIT,
             manifest_cache_bytes: 16 * 1024 * 1024,
-            listing_cache_bytes: 16 * 1024 * 1024,
+            listing_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
