@@ -878,6 +878,21 @@ fn join_failed(
     }
 }
 
+/// Test data: `length` bytes that repeat nowhere near a block or batch boundary, different for
+/// each `seed`, so a block lost, written twice or misplaced shows.
+#[cfg(test)]
+fn pattern(length: usize, seed: u32) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..length)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -1177,20 +1192,6 @@ mod tests {
                 READ_CHUNK, READ_CHUNK, READ_CHUNK, READ_CHUNK, READ_CHUNK, 2
             ]
         );
-    }
-
-    /// `length` bytes that repeat nowhere near a block or batch boundary, different for each
-    /// `seed`, so a block lost, written twice or misplaced shows.
-    fn pattern(length: usize, seed: u32) -> Vec<u8> {
-        let mut state = seed | 1;
-        (0..length)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                state.to_le_bytes()[0]
-            })
-            .collect()
     }
 
     /// Writes `data` in chunks of odd sizes, smaller and larger than a batch.

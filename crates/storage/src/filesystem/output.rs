@@ -317,18 +317,8 @@ mod tests {
 
     use super::*;
 
-    /// `length` bytes that repeat nowhere near a block or batch boundary, so a block written twice,
-    /// lost or misplaced shows.
     fn pattern(length: usize) -> Vec<u8> {
-        let mut state: u32 = 0x9e37_79b9;
-        (0..length)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                state.to_le_bytes()[0]
-            })
-            .collect()
+        super::super::pattern(length, 0x9e37_79b9)
     }
 
     /// `data` in chunks of odd sizes.
