@@ -427,8 +427,8 @@ fn start_subject(label: &'static str, binary: &Path, options: &Options) -> Resul
     let server = RegistryProcess::start_configured(binary, &options.settings(binary), |dir| {
         if populate {
             layout::populate(&dir.join("data"), entries, entries)?;
-            // Tens of thousands of new files: flush them now, or their writeback runs during the
-            // timed requests (it doubled registryd's catalog time in the first seconds).
+            // Tens of thousands of new files: flush them now, so that their writeback does not
+            // run during the timed requests of either server.
             std::process::Command::new("sync").status()?;
         }
         Ok(Vec::new())

@@ -1,69 +1,96 @@
-//! A bounded in-process cache of manifests by digest.
+//! Bounded in-process caches: manifests by digest, and tag snapshots
+//! ([`TagSnapshot`](crate::listing_cache::TagSnapshot)).
 //!
 //! What a digest names never changes, so a cached manifest is never stale. Whether a repository
 //! (still) holds the manifest, and which manifest a tag names, are not cached: they are read from
 //! storage on every request, so a deleted manifest or a moved tag is seen at once, by every
-//! process sharing the store.
+//! process sharing the store. A tag snapshot is checked against storage before every use.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::hash::Hash;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use registry_model::Digest;
 
-/// Manifests by digest, at most `capacity` bytes of them; the oldest entries go first.
+/// Manifests (media type and bytes) by digest; none larger than an eighth of the capacity, so
+/// one large index cannot flush everything else.
+pub(crate) type ManifestCache = BoundedCache<Digest, (String, Bytes)>;
+
+/// A map holding at most `capacity` bytes of values (as their inserters count them); the oldest
+/// entries go first.
 #[derive(Debug)]
-pub(crate) struct ManifestCache {
+pub(crate) struct BoundedCache<K, V> {
     capacity: usize,
-    state: Mutex<State>,
+    /// Values larger than this are not kept.
+    largest: usize,
+    state: Mutex<State<K, V>>,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    entries: HashMap<Digest, (String, Bytes)>,
+#[derive(Debug)]
+struct State<K, V> {
+    /// Each value with its size.
+    entries: HashMap<K, (V, usize)>,
     /// Insertion order, for eviction.
-    order: VecDeque<Digest>,
+    order: VecDeque<K>,
     bytes: usize,
 }
 
-impl ManifestCache {
-    /// A cache holding at most `capacity` bytes of manifests (0 disables it).
-    pub(crate) fn new(capacity: usize) -> ManifestCache {
-        ManifestCache {
+impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
+    /// A cache of at most `capacity` bytes (0 disables it) keeping no value larger than
+    /// `capacity / share`.
+    pub(crate) fn new(capacity: usize, share: usize) -> Self {
+        BoundedCache {
             capacity,
-            state: Mutex::new(State::default()),
+            largest: capacity / share.max(1),
+            state: Mutex::new(State {
+                entries: HashMap::new(),
+                order: VecDeque::new(),
+                bytes: 0,
+            }),
         }
     }
 
-    /// The media type and bytes of the manifest `digest`, when cached.
-    pub(crate) fn get(&self, digest: &Digest) -> Option<(String, Bytes)> {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.entries.get(digest).cloned()
+    fn lock(&self) -> MutexGuard<'_, State<K, V>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Remembers the manifest `digest`. Manifests larger than an eighth of the capacity are not
-    /// kept, so one large index cannot flush everything else.
-    pub(crate) fn insert(&self, digest: &Digest, media_type: &str, bytes: &Bytes) {
-        if self.capacity == 0 || bytes.len() > self.capacity / 8 {
+    /// The value for `key`, if held.
+    pub(crate) fn get(&self, key: &K) -> Option<V> {
+        self.lock().entries.get(key).map(|(value, _)| value.clone())
+    }
+
+    /// Holds `value`, of `size` bytes, for `key` in place of any earlier value, evicting the
+    /// oldest entries to make room; a value larger than the cache's share is not kept.
+    pub(crate) fn insert(&self, key: K, value: V, size: usize) {
+        let mut state = self.lock();
+        state.remove(&key);
+        if self.capacity == 0 || size > self.largest {
             return;
         }
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.entries.contains_key(digest) {
-            return;
-        }
-        while state.bytes + bytes.len() > self.capacity {
-            let Some(oldest) = state.order.pop_front() else {
+        while state.bytes + size > self.capacity {
+            let Some(oldest) = state.order.front().cloned() else {
                 break;
             };
-            if let Some((_, evicted)) = state.entries.remove(&oldest) {
-                state.bytes -= evicted.len();
-            }
+            state.remove(&oldest);
         }
-        state.bytes += bytes.len();
-        state.order.push_back(digest.clone());
-        state
-            .entries
-            .insert(digest.clone(), (media_type.to_owned(), bytes.clone()));
+        state.bytes += size;
+        state.order.push_back(key.clone());
+        state.entries.insert(key, (value, size));
+    }
+
+    /// Drops the value for `key`, if held.
+    pub(crate) fn remove(&self, key: &K) {
+        self.lock().remove(key);
+    }
+}
+
+impl<K: Eq + Hash, V> State<K, V> {
+    fn remove(&mut self, key: &K) {
+        if let Some((_, size)) = self.entries.remove(key) {
+            self.bytes -= size;
+            self.order.retain(|held| held != key);
+        }
     }
 }
 
@@ -71,32 +98,40 @@ impl ManifestCache {
 mod tests {
     use super::*;
 
-    fn digest(n: u8) -> Digest {
-        Digest::sha256(&[n])
-    }
-
     #[test]
     fn oldest_entries_are_evicted_to_stay_within_capacity() {
-        let cache = ManifestCache::new(80);
-        for n in 0..10 {
-            cache.insert(&digest(n), "type", &Bytes::from(vec![n; 10]));
+        let cache = BoundedCache::new(80, 1);
+        for n in 0..10u8 {
+            cache.insert(n, vec![n; 10], 10);
         }
-        assert!(cache.get(&digest(0)).is_none());
-        assert!(cache.get(&digest(1)).is_none());
+        assert!(cache.get(&0).is_none());
+        assert!(cache.get(&1).is_none());
         for n in 2..10 {
-            assert_eq!(cache.get(&digest(n)).map(|(_, b)| b[0]), Some(n));
+            assert_eq!(cache.get(&n).map(|value| value[0]), Some(n));
         }
-        let state = cache.state.lock().expect("lock");
-        assert!(state.bytes <= 80);
+        assert!(cache.lock().bytes <= 80);
     }
 
     #[test]
-    fn large_manifests_are_not_cached() {
-        let cache = ManifestCache::new(80);
-        cache.insert(&digest(1), "type", &Bytes::from(vec![0; 11]));
-        assert!(cache.get(&digest(1)).is_none());
-        let disabled = ManifestCache::new(0);
-        disabled.insert(&digest(2), "type", &Bytes::new());
-        assert!(disabled.get(&digest(2)).is_none());
+    fn an_insert_replaces_the_earlier_value_and_its_size() {
+        let cache = BoundedCache::new(80, 1);
+        cache.insert("key", 1, 30);
+        cache.insert("key", 2, 50);
+        assert_eq!(cache.get(&"key"), Some(2));
+        assert_eq!(cache.lock().bytes, 50);
+        cache.remove(&"key");
+        assert_eq!(cache.get(&"key"), None);
+        assert_eq!(cache.lock().bytes, 0);
+    }
+
+    #[test]
+    fn values_above_the_share_are_not_cached() {
+        let manifests = ManifestCache::new(80, 8);
+        let digest = Digest::sha256(b"large");
+        manifests.insert(digest.clone(), ("type".to_owned(), Bytes::new()), 11);
+        assert!(manifests.get(&digest).is_none());
+        let disabled = BoundedCache::new(0, 1);
+        disabled.insert(2, (), 0);
+        assert!(disabled.get(&2).is_none());
     }
 }

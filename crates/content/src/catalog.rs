@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use registry_model::{RepositoryName, Tag};
-use registry_storage::{StorageError, StoragePath, WalkControl};
+use registry_storage::{StorageError, StoragePath};
 
+use crate::catalog_index::{TreeEntry, walk_repository_tree};
 use crate::listing_cache::TagSnapshot;
 use crate::{ContentError, ContentStore, Repository, layout};
 
@@ -71,36 +72,26 @@ impl ContentStore {
     }
 
     /// Every folder named `folder` (`_uploads`) directly inside a repository, with the
-    /// repository's name. A repository is a directory holding `_manifests`; folders whose names
-    /// start with `_` are never repository names, so the walk skips them.
+    /// repository's name.
     pub(crate) async fn repository_folders(
         &self,
         folder: &str,
     ) -> Result<Vec<(RepositoryName, StoragePath)>, ContentError> {
-        let root = layout::repositories_root()?;
-        let prefix_len = root.as_str().len() + 1;
         let mut found = Vec::new();
-        let walked = self
-            .driver
-            .walk(&root, &mut |entry| {
-                if !entry.is_dir {
-                    return WalkControl::Continue;
-                }
-                match entry.path.file_name() {
-                    Some(name) if name == folder => {
-                        if let Some(parent) = entry.path.parent()
-                            && let Some(name) = parent.as_str().get(prefix_len..)
-                            && let Ok(name) = name.parse::<RepositoryName>()
-                        {
-                            found.push((name, entry.path.clone()));
-                        }
-                        WalkControl::SkipDir
-                    }
-                    Some(other) if other.starts_with('_') => WalkControl::SkipDir,
-                    _ => WalkControl::Continue,
-                }
-            })
-            .await;
+        let root = layout::repositories_root()?;
+        let walked = walk_repository_tree(self.driver.as_ref(), &root, |entry| {
+            if let TreeEntry::Folder {
+                repository,
+                name,
+                path,
+            } = entry
+                && name == folder
+                && let Ok(repository) = repository.parse::<RepositoryName>()
+            {
+                found.push((repository, path.clone()));
+            }
+        })
+        .await;
         match walked {
             Ok(()) | Err(StorageError::NotFound { .. }) => Ok(found),
             Err(error) => Err(error.into()),
@@ -148,8 +139,11 @@ impl Repository {
         tags.sort();
         let tags: Arc<[Tag]> = tags.into();
         match TagSnapshot::take(self.driver(), began, Arc::clone(&tags), tags_dir).await {
-            Some(snapshot) => cache.insert(&self.name, snapshot),
-            None => cache.forget(&self.name),
+            Some(snapshot) => {
+                let size = snapshot.estimate();
+                cache.insert(self.name.clone(), snapshot, size);
+            }
+            None => cache.remove(&self.name),
         }
         Ok(tags)
     }

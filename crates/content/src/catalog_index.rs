@@ -219,29 +219,17 @@ impl Tree {
         let Some(from) = self.directories.get(relative).map(|d| d.path.clone()) else {
             return Ok(());
         };
-        let prefix_len = layout::repositories_root()?.as_str().len() + 1;
         let mut found: Vec<(String, Option<String>)> = Vec::new();
-        let walked = driver
-            .walk(&from, &mut |entry| {
-                if !entry.is_dir {
-                    return WalkControl::Continue;
-                }
-                let Some(relative) = entry.path.as_str().get(prefix_len..) else {
-                    return WalkControl::SkipDir;
-                };
-                match entry.path.file_name() {
-                    Some(MANIFESTS) => {
-                        found.push((parent_of(relative).to_owned(), None));
-                        WalkControl::SkipDir
-                    }
-                    Some(name) if name.starts_with('_') => WalkControl::SkipDir,
-                    _ => {
-                        found.push((parent_of(relative).to_owned(), Some(relative.to_owned())));
-                        WalkControl::Continue
-                    }
-                }
-            })
-            .await;
+        let walked = walk_repository_tree(driver, &from, |entry| match entry {
+            TreeEntry::Directory { relative } => {
+                found.push((parent_of(relative).to_owned(), Some(relative.to_owned())));
+            }
+            TreeEntry::Folder {
+                repository, name, ..
+            } if name == MANIFESTS => found.push((repository.to_owned(), None)),
+            TreeEntry::Folder { .. } => {}
+        })
+        .await;
         match walked {
             Ok(()) => {}
             Err(StorageError::NotFound { .. }) if !relative.is_empty() => {
@@ -350,6 +338,54 @@ impl Directory {
             children: Vec::new(),
         }
     }
+}
+
+/// What [`walk_repository_tree`] meets below the repositories root, by path relative to it.
+pub(crate) enum TreeEntry<'a> {
+    /// A directory that may hold repositories (a namespace or a repository); the walk enters it.
+    Directory { relative: &'a str },
+    /// A folder of the repository `repository` whose name starts with `_` (`_manifests`,
+    /// `_uploads`, ...); never a repository name, so the walk does not enter it.
+    Folder {
+        repository: &'a str,
+        name: &'a str,
+        path: &'a StoragePath,
+    },
+}
+
+/// Walks the repository tree below `from` (the repositories root or a directory below it),
+/// calling `visit` for every directory and repository folder; objects are ignored. `NotFound`
+/// when `from` is not a directory.
+pub(crate) async fn walk_repository_tree(
+    driver: &dyn StorageDriver,
+    from: &StoragePath,
+    mut visit: impl FnMut(TreeEntry<'_>) + Send,
+) -> Result<(), StorageError> {
+    let prefix_len = layout::repositories_root()?.as_str().len() + 1;
+    driver
+        .walk(from, &mut |entry| {
+            if !entry.is_dir {
+                return WalkControl::Continue;
+            }
+            let Some(relative) = entry.path.as_str().get(prefix_len..) else {
+                return WalkControl::SkipDir;
+            };
+            match entry.path.file_name() {
+                Some(name) if name.starts_with('_') => {
+                    visit(TreeEntry::Folder {
+                        repository: parent_of(relative),
+                        name,
+                        path: &entry.path,
+                    });
+                    WalkControl::SkipDir
+                }
+                _ => {
+                    visit(TreeEntry::Directory { relative });
+                    WalkControl::Continue
+                }
+            }
+        })
+        .await
 }
 
 fn child_of(relative: &str, name: &str) -> String {

@@ -91,11 +91,11 @@ impl ContentStore {
     pub fn new(driver: Arc<dyn StorageDriver>, options: ContentOptions) -> ContentStore {
         ContentStore {
             driver,
-            manifests: Arc::new(cache::ManifestCache::new(options.manifest_cache_bytes)),
+            manifests: Arc::new(cache::ManifestCache::new(options.manifest_cache_bytes, 8)),
             catalog_index: Arc::new(catalog_index::CatalogIndex::new(
                 options.listing_cache_bytes,
             )),
-            tag_cache: Arc::new(listing_cache::TagCache::new(options.listing_cache_bytes)),
+            tag_cache: Arc::new(listing_cache::TagCache::new(options.listing_cache_bytes, 2)),
             options: Arc::new(options),
         }
     }

@@ -13,12 +13,13 @@
 //! a directory is being changed, it is read afresh on every request. Drivers that give directories
 //! no time (object storage) get nothing kept.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use registry_model::{RepositoryName, Tag};
 use registry_storage::{StorageDriver, StoragePath};
+
+use crate::cache::BoundedCache;
 
 /// How long before a listing began to be read its directory must have last changed for the
 /// listing to be kept. Covers coarse directory times and modest clock skew between hosts sharing
@@ -68,77 +69,13 @@ impl TagSnapshot {
         (info.modified == Some(self.modified)).then(|| Arc::clone(&self.tags))
     }
 
-    fn estimate(&self) -> usize {
+    /// About how many bytes the snapshot takes.
+    pub(crate) fn estimate(&self) -> usize {
         let tags: usize = self.tags.iter().map(|tag| tag.as_str().len()).sum();
         tags + ENTRY_OVERHEAD * self.tags.len() + self.directory.as_str().len()
     }
 }
 
-/// The tag snapshots of one [`ContentStore`](crate::ContentStore): as many repositories' as fit
-/// in about `capacity` bytes, the oldest dropped first.
-#[derive(Debug)]
-pub(crate) struct TagCache {
-    capacity: usize,
-    state: Mutex<State>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    snapshots: HashMap<RepositoryName, TagSnapshot>,
-    /// Insertion order of `snapshots`, for eviction.
-    order: VecDeque<RepositoryName>,
-    /// Estimated bytes held.
-    bytes: usize,
-}
-
-impl TagCache {
-    /// A cache of about `capacity` bytes (0 disables it).
-    pub(crate) fn new(capacity: usize) -> TagCache {
-        TagCache {
-            capacity,
-            state: Mutex::new(State::default()),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The snapshot of `repository`, if one is held; check it with [`TagSnapshot::current`].
-    pub(crate) fn get(&self, repository: &RepositoryName) -> Option<TagSnapshot> {
-        self.lock().snapshots.get(repository).cloned()
-    }
-
-    /// Drops the snapshot of `repository`.
-    pub(crate) fn forget(&self, repository: &RepositoryName) {
-        self.lock().remove(repository);
-    }
-
-    /// Holds `snapshot` for `repository`, if it takes at most half the capacity.
-    pub(crate) fn insert(&self, repository: &RepositoryName, snapshot: TagSnapshot) {
-        let size = snapshot.estimate();
-        let mut state = self.lock();
-        state.remove(repository);
-        if size > self.capacity / 2 {
-            return;
-        }
-        while state.bytes + size > self.capacity {
-            let Some(oldest) = state.order.front().cloned() else {
-                break;
-            };
-            state.remove(&oldest);
-        }
-        state.bytes += size;
-        state.order.push_back(repository.clone());
-        state.snapshots.insert(repository.clone(), snapshot);
-    }
-}
-
-impl State {
-    fn remove(&mut self, repository: &RepositoryName) {
-        if let Some(snapshot) = self.snapshots.remove(repository) {
-            self.bytes -= snapshot.estimate();
-            self.order.retain(|held| held != repository);
-        }
-    }
-}
+/// The tag snapshots of one [`ContentStore`](crate::ContentStore), by repository: none larger
+/// than half the capacity, the oldest dropped first.
+pub(crate) type TagCache = BoundedCache<RepositoryName, TagSnapshot>;

@@ -81,9 +81,10 @@ impl Repository {
         if !exists(self.driver(), &blob_path).await? {
             self.driver().put_content(&blob_path, bytes.clone()).await?;
         }
+        let cached = (manifest.media_type.to_owned(), bytes.clone());
         self.store
             .manifests
-            .insert(&digest, manifest.media_type, &bytes);
+            .insert(digest.clone(), cached, bytes.len());
         let revision = layout::revision_link_dir(&self.name, &digest)?;
         write_link(self.driver(), &layout::link(&revision)?, &digest).await?;
         if let Some(subject) = &manifest.subject {
@@ -130,7 +131,10 @@ impl Repository {
             Err(error) => return Err(error.into()),
         };
         let media_type = stored_media_type(&bytes);
-        self.store.manifests.insert(&digest, &media_type, &bytes);
+        let cached = (media_type.clone(), bytes.clone());
+        self.store
+            .manifests
+            .insert(digest.clone(), cached, bytes.len());
         Ok(StoredManifest {
             media_type,
             digest,

@@ -660,6 +660,8 @@ async fn tags_snapshot_never_serves_an_added_or_deleted_tag_late() {
     // Tags pushed and deleted through the store are seen at once.
     push_tagged(&repository, "v3", "c").await;
     assert_eq!(tag_names(&repository).await, ["v1", "v2", "v3"]);
+    age_directories(dir.path());
+    assert_eq!(tag_names(&repository).await, ["v1", "v2", "v3"]);
     repository
         .delete_manifest(&Reference::Tag("v1".parse().expect("tag")))
         .await

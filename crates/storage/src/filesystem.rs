@@ -278,11 +278,11 @@ impl StorageDriver for FilesystemDriver {
         .await
     }
 
-    /// All paths in one blocking call, each looked up relative to its directory (see
-    /// `batch_stat`): checking whether thousands of directories changed costs one trip to the
-    /// blocking pool, not thousands.
+    /// One blocking task per core (for batches of at least [`STAT_BATCH_PER_THREAD`] paths each),
+    /// each path looked up relative to its directory (see `batch_stat`): checking whether
+    /// thousands of directories changed costs a trip or two to the blocking pool, not thousands,
+    /// and the kernel's lookups, which are the whole cost, run on every core.
     async fn stat_many(&self, paths: &[StoragePath]) -> Vec<Result<FileInfo, StorageError>> {
-        // Large batches are split over the cores: the kernel's lookups are the whole cost.
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let per_thread = paths.len().div_ceil(threads).max(STAT_BATCH_PER_THREAD);
         let batches: Vec<_> = paths

@@ -529,8 +529,8 @@ pub async fn stat_describes_objects_and_directories(driver: &dyn StorageDriver) 
     t.finish().await;
 }
 
-/// `stat_many` answers for each path, in order, what `stat` answers: objects, directories and
-/// missing paths mixed.
+/// `stat_many` answers for each path, in order, what `stat` answers, times included: objects,
+/// directories and missing paths mixed.
 pub async fn stat_many_answers_like_stat(driver: &dyn StorageDriver) {
     let t = Scratch::new(driver, "stat_many_answers_like_stat");
     let object = t.path("directory/object");
@@ -547,8 +547,8 @@ pub async fn stat_many_answers_like_stat(driver: &dyn StorageDriver) {
     for (path, answer) in paths.iter().zip(many) {
         match (answer, driver.stat(path).await) {
             (Ok(batched), Ok(single)) => assert_eq!(
-                (batched.path, batched.size, batched.is_dir),
-                (single.path, single.size, single.is_dir),
+                (batched.path, batched.size, batched.is_dir, batched.modified),
+                (single.path, single.size, single.is_dir, single.modified),
                 "{}: stat_many and stat of {path}",
                 t.name
             ),
