@@ -2,6 +2,8 @@
 //!
 //! - [`server`]: start a registry server process (registryd, or registry:2 as
 //!   `docker-registry`) over a temporary filesystem root on a free 127.0.0.1 port;
+//! - [`bounds`]: the machine's own limits (hashing, page cache, disk, loopback) that bound the
+//!   registries' transfer figures;
 //! - [`blob`]: deterministic pseudo-random blobs generated on the fly, hashed as they are sent,
 //!   never held in memory;
 //! - [`client`]: the OCI blob upload protocol (chunked and monolithic) and streaming,
@@ -17,6 +19,7 @@
 //! Benchmarks measure and report; they never run in `cargo test`.
 
 pub mod blob;
+pub mod bounds;
 pub mod client;
 pub mod image;
 pub mod layout;

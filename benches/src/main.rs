@@ -19,7 +19,10 @@
 //!   tags, written into the storage root in registry:2's layout before the servers start;
 //! - `push32`: 32 concurrent pushes of distinct 8 MiB blobs (total MB/s);
 //! - `docker`: docker push and docker pull of a 5-layer image (skipped without a Docker engine);
-//! - `startup`: time from process start to the first 200 on /v2/ (median of 5 starts).
+//! - `startup`: time from process start to the first 200 on /v2/ (median of 5 starts);
+//! - `bounds`: after the servers' workloads, what the machine allows with no registry in the
+//!   way (sha256 on one core, writing a new file, reading it from the page cache, loopback TCP),
+//!   over as many bytes as the large blob, in the temporary directory the servers store to.
 //!
 //! Idle RSS is read from every run's servers shortly after they start. The blobs the client
 //! sends are generated in memory before each timed step, so the client spends no CPU producing
@@ -33,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, StatusCode};
 use registry_bench::blob::MemoryBlob;
+use registry_bench::bounds::{self, Bound};
 use registry_bench::client::RegistryClient;
 use registry_bench::image::{self, ACCEPT, SmallImage};
 use registry_bench::layout;
@@ -49,7 +53,7 @@ usage: registry-bench [--compare registry2] [--quick] [--only WORKLOADS] [option
   --server PATH        the registryd binary (env REGISTRYD_BIN; default: registryd next to
                        this executable)
   --quick              smoke test: 64 MiB blob, 2 s load, 1,000 repositories and tags
-  --only LIST          comma-separated workloads: blob,load,list,push32,docker,startup
+  --only LIST          comma-separated workloads: blob,load,list,push32,docker,startup,bounds
   --blob SIZE          the large blob (default 1GiB; --quick 64MiB)
   --seconds S          measured load period (default 10; --quick 2)
   --connections N      load connections (default 64)
@@ -59,7 +63,9 @@ usage: registry-bench [--compare registry2] [--quick] [--only WORKLOADS] [option
   --direct-io          run registryd with storage.filesystem.directio: true (large uploads
                        bypass the page cache)";
 
-const WORKLOADS: [&str; 6] = ["blob", "load", "list", "push32", "docker", "startup"];
+const WORKLOADS: [&str; 7] = [
+    "blob", "load", "list", "push32", "docker", "startup", "bounds",
+];
 
 /// The small image the load workload asks for.
 const SMALL_REPO: &str = "bench/small";
@@ -328,6 +334,8 @@ impl Figure {
 #[derive(Default)]
 struct Report {
     figures: Vec<Figure>,
+    /// The machine's own limits, when the `bounds` workload ran.
+    bounds: Vec<Bound>,
     notes: Vec<String>,
 }
 
@@ -384,6 +392,17 @@ impl Report {
                     "| {} | {} | {goal} | {verdict} |\n",
                     f.name,
                     f.cell(f.registryd)
+                ));
+            }
+        }
+        if !self.bounds.is_empty() {
+            out.push_str("\n| bound of this machine | MB/s | what it bounds |\n|---|---:|---|\n");
+            for b in &self.bounds {
+                out.push_str(&format!(
+                    "| {} | {:.0} | {} |\n",
+                    b.what,
+                    b.rate.mb_per_s(),
+                    b.bounds
                 ));
             }
         }
@@ -941,6 +960,18 @@ fn startup_workload(
 // Docker
 
 /// Runs a command with its output in files, killing it after `timeout`.
+fn bounds_workload(options: &Options, report: &mut Report) -> Result<(), Error> {
+    println!(
+        "\n## bounds of this machine: {} through each, no registry in the way",
+        human_bytes(options.blob)
+    );
+    report.bounds = bounds::measure(&std::env::temp_dir(), options.blob)?;
+    for b in &report.bounds {
+        println!("  {:<52} {:>9.0} MB/s", b.what, b.rate.mb_per_s());
+    }
+    Ok(())
+}
+
 fn run_bounded(command: &mut Command, timeout: Duration) -> Result<(Duration, String), Error> {
     let dir = std::env::temp_dir();
     let stamp = SystemTime::now()
@@ -1253,13 +1284,14 @@ fn run(options: &Options) -> Result<Report, Error> {
     }
 
     type Step = fn(&Runtime, &Options, &[Subject], &mut Report) -> Result<(), Error>;
-    let steps: [(&str, Step); 6] = [
+    let steps: [(&str, Step); 7] = [
         ("blob", blob_workload),
         ("push32", push32_workload),
         ("load", load_workload),
         ("list", list_workload),
         ("docker", |_, o, s, r| docker_workload(o, s, r)),
         ("startup", |_, o, s, r| startup_workload(o, s, r)),
+        ("bounds", |_, o, _, r| bounds_workload(o, r)),
     ];
     for (name, step) in steps {
         if !options.wants(name) {
