@@ -20,34 +20,58 @@ pub struct Page {
     pub last: Option<String>,
 }
 
-/// One page of a sorted listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One page of a sorted listing. It shares the listing it was cut from instead of copying the
+/// entries: a page of 10,000 tags costs one vector of positions, not 10,000 strings.
+#[derive(Clone, Debug)]
 pub struct Listing<T> {
-    /// The entries, sorted.
-    pub items: Vec<T>,
+    sorted: Arc<[T]>,
+    /// Where the page's entries sit in `sorted`, ascending.
+    positions: Vec<usize>,
     /// Whether entries follow the last one returned (the spec's `Link` header).
     pub more: bool,
 }
 
+impl<T> Listing<T> {
+    /// The entries of the page, sorted.
+    pub fn items(&self) -> impl DoubleEndedIterator<Item = &T> + ExactSizeIterator {
+        self.positions
+            .iter()
+            .map(|&position| &self.sorted[position])
+    }
+
+    /// The last entry of the page, where the next page starts after.
+    pub fn last(&self) -> Option<&T> {
+        self.items().next_back()
+    }
+
+    /// The entries of the page, copied out.
+    pub fn to_vec(&self) -> Vec<T>
+    where
+        T: Clone,
+    {
+        self.items().cloned().collect()
+    }
+}
+
 impl Page {
     /// The page of `sorted` holding only the entries for which `visible` holds (paged after
-    /// filtering, so pages stay full). Clones only the entries returned.
-    fn select<T: Clone + AsRef<str>>(
-        &self,
-        sorted: &[T],
-        visible: impl Fn(&T) -> bool,
-    ) -> Listing<T> {
+    /// filtering, so pages stay full).
+    fn select<T: AsRef<str>>(&self, sorted: Arc<[T]>, visible: impl Fn(&T) -> bool) -> Listing<T> {
         let after = match &self.last {
             Some(last) => sorted.partition_point(|item| item.as_ref() <= last.as_str()),
             None => 0,
         };
-        let mut candidates = sorted[after..].iter().filter(|item| visible(item));
-        let items: Vec<T> = match self.n {
-            Some(n) => candidates.by_ref().take(n).cloned().collect(),
-            None => candidates.by_ref().cloned().collect(),
-        };
+        let mut candidates = (after..sorted.len()).filter(|&position| visible(&sorted[position]));
+        let positions: Vec<usize> = candidates
+            .by_ref()
+            .take(self.n.unwrap_or(usize::MAX))
+            .collect();
         let more = candidates.next().is_some();
-        Listing { items, more }
+        Listing {
+            sorted,
+            positions,
+            more,
+        }
     }
 }
 
@@ -68,7 +92,7 @@ impl ContentStore {
             .catalog_index
             .repositories(self.driver.as_ref())
             .await?;
-        Ok(page.select(&names, visible))
+        Ok(page.select(names, visible))
     }
 
     /// Every folder named `folder` (`_uploads`) directly inside a repository, with the
@@ -104,7 +128,7 @@ impl Repository {
     /// holds no manifests.
     pub async fn tags(&self, page: &Page) -> Result<Listing<Tag>, ContentError> {
         let tags = self.tag_names().await?;
-        Ok(page.select(&tags, |_| true))
+        Ok(page.select(tags, |_| true))
     }
 
     /// Every tag of this repository, sorted: from the snapshot when the tags directory has not
@@ -146,5 +170,56 @@ impl Repository {
             None => cache.remove(&self.name),
         }
         Ok(tags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorted(names: &[&str]) -> Arc<[String]> {
+        names.iter().map(|name| name.to_string()).collect()
+    }
+
+    fn page(n: Option<usize>, last: Option<&str>) -> Page {
+        Page {
+            n,
+            last: last.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn pages_are_cut_after_filtering_and_say_whether_more_follow() {
+        let all = sorted(&["a", "b", "c", "d", "e"]);
+        let not_c = |name: &String| name != "c";
+
+        let first = page(Some(2), None).select(Arc::clone(&all), not_c);
+        assert_eq!(first.to_vec(), ["a", "b"]);
+        assert!(first.more);
+
+        let second =
+            page(Some(2), first.last().map(String::as_str)).select(Arc::clone(&all), not_c);
+        assert_eq!(
+            second.to_vec(),
+            ["d", "e"],
+            "the hidden entry does not shorten the page"
+        );
+        assert!(!second.more);
+
+        let whole = page(None, None).select(Arc::clone(&all), |_| true);
+        assert_eq!(whole.items().len(), 5);
+        assert!(!whole.more);
+    }
+
+    #[test]
+    fn an_empty_page_still_says_whether_entries_follow() {
+        let all = sorted(&["a", "b"]);
+        let none = page(Some(0), None).select(Arc::clone(&all), |_| true);
+        assert!(none.last().is_none());
+        assert!(none.more);
+
+        let past_the_end = page(Some(5), Some("z")).select(all, |_| true);
+        assert!(past_the_end.to_vec().is_empty());
+        assert!(!past_the_end.more);
     }
 }

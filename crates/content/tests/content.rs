@@ -177,7 +177,7 @@ async fn tree_written_by_registry2_is_served() {
 
     let content = store(Arc::new(FilesystemDriver::new(dir.path()).expect("driver")));
     let catalog = content.catalog(&Page::default()).await.expect("catalog");
-    assert_eq!(catalog.items, vec![name("old/app")]);
+    assert_eq!(catalog.to_vec(), vec![name("old/app")]);
     let repository = content.repository(name("old/app"));
     let stored = repository
         .manifest(&Reference::Tag("latest".parse().expect("tag")))
@@ -413,7 +413,7 @@ async fn catalog_lists_nested_repositories_and_skips_internal_folders() {
             .expect("manifest");
     }
     let all = content.catalog(&Page::default()).await.expect("catalog");
-    assert_eq!(all.items, vec![name("a"), name("a/b/c"), name("b")]);
+    assert_eq!(all.to_vec(), vec![name("a"), name("a/b/c"), name("b")]);
     let first = content
         .catalog(&Page {
             n: Some(2),
@@ -421,7 +421,7 @@ async fn catalog_lists_nested_repositories_and_skips_internal_folders() {
         })
         .await
         .expect("page");
-    assert_eq!(first.items, vec![name("a"), name("a/b/c")]);
+    assert_eq!(first.to_vec(), vec![name("a"), name("a/b/c")]);
     assert!(first.more);
     let rest = content
         .catalog(&Page {
@@ -430,7 +430,7 @@ async fn catalog_lists_nested_repositories_and_skips_internal_folders() {
         })
         .await
         .expect("page");
-    assert_eq!(rest.items, vec![name("b")]);
+    assert_eq!(rest.to_vec(), vec![name("b")]);
     assert!(!rest.more);
 }
 
@@ -632,12 +632,12 @@ fn age_directories(root: &std::path::Path) {
 
 async fn tag_names(repository: &registry_content::Repository) -> Vec<String> {
     let listing = repository.tags(&Page::default()).await.expect("tags");
-    listing.items.iter().map(|tag| tag.to_string()).collect()
+    listing.items().map(|tag| tag.to_string()).collect()
 }
 
 async fn catalog_names(content: &ContentStore) -> Vec<String> {
     let listing = content.catalog(&Page::default()).await.expect("catalog");
-    listing.items.iter().map(|name| name.to_string()).collect()
+    listing.items().map(|name| name.to_string()).collect()
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ pub(super) async fn catalog(
         .catalog_where(&page, |name| grant.allows(name, Action::Pull))
         .await?;
     let json = to_json(&Catalog {
-        repositories: listing.items.iter().map(RepositoryName::as_str).collect(),
+        repositories: listing.items().map(RepositoryName::as_str).collect(),
     });
     Ok(listing_response(
         context,
@@ -62,7 +62,7 @@ pub(super) async fn tags(
     let listing = repository.tags(&page).await?;
     let json = to_json(&Tags {
         name: repository.name().as_str(),
-        tags: listing.items.iter().map(|tag| tag.as_str()).collect(),
+        tags: listing.items().map(|tag| tag.as_str()).collect(),
     });
     let path = format!("/v2/{}/tags/list", repository.name());
     Ok(listing_response(
@@ -108,7 +108,7 @@ fn listing_response<T: AsRef<str>>(
             .insert(header::CONTENT_LENGTH, length.into());
     }
     if listing.more
-        && let (Some(n), Some(last)) = (page.n, listing.items.last())
+        && let (Some(n), Some(last)) = (page.n, listing.last())
     {
         let next = format!(
             "<{}?n={n}&last={}>; rel=\"next\"",
