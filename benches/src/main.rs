@@ -13,7 +13,8 @@
 //! Workloads (`--only` takes a comma-separated list of these names):
 //! - `blob`: a 1 GiB pseudo-random blob uploaded as 16 MiB chunked PATCHes and as one streamed
 //!   PUT, downloaded whole five times (the first download also shown alone: after a direct-I/O
-//!   upload it is the one that reads the disk), and read as 1 MiB ranges; the servers' peak RSS (VmHWM) after that;
+//!   upload it is the one that reads the disk), and read as 1 MiB ranges; the servers' peak RSS
+//!   (VmHWM) after that;
 //! - `load`: 64 keep-alive connections for 10 s (after a 2 s warm-up) on GET manifest by tag, GET
 //!   manifest by digest, HEAD blob and GET /v2/ (requests/s, p50, p99);
 //! - `list`: GET /v2/_catalog over 10,000 repositories and tags/list of a repository with 10,000
@@ -979,10 +980,7 @@ fn startup_workload(
     Ok(())
 }
 
-// ---------------------------------------------------------------------------------------------
-// Docker
-
-/// Runs a command with its output in files, killing it after `timeout`.
+/// The machine's own bounds (`bounds` workload), measured with no registry in the way.
 fn bounds_workload(options: &Options, report: &mut Report) -> Result<(), Error> {
     println!(
         "\n## bounds of this machine: {} through each, no registry in the way",
@@ -995,6 +993,10 @@ fn bounds_workload(options: &Options, report: &mut Report) -> Result<(), Error> 
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+// Docker
+
+/// Runs a command with its output in files, killing it after `timeout`.
 fn run_bounded(command: &mut Command, timeout: Duration) -> Result<(Duration, String), Error> {
     let dir = std::env::temp_dir();
     let stamp = SystemTime::now()
