@@ -91,11 +91,8 @@ pub fn measure(dir: &Path, size: u64) -> Result<Vec<Bound>, Error> {
 fn sha256(data: &[u8], size: u64) -> Rate {
     let started = Instant::now();
     let mut hasher = Sha256::new();
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(data.len() as u64) as usize;
-        hasher.update(&data[..n]);
-        left -= n as u64;
+    for piece in pieces(data, size) {
+        hasher.update(piece);
     }
     std::hint::black_box(hasher.finalize());
     Rate {
@@ -140,14 +137,19 @@ fn measure_files(path: &Path, data: &[u8], size: u64) -> Result<(Rate, Rate, Rat
     Ok((fresh, synced, rewrite, rate(size, started)))
 }
 
-fn write_all(file: &mut File, data: &[u8], size: u64) -> io::Result<()> {
-    let mut left = size;
-    while left > 0 {
+/// `data` over and over, `size` bytes in all, in pieces of at most `data.len()` bytes.
+fn pieces(data: &[u8], size: u64) -> impl Iterator<Item = &[u8]> {
+    let mut left = if data.is_empty() { 0 } else { size };
+    std::iter::from_fn(move || {
         let n = left.min(data.len() as u64) as usize;
-        file.write_all(&data[..n])?;
         left -= n as u64;
-    }
-    Ok(())
+        (n > 0).then(|| &data[..n])
+    })
+}
+
+/// Writes `size` bytes of `data` over and over to `out`.
+fn write_all(out: &mut impl Write, data: &[u8], size: u64) -> io::Result<()> {
+    pieces(data, size).try_for_each(|piece| out.write_all(piece))
 }
 
 /// Sends `size` bytes over one TCP connection on 127.0.0.1 to a thread that reads and drops them.
@@ -167,12 +169,7 @@ fn loopback(data: &[u8], size: u64) -> Result<Rate, Error> {
     });
     let mut stream = TcpStream::connect(address)?;
     let started = Instant::now();
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(data.len() as u64) as usize;
-        stream.write_all(&data[..n])?;
-        left -= n as u64;
-    }
+    write_all(&mut stream, data, size)?;
     drop(stream);
     let received = receiver
         .join()
