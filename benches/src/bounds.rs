@@ -192,6 +192,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pieces_add_up_to_the_size_and_stop_on_empty_data() {
+        let data = [1u8, 2, 3];
+        let cut: Vec<&[u8]> = pieces(&data, 7).collect();
+        assert_eq!(cut, [&data[..], &data[..], &data[..1]]);
+        assert_eq!(pieces(&[], 7).count(), 0);
+    }
+
+    #[test]
     fn every_bound_moves_the_whole_size() {
         let dir = std::env::temp_dir();
         let bounds = measure(&dir, 3 * IO_CHUNK as u64 + 5).expect("measured");

@@ -68,11 +68,14 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
         if self.capacity == 0 || size > self.largest {
             return;
         }
+        // `order` holds each key once, oldest first: evicting is a pop, not a search.
         while state.bytes + size > self.capacity {
-            let Some(oldest) = state.order.front().cloned() else {
+            let Some(oldest) = state.order.pop_front() else {
                 break;
             };
-            state.remove(&oldest);
+            if let Some((_, evicted)) = state.entries.remove(&oldest) {
+                state.bytes -= evicted;
+            }
         }
         state.bytes += size;
         state.order.push_back(key.clone());
@@ -122,6 +125,20 @@ mod tests {
         cache.remove(&"key");
         assert_eq!(cache.get(&"key"), None);
         assert_eq!(cache.lock().bytes, 0);
+    }
+
+    #[test]
+    fn a_replaced_entry_is_evicted_as_the_newest() {
+        let cache = BoundedCache::new(30, 1);
+        cache.insert("a", 1, 10);
+        cache.insert("b", 2, 10);
+        cache.insert("a", 3, 10);
+        cache.insert("c", 4, 10);
+        cache.insert("d", 5, 10);
+        assert_eq!(cache.get(&"b"), None, "the oldest goes first");
+        assert_eq!(cache.get(&"a"), Some(3), "replacing made it new");
+        assert_eq!(cache.lock().bytes, 30);
+        assert_eq!(cache.lock().order.len(), 3, "each key held once");
     }
 
     #[test]

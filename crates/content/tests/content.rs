@@ -624,10 +624,21 @@ fn age_directories(root: &std::path::Path) {
                 pending.push(entry.path());
             }
         }
-        std::fs::File::open(&directory)
-            .and_then(|opened| opened.set_modified(hour_ago))
-            .unwrap_or_else(|error| panic!("age {}: {error}", directory.display()));
+        set_directory_time(&directory, hour_ago);
     }
+}
+
+fn set_directory_time(directory: &std::path::Path, time: std::time::SystemTime) {
+    std::fs::File::open(directory)
+        .and_then(|opened| opened.set_modified(time))
+        .unwrap_or_else(|error| panic!("set time of {}: {error}", directory.display()));
+}
+
+/// A filesystem driver over a new temporary directory, counting what is read through it.
+fn counted_filesystem() -> (tempfile::TempDir, Arc<CountingDriver>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = CountingDriver::over(FilesystemDriver::new(dir.path()).expect("driver"));
+    (dir, Arc::new(driver))
 }
 
 async fn tag_names(repository: &registry_content::Repository) -> Vec<String> {
@@ -642,10 +653,7 @@ async fn catalog_names(content: &ContentStore) -> Vec<String> {
 
 #[tokio::test]
 async fn tags_snapshot_never_serves_an_added_or_deleted_tag_late() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let driver = Arc::new(CountingDriver::over(
-        FilesystemDriver::new(dir.path()).expect("driver"),
-    ));
+    let (dir, driver) = counted_filesystem();
     let repository = store(driver.clone()).repository(name("app"));
     push_tagged(&repository, "v1", "a").await;
     push_tagged(&repository, "v2", "b").await;
@@ -685,10 +693,7 @@ async fn tags_snapshot_never_serves_an_added_or_deleted_tag_late() {
 
 #[tokio::test]
 async fn tags_read_while_they_change_are_read_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let driver = Arc::new(CountingDriver::over(
-        FilesystemDriver::new(dir.path()).expect("driver"),
-    ));
+    let (_dir, driver) = counted_filesystem();
     let repository = store(driver.clone()).repository(name("app"));
     push_tagged(&repository, "v1", "a").await;
     // The tags directory changed a moment ago: its time may not move again for a second change
@@ -702,10 +707,7 @@ async fn tags_read_while_they_change_are_read_again() {
 
 #[tokio::test]
 async fn catalog_snapshot_never_serves_an_added_or_removed_repository_late() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let driver = Arc::new(CountingDriver::over(
-        FilesystemDriver::new(dir.path()).expect("driver"),
-    ));
+    let (dir, driver) = counted_filesystem();
     let content = store(driver.clone());
     push_tagged(&content.repository(name("a")), "v1", "a").await;
     push_tagged(&content.repository(name("team/b")), "v1", "b").await;
@@ -762,12 +764,6 @@ async fn listings_over_a_driver_without_directory_times_are_always_read() {
         assert_eq!(tag_names(&repository).await, ["v1"]);
         assert_eq!(driver.listings(), read + 2, "both read afresh");
     }
-}
-
-fn set_directory_time(directory: &std::path::Path, time: std::time::SystemTime) {
-    std::fs::File::open(directory)
-        .and_then(|opened| opened.set_modified(time))
-        .unwrap_or_else(|error| panic!("set time of {}: {error}", directory.display()));
 }
 
 /// Two changes within one tick of the clock that stamps directories leave the directory's time

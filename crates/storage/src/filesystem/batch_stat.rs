@@ -19,11 +19,11 @@ pub(super) fn stat_all(
     root: &Path,
     paths: Vec<StoragePath>,
 ) -> Vec<Result<FileInfo, StorageError>> {
-    let mut directories = relative::Directories::default();
+    let mut parent = relative::OpenParent::default();
     paths
         .into_iter()
         .map(|path| {
-            let path = match directories.stat(root, path) {
+            let path = match parent.stat(root, path) {
                 Ok(info) => return Ok(info),
                 Err(path) => path,
             };
@@ -46,13 +46,14 @@ mod relative {
     use super::file_below;
     use crate::{FileInfo, StoragePath};
 
-    /// The directory opened last (as a storage path), reused while consecutive paths lie in it.
+    /// The parent directory opened last (as a storage path), reused while consecutive paths lie
+    /// in it.
     #[derive(Default)]
-    pub(super) struct Directories {
+    pub(super) struct OpenParent {
         open: Option<(String, Option<OwnedFd>)>,
     }
 
-    impl Directories {
+    impl OpenParent {
         /// What `stat` says of `path`, looked up relative to its open directory; the path back
         /// when that does not work (the caller then stats the whole path and reports its error).
         pub(super) fn stat(
@@ -121,9 +122,9 @@ mod relative {
 
     /// No relative lookups: every path is stat'ed whole.
     #[derive(Default)]
-    pub(super) struct Directories;
+    pub(super) struct OpenParent;
 
-    impl Directories {
+    impl OpenParent {
         pub(super) fn stat(
             &mut self,
             _root: &Path,
