@@ -13,19 +13,44 @@
 //! `docs/storage-drivers.md` for the contract each method has to keep.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use registry_storage::bytes::{Bytes, BytesMut};
 use registry_storage::futures_util::stream;
 use registry_storage::{
-    ByteStream, FileInfo, FileWriter, StorageDriver, StorageError, StoragePath, async_trait,
-    testsuite,
+    ByteStream, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver, StorageError,
+    StoragePath, async_trait, testsuite,
 };
 
 /// Objects by path. Directories are not stored: a directory exists while a key lies below it,
 /// exactly like a prefix on object storage.
-type Objects = HashMap<StoragePath, (Bytes, SystemTime)>;
+type Objects = HashMap<StoragePath, Stored>;
+
+/// One object: its content, when it was written, and its version, a number no other write of
+/// this process has (what an ETag is to object storage).
+#[derive(Clone, Debug)]
+struct Stored {
+    content: Bytes,
+    modified: SystemTime,
+    version: u64,
+}
+
+impl Stored {
+    fn new(content: Bytes) -> Stored {
+        static VERSIONS: AtomicU64 = AtomicU64::new(1);
+        Stored {
+            content,
+            modified: SystemTime::now(),
+            version: VERSIONS.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    fn version(&self) -> ObjectVersion {
+        ObjectVersion::new(self.version.to_string())
+    }
+}
 
 /// A small driver over a `HashMap`. Clones share the objects.
 #[derive(Clone, Debug, Default)]
@@ -72,16 +97,49 @@ impl StorageDriver for HashMapDriver {
 
     async fn get_content(&self, path: &StoragePath) -> Result<Bytes, StorageError> {
         let objects = self.objects();
-        let (content, _) = objects.get(path).ok_or_else(|| not_found(path))?;
-        Ok(content.clone())
+        let stored = objects.get(path).ok_or_else(|| not_found(path))?;
+        Ok(stored.content.clone())
     }
 
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<(), StorageError> {
         refuse_root(path)?;
         // One insert under the lock: readers see the old content or the new, never a mix.
-        self.objects()
-            .insert(path.clone(), (content, SystemTime::now()));
+        self.objects().insert(path.clone(), Stored::new(content));
         Ok(())
+    }
+
+    async fn get_content_versioned(
+        &self,
+        path: &StoragePath,
+    ) -> Result<(Bytes, ObjectVersion), StorageError> {
+        let objects = self.objects();
+        let stored = objects.get(path).ok_or_else(|| not_found(path))?;
+        Ok((stored.content.clone(), stored.version()))
+    }
+
+    async fn put_content_if(
+        &self,
+        path: &StoragePath,
+        content: Bytes,
+        mode: PutMode,
+    ) -> Result<ObjectVersion, StorageError> {
+        refuse_root(path)?;
+        // The check and the insert under one lock: no other write can come in between.
+        let mut objects = self.objects();
+        match (&mode, objects.get(path)) {
+            (PutMode::Create, None) => {}
+            (PutMode::Create, Some(_)) => {
+                return Err(StorageError::AlreadyExists { path: path.clone() });
+            }
+            (PutMode::Update(expected), Some(stored)) if &stored.version() == expected => {}
+            (PutMode::Update(_), _) => {
+                return Err(StorageError::Precondition { path: path.clone() });
+            }
+        }
+        let stored = Stored::new(content);
+        let version = stored.version();
+        objects.insert(path.clone(), stored);
+        Ok(version)
     }
 
     async fn reader(
@@ -130,11 +188,11 @@ impl StorageDriver for HashMapDriver {
 
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo, StorageError> {
         let objects = self.objects();
-        if let Some((content, modified)) = objects.get(path) {
+        if let Some(stored) = objects.get(path) {
             return Ok(FileInfo {
                 path: path.clone(),
-                size: content.len() as u64,
-                modified: Some(*modified),
+                size: stored.content.len() as u64,
+                modified: Some(stored.modified),
                 is_dir: false,
             });
         }
@@ -204,7 +262,7 @@ struct HashMapWriter {
 impl HashMapWriter {
     fn store(self) {
         let content = self.content.freeze();
-        lock(&self.objects).insert(self.path, (content, SystemTime::now()));
+        lock(&self.objects).insert(self.path, Stored::new(content));
     }
 }
 

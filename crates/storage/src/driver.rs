@@ -29,6 +29,50 @@ pub struct FileInfo {
     pub is_dir: bool,
 }
 
+/// One stored version of an object, as [`StorageDriver::get_content_versioned`] and
+/// [`StorageDriver::put_content_if`] report it: an opaque tag (an ETag on object storage; on a
+/// filesystem, the file's identity, size and time).
+///
+/// Two reads of an object give the same version exactly when nothing wrote the object in between,
+/// with one allowance: a driver whose versions are content hashes (S3's ETag) may give the same
+/// version when the same bytes are written again. Versions are meaningful only to the driver that
+/// made them and only for the path they were read from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectVersion(String);
+
+impl ObjectVersion {
+    /// A version a driver names with `tag`.
+    pub fn new(tag: impl Into<String>) -> ObjectVersion {
+        ObjectVersion(tag.into())
+    }
+
+    /// The driver's tag.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ObjectVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// When [`StorageDriver::put_content_if`] may write: the conditional writes that every exclusion
+/// between registry processes is built on (upload sessions, tags, garbage collection). They are
+/// object_store's `PutMode::Create` and `PutMode::Update`, S3's `If-None-Match: *` and
+/// `If-Match`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PutMode {
+    /// Create the object only if nothing is stored at the path; else
+    /// [`StorageError::AlreadyExists`].
+    Create,
+    /// Replace the object only if it is still the version given (read with
+    /// [`StorageDriver::get_content_versioned`] or returned by an earlier conditional write); else
+    /// [`StorageError::Precondition`], also when the object is gone.
+    Update(ObjectVersion),
+}
+
 /// What [`StorageDriver::walk`] should do after visiting an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalkControl {
@@ -66,6 +110,31 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
     /// Stores `content` at `path`, replacing any previous object atomically: a reader sees either
     /// the old content or the new, never a mix or a partial write. Durable once this returns Ok.
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<(), StorageError>;
+
+    /// The whole content of the object at `path` and its version, read together: the version is
+    /// the one of exactly these bytes. `NotFound` when there is no object at `path`.
+    async fn get_content_versioned(
+        &self,
+        path: &StoragePath,
+    ) -> Result<(Bytes, ObjectVersion), StorageError>;
+
+    /// Stores `content` at `path` as [`StorageDriver::put_content`] does, but only if `mode`'s
+    /// condition holds, and returns the new version.
+    ///
+    /// The check and the write are one atomic step with respect to every other conditional write
+    /// of the same path, from this process or any other over the same store: of two writers that
+    /// read the same version and both ask to replace it, exactly one succeeds; of two that create
+    /// the same absent object, exactly one succeeds. The other gets
+    /// [`StorageError::Precondition`] or [`StorageError::AlreadyExists`] and nothing of its
+    /// content is stored. Unconditional writes and deletes of the path are not excluded: keep an
+    /// object that is written conditionally out of their way. Meant for small objects (leases,
+    /// links), and durable once this returns Ok.
+    async fn put_content_if(
+        &self,
+        path: &StoragePath,
+        content: Bytes,
+        mode: PutMode,
+    ) -> Result<ObjectVersion, StorageError>;
 
     /// Streams the object at `path` from byte `offset`, at most `length` bytes when given.
     ///

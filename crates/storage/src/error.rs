@@ -15,6 +15,20 @@ pub enum StorageError {
         /// The path that was looked up.
         path: StoragePath,
     },
+    /// A conditional write to create an object found one already there
+    /// ([`PutMode::Create`](crate::PutMode::Create)).
+    #[error("{path}: already exists")]
+    AlreadyExists {
+        /// The path written.
+        path: StoragePath,
+    },
+    /// A conditional write to replace an object found it changed or gone since the version it was
+    /// given ([`PutMode::Update`](crate::PutMode::Update)).
+    #[error("{path}: changed since the version read")]
+    Precondition {
+        /// The path written.
+        path: StoragePath,
+    },
     /// A string could not be made into a [`StoragePath`].
     #[error("invalid storage path {path:?}: {reason}")]
     InvalidPath {

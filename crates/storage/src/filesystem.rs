@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 
 use self::output::OutputFile;
 use crate::{
-    ByteStream, FileInfo, FileWriter, StorageDriver, StorageError, StoragePath, WalkControl,
-    WalkVisitor,
+    ByteStream, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver, StorageError,
+    StoragePath, WalkControl, WalkVisitor,
 };
 
 const DRIVER: &str = "filesystem";
@@ -188,6 +188,68 @@ impl StorageDriver for FilesystemDriver {
             written
         })
         .await
+    }
+
+    async fn get_content_versioned(
+        &self,
+        path: &StoragePath,
+    ) -> Result<(Bytes, ObjectVersion), StorageError> {
+        let file_path = self.file_path(path);
+        blocking("read", path, move || {
+            let mut file = File::open(&file_path)?;
+            let metadata = file.metadata()?;
+            if metadata.is_dir() {
+                return Err(io::ErrorKind::NotFound.into());
+            }
+            let mut content = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+            file.read_to_end(&mut content)?;
+            // Objects are replaced by renaming a new file over them, never rewritten in place
+            // (appends aside, which change the size), so the open file's identity is the version
+            // of exactly the bytes read.
+            Ok((Bytes::from(content), version_of(&metadata)))
+        })
+        .await
+    }
+
+    /// `Create` links a finished temporary file to the object's name, which fails when a name is
+    /// there: atomic without a lock. `Update` renames the temporary file over the object while
+    /// holding an exclusive `flock` on the object's directory, which every conditional writer of
+    /// the directory takes (in any process on the host), checking the version under it.
+    async fn put_content_if(
+        &self,
+        path: &StoragePath,
+        content: Bytes,
+        mode: PutMode,
+    ) -> Result<ObjectVersion, StorageError> {
+        let (file_path, directory) = self.object_paths(path)?;
+        let outcome = blocking("conditional write", path, move || {
+            let (temp, mut file) = create_temp_file(&directory)?;
+            let placed = (|| {
+                file.write_all(&content)?;
+                file.sync_all()?;
+                match mode {
+                    PutMode::Create => link_if_absent(&temp, &file_path),
+                    PutMode::Update(expected) => {
+                        replace_if_unchanged(&temp, &file_path, &directory, &expected)
+                    }
+                }
+            })();
+            // After a link, or when nothing was placed, the temporary name is garbage (best
+            // effort: the object is in place either way); after a rename it is gone already.
+            let _ = fs::remove_file(&temp);
+            if let Err(refusal) = placed? {
+                return Ok(Err(refusal));
+            }
+            sync_directory(&directory)?;
+            // The object is this very file now, and neither a link nor a rename changes the
+            // modification time the version includes.
+            Ok(Ok(version_of(&file.metadata()?)))
+        })
+        .await?;
+        outcome.map_err(|refusal| match refusal {
+            Refusal::Exists => StorageError::AlreadyExists { path: path.clone() },
+            Refusal::Changed => StorageError::Precondition { path: path.clone() },
+        })
     }
 
     async fn reader(
@@ -692,6 +754,103 @@ fn file_info(path: StoragePath, metadata: &fs::Metadata) -> FileInfo {
         modified: metadata.modified().ok(),
         is_dir,
     }
+}
+
+/// Why a conditional write placed nothing.
+enum Refusal {
+    /// `Create` found an object.
+    Exists,
+    /// `Update` found the object changed or gone.
+    Changed,
+}
+
+/// Gives the finished `temp` the name `target` too, unless `target` exists: `link(2)` never
+/// replaces a name, so this is create-if-absent, atomic across processes.
+fn link_if_absent(temp: &Path, target: &Path) -> io::Result<Result<(), Refusal>> {
+    match fs::hard_link(temp, target) {
+        Ok(()) => Ok(Ok(())),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(Err(Refusal::Exists)),
+        Err(error) => Err(error),
+    }
+}
+
+/// Renames the finished `temp` over `target` if `target` is still the version `expected`, holding
+/// the lock of `directory` (see [`lock_directory`]) from the check to the rename.
+fn replace_if_unchanged(
+    temp: &Path,
+    target: &Path,
+    directory: &Path,
+    expected: &ObjectVersion,
+) -> io::Result<Result<(), Refusal>> {
+    let _lock = lock_directory(directory)?;
+    let current = match fs::metadata(target) {
+        Ok(metadata) if metadata.is_file() => version_of(&metadata),
+        Ok(_) => return Ok(Err(Refusal::Changed)),
+        Err(error) if is_missing(&error) => return Ok(Err(Refusal::Changed)),
+        Err(error) => return Err(error),
+    };
+    if &current != expected {
+        return Ok(Err(Refusal::Changed));
+    }
+    fs::rename(temp, target)?;
+    Ok(Ok(()))
+}
+
+/// An exclusive `flock` on `directory`, released when the returned file is dropped (or the
+/// process dies: a crash never leaves the lock held).
+///
+/// The caller's temporary file keeps the directory from being removed as empty, but a delete of
+/// the whole tree can still remove it and another writer recreate it between the open and the
+/// lock; a lock on the removed directory would exclude nobody, so the lock is taken again until
+/// the directory locked is the one at the path.
+fn lock_directory(directory: &Path) -> io::Result<File> {
+    for _ in 0..DIRECTORY_RACE_RETRIES {
+        let opened = File::open(directory)?;
+        opened.lock()?;
+        if same_file(&opened.metadata()?, &fs::metadata(directory)?) {
+            return Ok(opened);
+        }
+    }
+    Err(io::Error::other(format!(
+        "{} was replaced again and again while being locked",
+        directory.display()
+    )))
+}
+
+#[cfg(unix)]
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    a.created().ok() == b.created().ok()
+}
+
+/// The version of the file `metadata` describes: which file it is (a replacement is a new file,
+/// renamed over the old), how large, and when last written (appends in place change both).
+#[cfg(unix)]
+fn version_of(metadata: &fs::Metadata) -> ObjectVersion {
+    use std::os::unix::fs::MetadataExt;
+    ObjectVersion::new(format!(
+        "{:x}-{:x}-{:x}-{:x}.{:09}",
+        metadata.dev(),
+        metadata.ino(),
+        metadata.size(),
+        metadata.mtime(),
+        metadata.mtime_nsec()
+    ))
+}
+
+#[cfg(not(unix))]
+fn version_of(metadata: &fs::Metadata) -> ObjectVersion {
+    let written = metadata
+        .modified()
+        .ok()
+        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    ObjectVersion::new(format!("{:x}-{written:x}", metadata.len()))
 }
 
 /// Creates a new, uniquely named temporary file in `directory`, creating the directory if needed.

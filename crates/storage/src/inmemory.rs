@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
@@ -10,7 +11,10 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream;
 
-use crate::{ByteStream, FileInfo, FileWriter, StorageDriver, StorageError, StoragePath};
+use crate::{
+    ByteStream, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver, StorageError,
+    StoragePath,
+};
 
 const DRIVER: &str = "inmemory";
 
@@ -33,6 +37,23 @@ type Objects = BTreeMap<String, Object>;
 struct Object {
     content: Bytes,
     modified: SystemTime,
+    /// Unique among every object this process stores: a new number for every write.
+    version: u64,
+}
+
+impl Object {
+    fn new(content: Bytes) -> Object {
+        static VERSIONS: AtomicU64 = AtomicU64::new(1);
+        Object {
+            content,
+            modified: SystemTime::now(),
+            version: VERSIONS.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    fn version(&self) -> ObjectVersion {
+        ObjectVersion::new(self.version.to_string())
+    }
 }
 
 impl InMemoryDriver {
@@ -81,6 +102,39 @@ impl StorageDriver for InMemoryDriver {
         check_object_path(path)?;
         store(&self.objects, path, content);
         Ok(())
+    }
+
+    async fn get_content_versioned(
+        &self,
+        path: &StoragePath,
+    ) -> Result<(Bytes, ObjectVersion), StorageError> {
+        let object = self.object(path)?;
+        Ok((object.content.clone(), object.version()))
+    }
+
+    async fn put_content_if(
+        &self,
+        path: &StoragePath,
+        content: Bytes,
+        mode: PutMode,
+    ) -> Result<ObjectVersion, StorageError> {
+        check_object_path(path)?;
+        let mut objects = self.write();
+        let current = objects.get(path.as_str()).map(Object::version);
+        match (mode, current) {
+            (PutMode::Create, None) => {}
+            (PutMode::Create, Some(_)) => {
+                return Err(StorageError::AlreadyExists { path: path.clone() });
+            }
+            (PutMode::Update(expected), Some(current)) if current == expected => {}
+            (PutMode::Update(_), _) => {
+                return Err(StorageError::Precondition { path: path.clone() });
+            }
+        }
+        let object = Object::new(content);
+        let version = object.version();
+        objects.insert(path.as_str().to_owned(), object);
+        Ok(version)
     }
 
     async fn reader(
@@ -266,11 +320,7 @@ fn write_objects(objects: &RwLock<Objects>) -> RwLockWriteGuard<'_, Objects> {
 }
 
 fn store(objects: &RwLock<Objects>, path: &StoragePath, content: Bytes) {
-    let object = Object {
-        content,
-        modified: SystemTime::now(),
-    };
-    write_objects(objects).insert(path.as_str().to_owned(), object);
+    write_objects(objects).insert(path.as_str().to_owned(), Object::new(content));
 }
 
 /// The keys of every object below the directory `path`, in order.

@@ -14,7 +14,10 @@ mod path;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
-pub use driver::{ByteStream, FileInfo, FileWriter, StorageDriver, WalkControl, WalkVisitor};
+pub use driver::{
+    ByteStream, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver, WalkControl,
+    WalkVisitor,
+};
 pub use error::StorageError;
 pub use filesystem::FilesystemDriver;
 pub use inmemory::InMemoryDriver;

@@ -32,7 +32,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 
-use crate::{ByteStream, FileInfo, StorageDriver, StorageError, StoragePath, WalkControl};
+use crate::{
+    ByteStream, FileInfo, ObjectVersion, PutMode, StorageDriver, StorageError, StoragePath,
+    WalkControl,
+};
 
 /// The directory every test works below.
 const SUITE_DIRECTORY: &str = "registry-storage-testsuite";
@@ -80,6 +83,12 @@ pub async fn run_all(driver: &dyn StorageDriver) {
     concurrent_changes_in_shared_directories(driver).await;
     reader_opened_before_replace_sees_one_version(driver).await;
     put_content_is_atomic_under_concurrent_reads(driver).await;
+    create_writes_only_where_nothing_is(driver).await;
+    update_replaces_only_the_version_read(driver).await;
+    every_write_makes_a_new_version(driver).await;
+    concurrent_creates_have_one_winner(driver).await;
+    concurrent_updates_have_one_winner(driver).await;
+    conditional_increments_lose_no_update(driver).await;
 
     let after = list_or_empty(driver, &root).await;
     assert_eq!(
@@ -575,7 +584,7 @@ pub async fn directory_times_follow_their_entries(driver: &dyn StorageDriver) {
     };
     let second = t.path("directory/second");
     let pause = std::time::Duration::from_millis(1100);
-    std::thread::sleep(pause);
+    wait_without_blocking(pause).await;
     t.put(&second, pattern(3, 4)).await;
     let added = t.stat(&directory).await.modified;
     assert!(
@@ -583,7 +592,7 @@ pub async fn directory_times_follow_their_entries(driver: &dyn StorageDriver) {
         "{}: adding an entry left the directory's time at {created:?} (now {added:?})",
         t.name
     );
-    std::thread::sleep(pause);
+    wait_without_blocking(pause).await;
     t.delete(&second).await;
     let removed = t.stat(&directory).await.modified;
     assert!(
@@ -1112,6 +1121,283 @@ pub async fn put_content_is_atomic_under_concurrent_reads(driver: &dyn StorageDr
     t.finish().await;
 }
 
+/// `put_content_if` with [`PutMode::Create`] stores the object when nothing is at the path
+/// (creating its directories), returns the version `get_content_versioned` then reads, and
+/// refuses with `AlreadyExists`, storing nothing, when an object is there.
+pub async fn create_writes_only_where_nothing_is(driver: &dyn StorageDriver) {
+    let t = Scratch::new(driver, "create_writes_only_where_nothing_is");
+    let path = t.path("new/directory/object");
+    let first = pattern(100, 1);
+    let version = t.ok(
+        driver
+            .put_content_if(&path, first.clone(), PutMode::Create)
+            .await,
+        "put_content_if(Create) of an absent object",
+        &path,
+    );
+    assert_eq!(
+        t.get_versioned(&path).await,
+        (first.clone(), version),
+        "{}: content and version read after a create",
+        t.name
+    );
+    let refused = driver
+        .put_content_if(&path, pattern(50, 2), PutMode::Create)
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::AlreadyExists { .. })),
+        "{}: put_content_if(Create) over an object answered {refused:?}, not AlreadyExists",
+        t.name
+    );
+    t.assert_content(&path, &first, "an object after a refused create")
+        .await;
+    assert_eq!(
+        t.list(&t.path("new/directory")).await,
+        vec![path.clone()],
+        "{}: a refused create leaves nothing beside the object",
+        t.name
+    );
+    expect_not_found(
+        t.name,
+        "get_content_versioned",
+        &t.path("missing"),
+        driver.get_content_versioned(&t.path("missing")).await,
+    );
+    t.finish().await;
+}
+
+/// `put_content_if` with [`PutMode::Update`] replaces the object only while it is still the
+/// version given; a stale version, or an object that is gone, is `Precondition` and stores
+/// nothing.
+pub async fn update_replaces_only_the_version_read(driver: &dyn StorageDriver) {
+    let t = Scratch::new(driver, "update_replaces_only_the_version_read");
+    let path = t.path("object");
+    t.put(&path, pattern(10, 1)).await;
+    let (_, first) = t.get_versioned(&path).await;
+    let second_content = pattern(20, 2);
+    let second = t.ok(
+        driver
+            .put_content_if(
+                &path,
+                second_content.clone(),
+                PutMode::Update(first.clone()),
+            )
+            .await,
+        "put_content_if(Update) with the current version",
+        &path,
+    );
+    assert_eq!(
+        t.get_versioned(&path).await,
+        (second_content.clone(), second.clone()),
+        "{}: content and version read after an update",
+        t.name
+    );
+    let stale = driver
+        .put_content_if(&path, pattern(30, 3), PutMode::Update(first))
+        .await;
+    assert!(
+        matches!(stale, Err(StorageError::Precondition { .. })),
+        "{}: put_content_if(Update) with a replaced version answered {stale:?}, not Precondition",
+        t.name
+    );
+    t.assert_content(&path, &second_content, "an object after a refused update")
+        .await;
+    t.delete(&path).await;
+    let gone = driver
+        .put_content_if(&path, pattern(30, 4), PutMode::Update(second))
+        .await;
+    assert!(
+        matches!(gone, Err(StorageError::Precondition { .. })),
+        "{}: put_content_if(Update) of a deleted object answered {gone:?}, not Precondition",
+        t.name
+    );
+    expect_not_found(t.name, "stat", &path, driver.stat(&path).await);
+    t.finish().await;
+}
+
+/// Every way of writing an object with new content (`put_content`, a writer's commit, an append,
+/// a conditional write, a move onto it) gives it a version no earlier read had, so an update
+/// based on an earlier read is refused.
+pub async fn every_write_makes_a_new_version(driver: &dyn StorageDriver) {
+    let t = Scratch::new(driver, "every_write_makes_a_new_version");
+    let path = t.path("object");
+    let other = t.path("other");
+    let mut seen: Vec<ObjectVersion> = Vec::new();
+    let mut remember = |version: ObjectVersion, how: &str| {
+        assert!(
+            !seen.contains(&version),
+            "{}: {how} left the object at a version it had before ({version})",
+            t.name
+        );
+        seen.push(version);
+    };
+    t.put(&path, pattern(10, 1)).await;
+    remember(t.get_versioned(&path).await.1, "put_content");
+    t.put(&path, pattern(10, 2)).await;
+    remember(
+        t.get_versioned(&path).await.1,
+        "put_content of as many bytes",
+    );
+    let mut writer = t.writer(&path, false).await;
+    t.ok(writer.write(pattern(12, 3)).await, "write", &path);
+    t.ok(writer.close().await, "close", &path);
+    remember(t.get_versioned(&path).await.1, "a writer's close");
+    let mut writer = t.writer(&path, true).await;
+    t.ok(writer.write(pattern(7, 4)).await, "write", &path);
+    t.ok(writer.commit().await, "commit", &path);
+    remember(t.get_versioned(&path).await.1, "an append");
+    let current = t.get_versioned(&path).await.1;
+    let updated = t.ok(
+        driver
+            .put_content_if(&path, pattern(19, 5), PutMode::Update(current))
+            .await,
+        "put_content_if(Update)",
+        &path,
+    );
+    remember(updated, "a conditional update");
+    t.put(&other, pattern(19, 6)).await;
+    t.ok(
+        driver.move_object(&other, &path).await,
+        "move_object",
+        &other,
+    );
+    let moved = t.get_versioned(&path).await.1;
+    remember(moved, "a move onto it");
+    let stale = driver
+        .put_content_if(&path, pattern(1, 7), PutMode::Update(seen[0].clone()))
+        .await;
+    assert!(
+        matches!(stale, Err(StorageError::Precondition { .. })),
+        "{}: an update based on the first version answered {stale:?}, not Precondition",
+        t.name
+    );
+    t.finish().await;
+}
+
+/// 8 tasks create the same absent object at once: exactly one succeeds, the others get
+/// `AlreadyExists`, and the object holds the winner's content.
+pub async fn concurrent_creates_have_one_winner(driver: &dyn StorageDriver) {
+    let t = Scratch::new(driver, "concurrent_creates_have_one_winner");
+    let path = t.path("contended/object");
+    let attempts = (0..8u64).map(|task| {
+        let path = &path;
+        async move {
+            yield_now().await;
+            let content = pattern(1000 + task as usize, task);
+            let outcome = driver
+                .put_content_if(path, content.clone(), PutMode::Create)
+                .await;
+            (content, outcome)
+        }
+    });
+    let mut winners = Vec::new();
+    for (content, outcome) in join_all(attempts).await {
+        match outcome {
+            Ok(version) => winners.push((content, version)),
+            Err(StorageError::AlreadyExists { .. }) => {}
+            Err(error) => panic!("{}: a contended create failed: {error}", t.name),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "{}: {} of 8 concurrent creates succeeded",
+        t.name,
+        winners.len()
+    );
+    assert_eq!(
+        t.get_versioned(&path).await,
+        winners.remove(0),
+        "{}: the object after concurrent creates is not the winner's",
+        t.name
+    );
+    t.finish().await;
+}
+
+/// 8 tasks replace the same version of an object at once: exactly one succeeds, the others get
+/// `Precondition`, and the object holds the winner's content.
+pub async fn concurrent_updates_have_one_winner(driver: &dyn StorageDriver) {
+    let t = Scratch::new(driver, "concurrent_updates_have_one_winner");
+    let path = t.path("object");
+    t.put(&path, pattern(10, 100)).await;
+    let (_, read) = t.get_versioned(&path).await;
+    let attempts = (0..8u64).map(|task| {
+        let (path, read) = (&path, &read);
+        async move {
+            yield_now().await;
+            let content = pattern(1000 + task as usize, task);
+            let outcome = driver
+                .put_content_if(path, content.clone(), PutMode::Update(read.clone()))
+                .await;
+            (content, outcome)
+        }
+    });
+    let mut winners = Vec::new();
+    for (content, outcome) in join_all(attempts).await {
+        match outcome {
+            Ok(version) => winners.push((content, version)),
+            Err(StorageError::Precondition { .. }) => {}
+            Err(error) => panic!("{}: a contended update failed: {error}", t.name),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "{}: {} of 8 concurrent updates of one version succeeded",
+        t.name,
+        winners.len()
+    );
+    assert_eq!(
+        t.get_versioned(&path).await,
+        winners.remove(0),
+        "{}: the object after concurrent updates is not the winner's",
+        t.name
+    );
+    t.finish().await;
+}
+
+/// 4 tasks each add 1 to a counter 10 times by reading it with its version and writing it back
+/// with `Update`, retrying when refused: the counter ends at 40. A lost update (two writers both
+/// replacing the same version) would leave it lower.
+pub async fn conditional_increments_lose_no_update(driver: &dyn StorageDriver) {
+    let t = Scratch::new(driver, "conditional_increments_lose_no_update");
+    let path = t.path("counter");
+    t.ok(
+        driver
+            .put_content_if(&path, Bytes::from_static(b"0"), PutMode::Create)
+            .await,
+        "put_content_if(Create)",
+        &path,
+    );
+    let tasks = (0..4).map(|_| {
+        let (t, path) = (&t, &path);
+        async move {
+            for _ in 0..10 {
+                loop {
+                    let (content, version) = t.get_versioned(path).await;
+                    let count: u64 = std::str::from_utf8(&content)
+                        .ok()
+                        .and_then(|count| count.parse().ok())
+                        .unwrap_or_else(|| panic!("{}: the counter reads {content:?}", t.name));
+                    let next = Bytes::from((count + 1).to_string());
+                    match driver
+                        .put_content_if(path, next, PutMode::Update(version))
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(StorageError::Precondition { .. }) => yield_now().await,
+                        Err(error) => panic!("{}: incrementing the counter: {error}", t.name),
+                    }
+                }
+            }
+        }
+    });
+    join_all(tasks).await;
+    t.assert_content(&path, &Bytes::from_static(b"40"), "the counter")
+        .await;
+    t.finish().await;
+}
+
 /// A unique directory for one test, and helpers that panic with the driver's name on failure.
 struct Scratch<'a> {
     driver: &'a dyn StorageDriver,
@@ -1158,6 +1444,11 @@ impl<'a> Scratch<'a> {
     async fn get(&self, path: &StoragePath) -> Bytes {
         let result = self.driver.get_content(path).await;
         self.ok(result, "get_content", path)
+    }
+
+    async fn get_versioned(&self, path: &StoragePath) -> (Bytes, ObjectVersion) {
+        let result = self.driver.get_content_versioned(path).await;
+        self.ok(result, "get_content_versioned", path)
     }
 
     async fn stat(&self, path: &StoragePath) -> FileInfo {
@@ -1295,6 +1586,50 @@ fn pattern(size: usize, seed: u64) -> Bytes {
     }
     content.truncate(size);
     Bytes::from(content)
+}
+
+/// Lets `duration` pass without blocking the executor's thread, on any executor: a helper thread
+/// waits and then wakes the task, so a current-thread runtime goes on running the driver's other
+/// tasks meanwhile. Only for what needs the clock itself to move (a directory time's
+/// granularity), never to wait for a condition.
+async fn wait_without_blocking(duration: std::time::Duration) {
+    #[derive(Default)]
+    struct Shared {
+        passed: bool,
+        waker: Option<std::task::Waker>,
+    }
+    struct Wait {
+        shared: std::sync::Arc<std::sync::Mutex<Shared>>,
+        duration: Option<std::time::Duration>,
+    }
+    impl Future for Wait {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let shared = std::sync::Arc::clone(&self.shared);
+            let mut state = shared.lock().unwrap_or_else(|poison| poison.into_inner());
+            if state.passed {
+                return Poll::Ready(());
+            }
+            state.waker = Some(cx.waker().clone());
+            if let Some(duration) = self.duration.take() {
+                let shared = std::sync::Arc::clone(&self.shared);
+                std::thread::spawn(move || {
+                    std::thread::sleep(duration);
+                    let mut state = shared.lock().unwrap_or_else(|poison| poison.into_inner());
+                    state.passed = true;
+                    if let Some(waker) = state.waker.take() {
+                        waker.wake();
+                    }
+                });
+            }
+            Poll::Pending
+        }
+    }
+    Wait {
+        shared: std::sync::Arc::default(),
+        duration: Some(duration),
+    }
+    .await;
 }
 
 /// Lets the other futures of a `join` run, on any executor.
