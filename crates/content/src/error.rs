@@ -1,5 +1,7 @@
 //! What can go wrong in the content layer, in its own words.
 
+use std::time::Duration;
+
 use registry_model::{Digest, ManifestError, RepositoryName};
 use registry_storage::StorageError;
 
@@ -20,6 +22,30 @@ pub enum ContentError {
     UploadUnknown {
         /// The id asked for.
         id: String,
+    },
+    /// Another request is using the upload session (one request at a time may).
+    #[error("upload {id} is in use by another request")]
+    UploadInUse {
+        /// The session's id.
+        id: String,
+        /// When the other request's hold on it ends at the latest, unless renewed.
+        retry_after: Duration,
+    },
+    /// Other requests kept the manifests and tags of the repository busy for longer than a
+    /// request waits.
+    #[error("repository {name} is busy with other changes")]
+    RepositoryBusy {
+        /// The repository.
+        name: RepositoryName,
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// A lease this request held ran out before its work was done (storage stalled for longer
+    /// than the lease's term); the work was stopped before it could collide with the next holder.
+    #[error("the lease at {path} ran out before the work under it was done")]
+    LeaseLost {
+        /// The lease object.
+        path: String,
     },
     /// A chunk did not start where the upload ends (chunks must arrive in order).
     #[error("chunk starts at byte {start} but the upload holds {size} bytes")]

@@ -14,6 +14,8 @@
 //!
 //! ```text
 //! /docker/registry/v2/repositories/<name>/_uploads/<id>/hashstates/registryd-<alg>/<offset>
+//! /docker/registry/v2/repositories/<name>/_uploads/<id>/{registryd-lease,registryd-completing}
+//! /docker/registry/v2/repositories/<name>/_registryd/lease
 //! /docker/registry/v2/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>/<hex>/descriptor
 //! ```
 //!
@@ -143,6 +145,28 @@ pub(crate) fn upload_started_at(
     id: &UploadId,
 ) -> Result<StoragePath, StorageError> {
     repository(name, &format!("_uploads/{id}/startedat"))
+}
+
+/// The lease of an upload session: held by the one request using it (see `lease`).
+pub(crate) fn upload_lease(
+    name: &RepositoryName,
+    id: &UploadId,
+) -> Result<StoragePath, StorageError> {
+    repository(name, &format!("_uploads/{id}/registryd-lease"))
+}
+
+/// The digest a completion of the session is turning its data into, written before the data
+/// moves, so that a completion cut short can be told from a session that holds nothing.
+pub(crate) fn upload_completing(
+    name: &RepositoryName,
+    id: &UploadId,
+) -> Result<StoragePath, StorageError> {
+    repository(name, &format!("_uploads/{id}/registryd-completing"))
+}
+
+/// The lease on the manifests and tags of a repository, held while they change.
+pub(crate) fn repository_lease(name: &RepositoryName) -> Result<StoragePath, StorageError> {
+    repository(name, "_registryd/lease")
 }
 
 /// The saved state of the upload's running hash after `offset` bytes.

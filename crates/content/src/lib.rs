@@ -19,6 +19,7 @@ mod catalog_index;
 mod error;
 mod hashing;
 mod layout;
+mod lease;
 mod links;
 mod listing_cache;
 mod manifests;
@@ -28,6 +29,7 @@ mod time;
 mod uploads;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use registry_model::RepositoryName;
 use registry_storage::StorageDriver;
@@ -60,6 +62,10 @@ pub struct ContentOptions {
     /// listing is served only after checking that none of the directories it was read from has
     /// changed since, so it is never out of date. Memory is used only as listings are asked for.
     pub listing_cache_bytes: usize,
+    /// The term of the leases that give one request at a time an upload session or the tags of
+    /// a repository: how long a crashed process keeps others out of what it was changing. A live
+    /// holder renews its lease every third of the term.
+    pub lease_term: Duration,
 }
 
 impl Default for ContentOptions {
@@ -69,6 +75,7 @@ impl Default for ContentOptions {
             manifest_size_limit: DEFAULT_MANIFEST_SIZE_LIMIT,
             manifest_cache_bytes: 16 * 1024 * 1024,
             listing_cache_bytes: 64 * 1024 * 1024,
+            lease_term: lease::DEFAULT_TERM,
         }
     }
 }

@@ -9,6 +9,7 @@ use registry_model::{
 };
 use registry_storage::StorageError;
 
+use crate::lease::{Busy, Lease};
 use crate::links::{delete_if_exists, exists, read_link, write_link};
 use crate::{ContentError, Repository, layout};
 
@@ -85,12 +86,6 @@ impl Repository {
         self.store
             .manifests
             .insert(digest.clone(), cached, bytes.len());
-        let revision = layout::revision_link_dir(&self.name, &digest)?;
-        write_link(self.driver(), &layout::link(&revision)?, &digest).await?;
-        if let Some(subject) = &manifest.subject {
-            self.add_referrer(&subject.digest, &digest, &manifest, bytes.len() as u64)
-                .await?;
-        }
 
         let mut tags: Vec<Tag> = Vec::with_capacity(extra_tags.len() + 1);
         if let Reference::Tag(tag) = reference {
@@ -101,14 +96,98 @@ impl Repository {
                 tags.push(tag.clone());
             }
         }
-        for tag in &tags {
-            self.tag(tag, &digest).await?;
-        }
+        let lease = self.lease_tags().await?;
+        let linked = self
+            .link_manifest(&digest, &manifest, bytes.len() as u64, &tags, &lease)
+            .await;
+        lease.release().await?;
+        linked?;
         Ok(PushedManifest {
             digest,
             manifest,
             tags,
         })
+    }
+
+    /// Makes the stored manifest `digest` visible in the repository and points `tags` at it,
+    /// under the repository's lease: the revision link, the manifest's entry among the referrers
+    /// of its subject, then the tags.
+    ///
+    /// When a step fails before any tag was moved, a revision link and referrer entry this push
+    /// made are removed again: the push leaves nothing behind. Once a tag names the manifest, the
+    /// revision stays, so that no tag ever names a manifest the repository does not hold.
+    async fn link_manifest(
+        &self,
+        digest: &Digest,
+        manifest: &Manifest,
+        size: u64,
+        tags: &[Tag],
+        lease: &Lease,
+    ) -> Result<(), ContentError> {
+        let revision = layout::revision_link_dir(&self.name, digest)?;
+        let existed = self.has_link(&revision, digest).await?;
+        lease.ensure_held()?;
+        write_link(self.driver(), &layout::link(&revision)?, digest).await?;
+        let referred = async {
+            if let Some(subject) = &manifest.subject {
+                lease.ensure_held()?;
+                self.add_referrer(&subject.digest, digest, manifest, size)
+                    .await?;
+            }
+            Ok::<_, ContentError>(())
+        };
+        if let Err(error) = referred.await {
+            if !existed {
+                self.unlink_new_manifest(digest, manifest).await;
+            }
+            return Err(error);
+        }
+        for (done, tag) in tags.iter().enumerate() {
+            let tagged = match lease.ensure_held() {
+                Ok(()) => self.tag(tag, digest).await,
+                Err(lost) => Err(lost),
+            };
+            if let Err(error) = tagged {
+                if done == 0 && !existed {
+                    self.unlink_new_manifest(digest, manifest).await;
+                }
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Best effort: removes the revision link and referrer entry of a manifest whose push failed
+    /// before any tag named it. The push reports its own error; if this fails too, the manifest
+    /// stays reachable by digest, as if pushed without a tag.
+    async fn unlink_new_manifest(&self, digest: &Digest, manifest: &Manifest) {
+        if let Some(subject) = &manifest.subject
+            && let Ok(entry) = layout::referrer_descriptor(&self.name, &subject.digest, digest)
+        {
+            let _ = delete_if_exists(self.driver(), &entry).await;
+        }
+        if let Ok(revision) = layout::revision_link_dir(&self.name, digest) {
+            let _ = delete_if_exists(self.driver(), &revision).await;
+        }
+    }
+
+    /// Takes the lease on the repository's manifests and tags, waiting while other requests (in
+    /// any process) change them. Every change of which manifests a repository holds and which
+    /// manifest a tag names happens under it, so a delete and a push never interleave: a tag is
+    /// never left naming a manifest deleted meanwhile, and a delete never removes a tag that a
+    /// push moved meanwhile.
+    async fn lease_tags(&self) -> Result<Lease, ContentError> {
+        let term = self.store.options.lease_term;
+        // Long enough for a lease left by a crashed process to expire.
+        let patience = term + term / 2;
+        let path = layout::repository_lease(&self.name)?;
+        match Lease::acquire(&self.store.driver, &path, term, patience).await? {
+            Ok(lease) => Ok(lease),
+            Err(Busy { retry_after }) => Err(ContentError::RepositoryBusy {
+                name: self.name.clone(),
+                retry_after,
+            }),
+        }
     }
 
     /// The manifest named by `reference`.
@@ -165,9 +244,21 @@ impl Repository {
     /// garbage collection.
     pub async fn delete_manifest(&self, reference: &Reference) -> Result<(), ContentError> {
         self.ensure_delete_enabled()?;
+        let lease = self.lease_tags().await?;
+        let deleted = self.delete_manifest_leased(reference, &lease).await;
+        lease.release().await?;
+        deleted
+    }
+
+    async fn delete_manifest_leased(
+        &self,
+        reference: &Reference,
+        lease: &Lease,
+    ) -> Result<(), ContentError> {
         match reference {
             Reference::Tag(tag) => {
                 let dir = layout::tag_dir(&self.name, tag)?;
+                lease.ensure_held()?;
                 match self.driver().delete(&dir).await {
                     Ok(()) => Ok(()),
                     Err(StorageError::NotFound { .. }) => Err(manifest_unknown(reference)),
@@ -180,33 +271,40 @@ impl Repository {
                     && let Some(subject) = &manifest.subject
                 {
                     let entry = layout::referrer_descriptor(&self.name, &subject.digest, digest)?;
+                    lease.ensure_held()?;
                     delete_if_exists(self.driver(), &entry).await?;
                 }
+                // Tags first: a crash halfway leaves the manifest with fewer tags, never a tag
+                // naming a manifest that is gone.
+                self.untag_everywhere(digest, lease).await?;
                 let revision = layout::revision_link_dir(&self.name, digest)?;
-                delete_if_exists(self.driver(), &revision).await?;
-                self.untag_everywhere(digest).await
+                lease.ensure_held()?;
+                delete_if_exists(self.driver(), &revision).await
             }
         }
     }
 
-    /// Points `tag` at the manifest `digest`.
+    /// Points `tag` at the manifest `digest`: first the link that makes the tag (listings show a
+    /// tag once its directory exists), then the entry in the tag's history that registry:2 keeps.
+    /// A failure in between leaves a working tag short of a history entry, never a listed tag
+    /// that does not resolve.
     async fn tag(&self, tag: &Tag, digest: &Digest) -> Result<(), ContentError> {
         write_link(
             self.driver(),
-            &layout::tag_index_link(&self.name, tag, digest)?,
+            &layout::tag_current_link(&self.name, tag)?,
             digest,
         )
         .await?;
         write_link(
             self.driver(),
-            &layout::tag_current_link(&self.name, tag)?,
+            &layout::tag_index_link(&self.name, tag, digest)?,
             digest,
         )
         .await
     }
 
     /// Removes every tag currently pointing at `digest`.
-    async fn untag_everywhere(&self, digest: &Digest) -> Result<(), ContentError> {
+    async fn untag_everywhere(&self, digest: &Digest, lease: &Lease) -> Result<(), ContentError> {
         let tags = match self.driver().list(&layout::tags_dir(&self.name)?).await {
             Ok(tags) => tags,
             Err(StorageError::NotFound { .. }) => return Ok(()),
@@ -215,6 +313,7 @@ impl Repository {
         for tag_dir in tags {
             let current = tag_dir.join("current")?.join("link")?;
             if read_link(self.driver(), &current).await?.as_ref() == Some(digest) {
+                lease.ensure_held()?;
                 delete_if_exists(self.driver(), &tag_dir).await?;
             }
         }

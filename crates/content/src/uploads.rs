@@ -15,7 +15,8 @@ use registry_model::{Digest, DigestAlgorithm, Digester};
 use registry_storage::{FileWriter, StorageError};
 
 use crate::hashing::BackgroundDigester;
-use crate::links::{delete_if_exists, exists};
+use crate::lease::{Busy, Lease};
+use crate::links::{delete_if_exists, exists, read_link};
 use crate::{Blob, BodyError, ContentError, Repository, layout, time};
 
 /// The id of an upload session.
@@ -61,12 +62,63 @@ pub struct UploadStatus {
     pub size: u64,
 }
 
-/// An upload session opened for one more piece of data.
+/// An upload session opened by a request for one more piece of data: the data's writer, and the
+/// lease that makes this request the session's only user (none for a session no other request
+/// can know of).
+///
+/// Dropped while the writer is still open (the request was cancelled halfway: its connection
+/// closed, the server stopped), it closes the writer and only then releases the lease, in the
+/// background: the lease is never free while this request's writes may still land.
 struct OpenSession {
-    writer: Box<dyn FileWriter>,
-    digester: Digester,
+    writer: Option<Box<dyn FileWriter>>,
+    lease: Option<Lease>,
     /// The size before this piece.
     start: u64,
+}
+
+impl OpenSession {
+    /// `Ok` while this request may still write to the session.
+    fn ensure_held(&self) -> Result<(), ContentError> {
+        self.lease.as_ref().map_or(Ok(()), Lease::ensure_held)
+    }
+
+    /// Ends the request's use of the session, which goes on for later requests.
+    async fn release(mut self) -> Result<(), ContentError> {
+        if let Some(writer) = self.writer.take() {
+            writer.close().await?;
+        }
+        match self.lease.take() {
+            Some(lease) => lease.release().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the request's use of a session that was removed, lease and all.
+    fn forget(mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.forget();
+        }
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        let Some(writer) = self.writer.take() else {
+            // Nothing in flight: the lease, if any, releases itself as it drops.
+            return;
+        };
+        let lease = self.lease.take();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                // Best effort: what fails here is found by the next request, which reads the
+                // session's true size; a lease not released expires.
+                let _ = writer.close().await;
+                if let Some(lease) = lease {
+                    let _ = lease.release().await;
+                }
+            });
+        }
+    }
 }
 
 /// How a piece of an upload ended.
@@ -75,6 +127,24 @@ enum PieceEnd {
     Close,
     /// This was the last piece: make the data final.
     Commit,
+}
+
+/// What leasing an upload session to a request found.
+enum Leased {
+    /// The session, leased to this request.
+    Session(Lease),
+    /// An earlier request's completion was cut short after the data had become the blob
+    /// `digest`; that completion is now finished and the session gone.
+    Completed(Digest),
+}
+
+/// What an upload session found when it was opened by a request for a piece of data.
+enum Opened {
+    /// The session, leased to this request, with the running hash of what it holds.
+    Session(OpenSession, Digester),
+    /// An earlier request's completion was cut short after the data had become the blob
+    /// `digest`; that completion is now finished and the session gone.
+    Completed(Digest),
 }
 
 impl Repository {
@@ -98,18 +168,28 @@ impl Repository {
         Ok(UploadStatus { id, size: 0 })
     }
 
-    /// Where the session `id` stands.
+    /// Where the session `id` stands: how many bytes it holds, read from storage.
+    ///
+    /// A session whose completion was cut short (a crash) after its data became the blob is
+    /// unknown, as it would be had the completion finished; one cut short before that reports the
+    /// data it holds, from which the client resumes.
     pub async fn upload_status(&self, id: &UploadId) -> Result<UploadStatus, ContentError> {
         self.ensure_upload_exists(id).await?;
+        let size = self.upload_size(id).await?;
+        if size.is_none() && self.completing_digest(id).await?.is_some() {
+            return Err(ContentError::upload_unknown(id));
+        }
         Ok(UploadStatus {
             id: id.clone(),
-            size: self.upload_size(id).await?,
+            size: size.unwrap_or(0),
         })
     }
 
     /// Appends `body` to the session `id`. With `start`, the piece must begin exactly where the
     /// upload ends (chunks arrive in order), else [`ContentError::UploadOutOfOrder`].
     ///
+    /// One request at a time may use a session, in any process over the store: while another
+    /// holds it this fails at once with [`ContentError::UploadInUse`], before reading `body`.
     /// If `body` fails midway (the client went away), what arrived is kept and the session can be
     /// continued from its new size, which [`Repository::upload_status`] reports.
     pub async fn append_upload<S, E>(
@@ -122,8 +202,15 @@ impl Repository {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: Into<BodyError>,
     {
-        let session = self.open_session(id, start).await?;
-        let (_, size) = self.write_piece(id, session, body, PieceEnd::Close).await?;
+        let (mut session, digester) = match self.open_session(id, start).await? {
+            Opened::Session(session, digester) => (session, digester),
+            Opened::Completed(_) => return Err(ContentError::upload_unknown(id)),
+        };
+        let written = self
+            .write_piece(id, &mut session, digester, body, PieceEnd::Close)
+            .await;
+        session.release().await?;
+        let (_, size) = written?;
         Ok(UploadStatus {
             id: id.clone(),
             size,
@@ -132,9 +219,12 @@ impl Repository {
 
     /// Appends the final `body` (possibly empty) to the session `id`, checks the whole upload
     /// hashes to `digest`, and makes it the blob `digest` of this repository. `start` is checked
-    /// as for [`Repository::append_upload`].
+    /// as for [`Repository::append_upload`], and the session is used exclusively as there.
     ///
-    /// On a digest mismatch the session is cancelled and nothing is stored.
+    /// On a digest mismatch the session is cancelled and nothing is stored. Only bytes this
+    /// request hashed become the blob: the data's stored size is checked against them before it
+    /// moves. A completion cut short by a crash is finished by the next request on the session: a
+    /// repeated completion with the same digest then succeeds.
     pub async fn complete_upload<S, E>(
         &self,
         id: &UploadId,
@@ -146,9 +236,193 @@ impl Repository {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: Into<BodyError>,
     {
-        let session = self.open_session(id, start).await?;
-        let (digester, _) = self
-            .write_piece(id, session, body, PieceEnd::Commit)
+        let (mut session, digester) = match self.open_session(id, start).await? {
+            Opened::Session(session, digester) => (session, digester),
+            Opened::Completed(completed) if &completed == digest => {
+                return self.blob(digest).await;
+            }
+            Opened::Completed(_) => return Err(ContentError::upload_unknown(id)),
+        };
+        let completed = self
+            .finish_upload(id, digest, &mut session, digester, body)
+            .await;
+        match completed {
+            // The session, lease and all, is gone.
+            Ok(_) | Err(ContentError::DigestMismatch { .. }) => session.forget(),
+            Err(_) => session.release().await?,
+        }
+        let blob = completed?;
+        Ok(blob)
+    }
+
+    /// Stores `body` as the blob `digest` in one step (a monolithic upload).
+    pub async fn put_blob<S, E>(&self, digest: &Digest, body: S) -> Result<Blob, ContentError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: Into<BodyError>,
+    {
+        let status = self.start_upload(digest.algorithm()).await?;
+        // The session's id is never handed out, so no other request can use it: no lease.
+        let (mut session, digester) = self.open_data(&status.id, 0, None).await?;
+        let result = self
+            .finish_upload(&status.id, digest, &mut session, digester, body)
+            .await;
+        session.forget();
+        if result.is_err() {
+            // A monolithic upload cannot be resumed by the client: never leave it behind.
+            self.discard_upload(&status.id).await?;
+        }
+        result
+    }
+
+    /// Cancels the session `id` and removes everything it received; [`ContentError::UploadInUse`]
+    /// while another request uses it.
+    pub async fn cancel_upload(&self, id: &UploadId) -> Result<(), ContentError> {
+        match self.lease_session(id).await? {
+            Leased::Session(lease) => {
+                self.discard_upload(id).await?;
+                lease.forget();
+                Ok(())
+            }
+            Leased::Completed(_) => Err(ContentError::upload_unknown(id)),
+        }
+    }
+
+    async fn ensure_upload_exists(&self, id: &UploadId) -> Result<(), ContentError> {
+        if exists(self.driver(), &layout::upload_started_at(&self.name, id)?).await? {
+            Ok(())
+        } else {
+            Err(ContentError::upload_unknown(id))
+        }
+    }
+
+    /// The size of the upload's data; `None` when it has no data file (nothing received yet, or
+    /// the data already became a blob).
+    async fn upload_size(&self, id: &UploadId) -> Result<Option<u64>, ContentError> {
+        match self
+            .driver()
+            .stat(&layout::upload_data(&self.name, id)?)
+            .await
+        {
+            Ok(info) => Ok(Some(info.size)),
+            Err(StorageError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Leases the session `id` to this request and opens its data for the next piece, which must
+    /// begin at `start` when given.
+    async fn open_session(
+        &self,
+        id: &UploadId,
+        start: Option<u64>,
+    ) -> Result<Opened, ContentError> {
+        let lease = match self.lease_session(id).await? {
+            Leased::Session(lease) => lease,
+            Leased::Completed(digest) => return Ok(Opened::Completed(digest)),
+        };
+        let size = self.upload_size(id).await?.unwrap_or(0);
+        if let Some(start) = start
+            && start != size
+        {
+            lease.release().await?;
+            return Err(ContentError::UploadOutOfOrder { start, size });
+        }
+        let (session, digester) = self.open_data(id, size, Some(lease)).await?;
+        Ok(Opened::Session(session, digester))
+    }
+
+    /// Leases the session `id` to this request, or fails at once with
+    /// [`ContentError::UploadInUse`]; then finishes a completion an earlier request left cut short.
+    async fn lease_session(&self, id: &UploadId) -> Result<Leased, ContentError> {
+        self.ensure_upload_exists(id).await?;
+        let lease_path = layout::upload_lease(&self.name, id)?;
+        let lease =
+            match Lease::try_acquire(&self.store.driver, &lease_path, self.lease_term()).await? {
+                Ok(lease) => lease,
+                Err(Busy { retry_after }) => {
+                    return Err(ContentError::UploadInUse {
+                        id: id.to_string(),
+                        retry_after,
+                    });
+                }
+            };
+        if let Err(error) = self.ensure_upload_exists(id).await {
+            // Cancelled or completed between the check and the lease, which then made a lone
+            // lease object: remove it.
+            delete_if_exists(self.driver(), &lease_path).await?;
+            lease.forget();
+            return Err(error);
+        }
+        match self.finish_interrupted_completion(id).await {
+            Ok(None) => Ok(Leased::Session(lease)),
+            Ok(Some(digest)) => {
+                lease.forget();
+                Ok(Leased::Completed(digest))
+            }
+            Err(error) => {
+                lease.release().await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// The session's running hash after its `size` bytes, and the session opened for a writer
+    /// appending to them under `lease`. A failure releases the lease.
+    async fn open_data(
+        &self,
+        id: &UploadId,
+        size: u64,
+        lease: Option<Lease>,
+    ) -> Result<(OpenSession, Digester), ContentError> {
+        let mut session = OpenSession {
+            writer: None,
+            lease,
+            start: size,
+        };
+        let opened = async {
+            let digester = match self.load_hash_state(id, size).await? {
+                Some(digester) => digester,
+                None if size == 0 => Digester::new(DigestAlgorithm::Sha256),
+                None => self.rehash_upload(id, DigestAlgorithm::Sha256).await?,
+            };
+            let writer = self
+                .driver()
+                .writer(&layout::upload_data(&self.name, id)?, size > 0)
+                .await?;
+            Ok::<_, ContentError>((writer, digester))
+        };
+        match opened.await {
+            Ok((writer, digester)) => {
+                session.writer = Some(writer);
+                Ok((session, digester))
+            }
+            Err(error) => {
+                session.release().await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Writes the last piece, verifies the digest and turns the data into the blob `digest`.
+    ///
+    /// For a leased session (one clients can reach), a marker naming the digest is stored before
+    /// the data moves, so that a crash anywhere in between is finished by the next request
+    /// ([`Repository::finish_interrupted_completion`]) rather than leaving a session without data.
+    async fn finish_upload<S, E>(
+        &self,
+        id: &UploadId,
+        digest: &Digest,
+        session: &mut OpenSession,
+        digester: Digester,
+        body: S,
+    ) -> Result<Blob, ContentError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: Into<BodyError>,
+    {
+        let (digester, size) = self
+            .write_piece(id, session, digester, body, PieceEnd::Commit)
             .await?;
         let actual = if digester.algorithm() == digest.algorithm() {
             digester.finalize()
@@ -163,9 +437,27 @@ impl Repository {
             });
         }
         let data = layout::upload_data(&self.name, id)?;
+        let stored = self.upload_size(id).await?.unwrap_or(0);
+        if stored != size {
+            // Something other than this request's writer changed the data since it was opened:
+            // what would move is not what was hashed.
+            return Err(ContentError::Corrupt {
+                path: data.to_string(),
+                reason: format!("the upload holds {stored} bytes but {size} were hashed"),
+            });
+        }
         let blob_path = layout::blob_data(digest)?;
         // Content-addressed: when the blob is already stored, this upload's copy is redundant.
         if !exists(self.driver(), &blob_path).await? {
+            if session.lease.is_some() {
+                self.driver()
+                    .put_content(
+                        &layout::upload_completing(&self.name, id)?,
+                        Bytes::copy_from_slice(digest.as_str().as_bytes()),
+                    )
+                    .await?;
+                session.ensure_held()?;
+            }
             self.driver().move_object(&data, &blob_path).await?;
         }
         self.link_blob(digest).await?;
@@ -173,80 +465,55 @@ impl Repository {
         self.blob(digest).await
     }
 
-    /// Stores `body` as the blob `digest` in one step (a monolithic upload).
-    pub async fn put_blob<S, E>(&self, digest: &Digest, body: S) -> Result<Blob, ContentError>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Send,
-        E: Into<BodyError>,
-    {
-        let status = self.start_upload(digest.algorithm()).await?;
-        let result = self.complete_upload(&status.id, digest, None, body).await;
-        if result.is_err() {
-            // A monolithic upload cannot be resumed by the client: never leave it behind.
-            self.discard_upload(&status.id).await?;
-        }
-        result
+    /// The digest a completion of the session was turning its data into, if one was begun.
+    async fn completing_digest(&self, id: &UploadId) -> Result<Option<Digest>, ContentError> {
+        read_link(self.driver(), &layout::upload_completing(&self.name, id)?).await
     }
 
-    /// Cancels the session `id` and removes everything it received.
-    pub async fn cancel_upload(&self, id: &UploadId) -> Result<(), ContentError> {
-        self.ensure_upload_exists(id).await?;
-        self.discard_upload(id).await
-    }
-
-    async fn ensure_upload_exists(&self, id: &UploadId) -> Result<(), ContentError> {
-        if exists(self.driver(), &layout::upload_started_at(&self.name, id)?).await? {
-            Ok(())
-        } else {
-            Err(ContentError::upload_unknown(id))
-        }
-    }
-
-    async fn upload_size(&self, id: &UploadId) -> Result<u64, ContentError> {
-        match self
-            .driver()
-            .stat(&layout::upload_data(&self.name, id)?)
-            .await
-        {
-            Ok(info) => Ok(info.size),
-            Err(StorageError::NotFound { .. }) => Ok(0),
-            Err(error) => Err(error.into()),
-        }
-    }
-
-    async fn open_session(
+    /// Finishes what an earlier completion of the session left undone. `Some(digest)` when its
+    /// data had already become the blob `digest`: the blob is linked now and the session removed.
+    /// When the data is still in the session (the crash came before the move, or a copying move
+    /// left both), the marker is dropped and the session goes on as it was.
+    async fn finish_interrupted_completion(
         &self,
         id: &UploadId,
-        start: Option<u64>,
-    ) -> Result<OpenSession, ContentError> {
-        self.ensure_upload_exists(id).await?;
-        let size = self.upload_size(id).await?;
-        if let Some(start) = start
-            && start != size
-        {
-            return Err(ContentError::UploadOutOfOrder { start, size });
-        }
-        let digester = match self.load_hash_state(id, size).await? {
-            Some(digester) => digester,
-            None if size == 0 => Digester::new(DigestAlgorithm::Sha256),
-            None => self.rehash_upload(id, DigestAlgorithm::Sha256).await?,
+    ) -> Result<Option<Digest>, ContentError> {
+        let marker = layout::upload_completing(&self.name, id)?;
+        let digest = match self.completing_digest(id).await {
+            Ok(Some(digest)) => digest,
+            Ok(None) => return Ok(None),
+            // Not written by a completion (they are written whole): no completion was begun.
+            Err(ContentError::Corrupt { .. }) => {
+                delete_if_exists(self.driver(), &marker).await?;
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
         };
-        let writer = self
-            .driver()
-            .writer(&layout::upload_data(&self.name, id)?, size > 0)
-            .await?;
-        Ok(OpenSession {
-            writer,
-            digester,
-            start: size,
-        })
+        if self.upload_size(id).await?.is_some() {
+            delete_if_exists(self.driver(), &marker).await?;
+            return Ok(None);
+        }
+        if self.stored_blob(&digest).await?.is_some() {
+            self.link_blob(&digest).await?;
+            self.discard_upload(id).await?;
+            return Ok(Some(digest));
+        }
+        // Neither the data nor the blob: nothing is left to continue or to finish.
+        self.discard_upload(id).await?;
+        Err(ContentError::upload_unknown(id))
     }
 
-    /// Streams `body` into the session, hashing as it goes; returns the hash and the new size.
+    /// Streams `body` into the session, hashing as it goes, and closes or commits the writer;
+    /// returns the hash and the new size.
+    ///
+    /// Each chunk is written only while the session's lease is still held; once it is not, the
+    /// writer is dropped without flushing (another request may own the session now) and the piece
+    /// fails.
     async fn write_piece<S, E>(
         &self,
         id: &UploadId,
-        session: OpenSession,
+        session: &mut OpenSession,
+        digester: Digester,
         body: S,
         end: PieceEnd,
     ) -> Result<(Digester, u64), ContentError>
@@ -254,35 +521,46 @@ impl Repository {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: Into<BodyError>,
     {
-        let OpenSession {
-            mut writer,
-            digester,
-            start,
-        } = session;
+        let start = session.start;
         let mut hashing = BackgroundDigester::new(digester);
         let mut body = std::pin::pin!(body);
         let mut failure = None;
         while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    if let Err(error) = hashing.update(chunk.clone()).await {
-                        failure = Some(error);
-                        break;
-                    }
-                    if let Err(error) = writer.write(chunk).await {
-                        failure = Some(ContentError::from(error));
-                        break;
-                    }
-                }
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
                 Err(error) => {
                     failure = Some(ContentError::Body(error.into()));
                     break;
                 }
+            };
+            if let Err(lost) = session.ensure_held() {
+                session.writer = None;
+                return Err(lost);
+            }
+            let Some(writer) = session.writer.as_mut() else {
+                break;
+            };
+            if let Err(error) = writer.write(chunk.clone()).await {
+                failure = Some(ContentError::from(error));
+                break;
+            }
+            if let Err(error) = hashing.update(chunk).await {
+                failure = Some(error);
+                break;
             }
         }
         let (digester, failure) = match hashing.finish().await {
             Ok(digester) => (Some(digester), failure),
             Err(error) => (None, failure.or(Some(error))),
+        };
+        if let Err(lost) = session.ensure_held() {
+            session.writer = None;
+            return Err(lost);
+        }
+        let Some(writer) = session.writer.take() else {
+            return Err(
+                failure.unwrap_or_else(|| ContentError::Body("the upload's writer is gone".into()))
+            );
         };
         let size = writer.size();
         match (digester, failure, end) {
@@ -296,9 +574,10 @@ impl Repository {
             }
             (digester, failure, _) => {
                 // Keep what arrived so the client can resume from the size it reads back; without
-                // a hash of it, the next piece hashes the data again.
-                writer.close().await?;
-                if let Some(digester) = digester {
+                // a hash of it, the next piece hashes the data again. When even that fails (a full
+                // disk), the size on storage is whatever got there, and the next piece hashes it.
+                let closed = writer.close().await;
+                if let (Ok(()), Some(digester)) = (closed, digester) {
                     self.record_hash_state(id, &digester, start, size).await?;
                 }
                 Err(failure
@@ -315,7 +594,9 @@ impl Repository {
         previous: u64,
         size: u64,
     ) -> Result<(), ContentError> {
-        if size == previous {
+        // A hash of other than exactly the stored bytes would be restored for data it does not
+        // describe.
+        if size == previous || digester.bytes_hashed() != size {
             return Ok(());
         }
         self.save_hash_state(id, digester).await?;
@@ -364,26 +645,34 @@ impl Repository {
         Ok(None)
     }
 
-    /// Hashes everything the upload holds, reading it back from storage.
+    /// Hashes everything the upload holds, reading it back from storage and hashing on the
+    /// blocking pool.
     async fn rehash_upload(
         &self,
         id: &UploadId,
         algorithm: DigestAlgorithm,
     ) -> Result<Digester, ContentError> {
-        let mut digester = Digester::new(algorithm);
+        let mut hashing = BackgroundDigester::new(Digester::new(algorithm));
         let data = layout::upload_data(&self.name, id)?;
         let mut stream = match self.driver().reader(&data, 0, None).await {
             Ok(stream) => stream,
-            Err(StorageError::NotFound { .. }) => return Ok(digester),
+            Err(StorageError::NotFound { .. }) => return hashing.finish().await,
             Err(error) => return Err(error.into()),
         };
         while let Some(chunk) = stream.next().await {
-            digester.update(&chunk?);
+            hashing.update(chunk?).await?;
         }
-        Ok(digester)
+        hashing.finish().await
     }
 
+    /// Removes the session: first the file that makes it exist, so that a crash halfway leaves an
+    /// unknown session rather than one that seems to hold nothing.
     async fn discard_upload(&self, id: &UploadId) -> Result<(), ContentError> {
+        delete_if_exists(self.driver(), &layout::upload_started_at(&self.name, id)?).await?;
         delete_if_exists(self.driver(), &layout::upload_dir(&self.name, id)?).await
+    }
+
+    fn lease_term(&self) -> std::time::Duration {
+        self.store.options.lease_term
     }
 }

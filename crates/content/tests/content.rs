@@ -12,8 +12,8 @@ use futures_util::stream;
 use registry_content::{ContentError, ContentOptions, ContentStore, Page};
 use registry_model::{Digest, DigestAlgorithm, Reference, RepositoryName, media_type};
 use registry_storage::{
-    ByteStream, FileInfo, FileWriter, FilesystemDriver, InMemoryDriver, StorageDriver,
-    StorageError, StoragePath, WalkVisitor,
+    ByteStream, FileInfo, FileWriter, FilesystemDriver, InMemoryDriver, ObjectVersion, PutMode,
+    StorageDriver, StorageError, StoragePath, WalkVisitor,
 };
 
 fn name(text: &str) -> RepositoryName {
@@ -228,6 +228,20 @@ impl StorageDriver for CountingDriver {
     }
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<(), StorageError> {
         self.inner.put_content(path, content).await
+    }
+    async fn get_content_versioned(
+        &self,
+        path: &StoragePath,
+    ) -> Result<(Bytes, ObjectVersion), StorageError> {
+        self.inner.get_content_versioned(path).await
+    }
+    async fn put_content_if(
+        &self,
+        path: &StoragePath,
+        content: Bytes,
+        mode: PutMode,
+    ) -> Result<ObjectVersion, StorageError> {
+        self.inner.put_content_if(path, content, mode).await
     }
     async fn reader(
         &self,

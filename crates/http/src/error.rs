@@ -186,6 +186,14 @@ impl From<ContentError> for ApiError {
             ContentError::UploadUnknown { .. } => {
                 ApiError::new(S::NOT_FOUND, ErrorCode::BlobUploadUnknown, message)
             }
+            ContentError::UploadInUse { retry_after, .. } => {
+                ApiError::new(S::CONFLICT, ErrorCode::BlobUploadInvalid, message)
+                    .with_header(header::RETRY_AFTER, retry_after_seconds(retry_after))
+            }
+            ContentError::RepositoryBusy { retry_after, .. } => {
+                ApiError::new(S::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests, message)
+                    .with_header(header::RETRY_AFTER, retry_after_seconds(retry_after))
+            }
             ContentError::UploadOutOfOrder { size, .. } => ApiError::new(
                 S::RANGE_NOT_SATISFIABLE,
                 ErrorCode::BlobUploadInvalid,
@@ -224,6 +232,13 @@ impl From<ContentError> for ApiError {
             other => ApiError::internal(&other),
         }
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up: a client that waits that long finds the holder's
+/// term over.
+fn retry_after_seconds(wait: std::time::Duration) -> HeaderValue {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HeaderValue::from(seconds.max(1))
 }
 
 impl From<NameError> for ApiError {

@@ -73,4 +73,25 @@ impl StorageError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StorageError::NotFound { .. })
     }
+
+    /// Whether the backend is out of space (a full disk, an exhausted quota): retrying is
+    /// pointless until someone frees some.
+    pub fn is_storage_full(&self) -> bool {
+        let StorageError::Backend { source, .. } = self else {
+            return false;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+        while let Some(error) = cause {
+            if let Some(io) = error.downcast_ref::<std::io::Error>()
+                && matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            {
+                return true;
+            }
+            cause = error.source();
+        }
+        false
+    }
 }

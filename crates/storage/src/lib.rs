@@ -8,6 +8,8 @@
 
 mod driver;
 mod error;
+#[cfg(any(test, feature = "faults"))]
+pub mod faults;
 mod filesystem;
 mod inmemory;
 mod path;
