@@ -527,6 +527,59 @@ async fn entries_deleted_during_the_scan_are_skipped() {
     assert_eq!(report, clean);
 }
 
+/// Scans with repair running while images are pushed into the same store, as when registryd
+/// serves it: nothing halfway through a push is taken for damage, and nothing is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_during_pushes_find_nothing_wrong() {
+    const IMAGES: usize = 40;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let content = store(Arc::new(FilesystemDriver::new(dir.path()).expect("driver")));
+    let pushing = content.clone();
+    let pusher = tokio::spawn(async move {
+        let repository = pushing.repository("team/app".parse().expect("name"));
+        for index in 0..IMAGES {
+            let layer = format!("layer {index}");
+            let digest = Digest::sha256(layer.as_bytes());
+            repository
+                .put_blob(&digest, body(layer.as_bytes()))
+                .await
+                .expect("layer");
+            let manifest = Bytes::from(format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{digest}","size":{}}},"layers":[]}}"#,
+                media_type::OCI_IMAGE_MANIFEST,
+                media_type::OCI_IMAGE_CONFIG,
+                layer.len(),
+            ));
+            repository
+                .put_manifest(
+                    &Reference::Tag(format!("v{index}").parse().expect("tag")),
+                    None,
+                    manifest,
+                    &["latest".parse().expect("tag")],
+                )
+                .await
+                .expect("manifest");
+        }
+    });
+    let mut scans = 0;
+    loop {
+        let finished = pusher.is_finished();
+        let (_, problems) = verify(&content, true).await;
+        assert_eq!(problems, vec![], "scan {scans}");
+        scans += 1;
+        if finished {
+            break;
+        }
+    }
+    pusher.await.expect("pushes");
+    let (report, _) = verify(&content, false).await;
+    assert_eq!(report.blobs_checked, 2 * IMAGES as u64);
+    // Per image: a layer link, a revision, its tag with one history entry; and `latest` with one
+    // history entry per image.
+    assert_eq!(report.links_checked, 4 * IMAGES as u64 + 1 + IMAGES as u64);
+    assert!(scans > 0);
+}
+
 #[tokio::test]
 async fn thousands_of_links_are_verified() {
     const BLOBS: usize = 500;
