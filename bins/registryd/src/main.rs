@@ -7,6 +7,7 @@
 mod cert;
 mod config_check;
 mod htpasswd;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,12 @@ enum Command {
     /// Work with the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check the store: re-hash every blob and check every link, printing each problem by its
+    /// storage path. Safe while registryd serves the same store.
+    ///
+    /// Exits 0 when the store is clean, 1 when anything was wrong (even if repaired), 2 when it
+    /// could not be verified.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +83,7 @@ fn main() -> ExitCode {
             "config check",
             config_check::run(config_path(config).as_deref()),
         ),
+        Some(Command::Verify(args)) => verify::run(args),
     }
 }
 

@@ -210,3 +210,52 @@ pub(crate) fn referrer_descriptor(
         ),
     )
 }
+
+// The directories the scrub (`verify`) lists to find every blob and link, one per algorithm.
+
+/// The directory of all blobs of `algorithm`; below it, one directory per first two hex characters.
+pub(crate) fn blobs_dir(algorithm: DigestAlgorithm) -> Result<StoragePath, StorageError> {
+    path(&format!("blobs/{algorithm}"))
+}
+
+/// The directory of a repository's layer links of `algorithm`.
+pub(crate) fn layer_links_dir(
+    name: &RepositoryName,
+    algorithm: DigestAlgorithm,
+) -> Result<StoragePath, StorageError> {
+    repository(name, &format!("_layers/{algorithm}"))
+}
+
+/// The directory of a repository's manifest revision links of `algorithm`.
+pub(crate) fn revision_links_dir(
+    name: &RepositoryName,
+    algorithm: DigestAlgorithm,
+) -> Result<StoragePath, StorageError> {
+    repository(name, &format!("_manifests/revisions/{algorithm}"))
+}
+
+/// The directory of a tag's history entries of `algorithm`.
+pub(crate) fn tag_index_dir(
+    name: &RepositoryName,
+    tag: &Tag,
+    algorithm: DigestAlgorithm,
+) -> Result<StoragePath, StorageError> {
+    repository(name, &format!("_manifests/tags/{tag}/index/{algorithm}"))
+}
+
+/// The directory of the referrer records of every subject of `algorithm`.
+pub(crate) fn referrer_subjects_dir(
+    name: &RepositoryName,
+    algorithm: DigestAlgorithm,
+) -> Result<StoragePath, StorageError> {
+    repository(name, &format!("_referrers/{algorithm}"))
+}
+
+/// The directory of the records of `subject`'s referrers whose digests use `algorithm`.
+pub(crate) fn referrer_entries_dir(
+    name: &RepositoryName,
+    subject: &Digest,
+    algorithm: DigestAlgorithm,
+) -> Result<StoragePath, StorageError> {
+    referrers_dir(name, subject)?.join(algorithm.as_str())
+}

@@ -27,6 +27,7 @@ mod purge;
 mod referrers;
 mod time;
 mod uploads;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub use error::ContentError;
 pub use manifests::{PushedManifest, StoredManifest};
 pub use purge::PurgeReport;
 pub use uploads::{UploadId, UploadStatus};
+pub use verify::{Problem, ProblemKind, Repair, VerifyEvent, VerifyOptions, VerifyReport};
 
 /// Manifests larger than this are refused by default: 4 MiB, the limit the distribution spec
 /// says registries SHOULD accept at least.

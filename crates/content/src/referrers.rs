@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use registry_model::{Descriptor, Digest, Manifest};
-use registry_storage::StorageError;
+use registry_storage::{StorageError, StoragePath};
 
 use crate::{ContentError, Repository, layout};
 
@@ -24,17 +24,10 @@ impl Repository {
         let mut descriptors = Vec::new();
         for algorithm_dir in list_or_empty(self, &dir).await? {
             for entry in list_or_empty(self, &algorithm_dir).await? {
-                let path = entry.join("descriptor")?;
-                let bytes = match self.driver().get_content(&path).await {
-                    Ok(bytes) => bytes,
-                    Err(StorageError::NotFound { .. }) => continue,
-                    Err(error) => return Err(error.into()),
+                let Some(descriptor) = self.referrer_record(&entry.join("descriptor")?).await?
+                else {
+                    continue;
                 };
-                let descriptor: Descriptor =
-                    serde_json::from_slice(&bytes).map_err(|error| ContentError::Corrupt {
-                        path: path.to_string(),
-                        reason: error.to_string(),
-                    })?;
                 if artifact_type.is_some() && descriptor.artifact_type.as_deref() != artifact_type {
                     continue;
                 }
@@ -46,6 +39,25 @@ impl Repository {
         }
         descriptors.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(descriptors)
+    }
+
+    /// The descriptor recorded at `path` (a referrer's `descriptor` file), or `None` when there is
+    /// none.
+    pub(crate) async fn referrer_record(
+        &self,
+        path: &StoragePath,
+    ) -> Result<Option<Descriptor>, ContentError> {
+        let bytes = match self.driver().get_content(path).await {
+            Ok(bytes) => bytes,
+            Err(StorageError::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|error| ContentError::Corrupt {
+                path: path.to_string(),
+                reason: error.to_string(),
+            })
     }
 
     /// Records the manifest `digest` (parsed as `manifest`, `size` bytes) as a referrer of `subject`.
@@ -82,8 +94,8 @@ impl Repository {
 
 async fn list_or_empty(
     repository: &Repository,
-    dir: &registry_storage::StoragePath,
-) -> Result<Vec<registry_storage::StoragePath>, ContentError> {
+    dir: &StoragePath,
+) -> Result<Vec<StoragePath>, ContentError> {
     match repository.driver().list(dir).await {
         Ok(children) => Ok(children),
         Err(StorageError::NotFound { .. }) => Ok(Vec::new()),

@@ -273,19 +273,8 @@ impl Registry {
                 reason: "read-only mode is not implemented in this version of registryd",
             });
         }
-        let driver: Arc<dyn StorageDriver> = match &config.storage.driver {
-            StorageDriverConfig::Filesystem(filesystem) => Arc::new(
-                FilesystemDriver::new(&filesystem.rootdirectory)
-                    .map_err(|source| BuildError::Storage {
-                        key: "storage.filesystem.rootdirectory",
-                        source,
-                    })?
-                    .with_direct_io(filesystem.directio),
-            ),
-            StorageDriverConfig::InMemory => Arc::new(InMemoryDriver::new()),
-        };
         let mut builder = Registry::builder()
-            .driver(driver)
+            .driver(driver_from_config(config)?)
             .delete_enabled(config.storage.delete.enabled)
             .access_controller(access)
             .listing_limits(config.catalog.maxentries, config.tags.maxtags);
@@ -326,6 +315,32 @@ impl Registry {
             .tls(tls)
             .build())
     }
+}
+
+/// The content store over the storage driver a configuration's `storage` section describes,
+/// built as [`Registry::from_config`] builds it but without the HTTP API, authentication or TLS:
+/// what offline tools (`registryd verify`) work on. Creates the filesystem root if it is missing.
+pub fn content_store_from_config(config: &Config) -> Result<ContentStore, BuildError> {
+    let options = ContentOptions {
+        delete_enabled: config.storage.delete.enabled,
+        ..ContentOptions::default()
+    };
+    Ok(ContentStore::new(driver_from_config(config)?, options))
+}
+
+/// The storage driver `storage` describes.
+fn driver_from_config(config: &Config) -> Result<Arc<dyn StorageDriver>, BuildError> {
+    Ok(match &config.storage.driver {
+        StorageDriverConfig::Filesystem(filesystem) => Arc::new(
+            FilesystemDriver::new(&filesystem.rootdirectory)
+                .map_err(|source| BuildError::Storage {
+                    key: "storage.filesystem.rootdirectory",
+                    source,
+                })?
+                .with_direct_io(filesystem.directio),
+        ),
+        StorageDriverConfig::InMemory => Arc::new(InMemoryDriver::new()),
+    })
 }
 
 /// The access controller `auth` describes: its authenticator and `auth.access` rules.

@@ -1,0 +1,243 @@
+//! `registryd verify`: exit codes, output by storage path, `--repair`, and the configuration read
+//! as `serve` reads it. The stores are written by hand in registry:2's layout.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest as _, Sha256};
+
+const REGISTRYD: &str = env!("CARGO_BIN_EXE_registryd");
+
+fn registryd() -> Command {
+    let mut command = Command::new(REGISTRYD);
+    // The tests' own environment must not configure the runs.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("REGISTRY_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+fn run(command: &mut Command) -> (Option<i32>, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("run registryd");
+    (
+        status.code(),
+        String::from_utf8(stdout).expect("stdout is UTF-8"),
+        String::from_utf8(stderr).expect("stderr is UTF-8"),
+    )
+}
+
+/// A registry:2 data directory under a temporary directory, with a config file naming it.
+struct Store {
+    dir: tempfile::TempDir,
+}
+
+impl Store {
+    fn new() -> Store {
+        let store = Store {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        std::fs::create_dir_all(store.data()).expect("data dir");
+        std::fs::write(
+            store.config(),
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
+                store.data().display()
+            ),
+        )
+        .expect("config");
+        store
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("config.yml")
+    }
+
+    fn v2(&self) -> PathBuf {
+        self.data().join("docker/registry/v2")
+    }
+
+    /// Stores `content` as a blob and returns its hex digest.
+    fn blob(&self, content: &[u8]) -> String {
+        let hex = hex::encode(Sha256::digest(content));
+        let dir = self.blob_dir(&hex);
+        std::fs::create_dir_all(&dir).expect("blob dir");
+        std::fs::write(dir.join("data"), content).expect("blob data");
+        hex
+    }
+
+    fn blob_dir(&self, hex: &str) -> PathBuf {
+        self.v2().join(format!("blobs/sha256/{}/{hex}", &hex[..2]))
+    }
+
+    /// Links the blob `hex` into the repository `name` and returns the link's directory.
+    fn layer_link(&self, name: &str, hex: &str) -> PathBuf {
+        let dir = self
+            .v2()
+            .join(format!("repositories/{name}/_layers/sha256/{hex}"));
+        std::fs::create_dir_all(&dir).expect("link dir");
+        std::fs::write(dir.join("link"), format!("sha256:{hex}")).expect("link");
+        dir
+    }
+
+    fn verify(&self, extra: &[&str]) -> (Option<i32>, String, String) {
+        run(registryd().arg("verify").arg(self.config()).args(extra))
+    }
+}
+
+/// The storage path of `file` below the data directory, as the output names it.
+fn storage_path(store: &Store, file: &Path) -> String {
+    let relative = file.strip_prefix(store.data()).expect("below the data dir");
+    format!("/{}", relative.display())
+}
+
+#[test]
+fn clean_store_exits_0_and_prints_the_totals() {
+    let store = Store::new();
+    let hex = store.blob(b"layer");
+    store.layer_link("team/app", &hex);
+
+    let (code, stdout, stderr) = store.verify(&[]);
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.starts_with("verified 1 blobs and 1 links, hashed 5 bytes (5 B) in "),
+        "{stdout}"
+    );
+    assert!(stdout.trim_end().ends_with(": no problems"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1);
+    assert_eq!(stderr, "", "no progress when stderr is not a terminal");
+}
+
+#[test]
+fn problems_are_printed_by_path_and_exit_1_leaving_the_store_as_it_was() {
+    let store = Store::new();
+    let corrupt = store.blob(b"layer");
+    store.layer_link("team/app", &corrupt);
+    let data = store.blob_dir(&corrupt).join("data");
+    std::fs::write(&data, b"layr").expect("corrupt the blob");
+    let missing = hex::encode(Sha256::digest(b"never stored"));
+    let dangling = store.layer_link("team/app", &missing).join("link");
+
+    let (code, stdout, stderr) = store.verify(&[]);
+    assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "{}: corrupt blob: content is sha256:{}",
+            storage_path(&store, &data),
+            hex::encode(Sha256::digest(b"layr"))
+        )
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "{}: dangling link: the data of blob sha256:{missing} is missing",
+            storage_path(&store, &dangling)
+        )
+    );
+    assert!(lines[2].ends_with(": 2 problems"), "{stdout}");
+    assert!(
+        data.exists() && dangling.exists(),
+        "verify alone changes nothing"
+    );
+}
+
+#[test]
+fn repair_removes_the_dangling_link_only_and_a_second_run_is_clean() {
+    let store = Store::new();
+    let kept = store.blob(b"layer");
+    let good = store.layer_link("team/app", &kept).join("link");
+    let missing = hex::encode(Sha256::digest(b"never stored"));
+    let dangling = store.layer_link("team/app", &missing);
+
+    let (code, stdout, stderr) = store.verify(&["--repair"]);
+    assert_eq!(
+        code,
+        Some(1),
+        "something was wrong: stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{}: dangling link: the data of blob sha256:{missing} is missing (removed {})",
+            storage_path(&store, &dangling.join("link")),
+            storage_path(&store, &dangling)
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with(": 1 problem, 1 link removed"),
+        "{stdout}"
+    );
+    assert!(!dangling.exists());
+    assert!(good.exists() && store.blob_dir(&kept).join("data").exists());
+
+    let (code, stdout, _) = store.verify(&[]);
+    assert_eq!(code, Some(0), "{stdout}");
+}
+
+#[test]
+fn a_root_directory_that_does_not_exist_exits_2_and_is_not_created() {
+    let store = Store::new();
+    let nowhere = store.dir.path().join("typo");
+    std::fs::write(
+        store.config(),
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
+            nowhere.display()
+        ),
+    )
+    .expect("config");
+
+    let (code, stdout, stderr) = store.verify(&[]);
+    assert_eq!(code, Some(2), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stderr.contains("config key storage.filesystem.rootdirectory"),
+        "{stderr}"
+    );
+    assert!(!nowhere.exists());
+}
+
+#[test]
+fn an_inmemory_store_cannot_be_verified() {
+    let store = Store::new();
+    std::fs::write(store.config(), "version: 0.1\nstorage:\n  inmemory: {}\n").expect("config");
+    let (code, _, stderr) = store.verify(&[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("config key storage"), "{stderr}");
+}
+
+#[test]
+fn configuration_comes_from_the_environment_as_for_serve() {
+    let store = Store::new();
+    let missing = hex::encode(Sha256::digest(b"never stored"));
+    store.layer_link("app", &missing);
+    // The file names an empty directory; the environment overrides it with the store.
+    let empty = store.dir.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("empty dir");
+    std::fs::write(
+        store.config(),
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
+            empty.display()
+        ),
+    )
+    .expect("config");
+
+    let (code, stdout, stderr) = run(registryd()
+        .arg("verify")
+        .env("REGISTRY_CONFIGURATION_PATH", store.config())
+        .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", store.data()));
+    assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("dangling link"), "{stdout}");
+}
