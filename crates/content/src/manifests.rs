@@ -176,7 +176,7 @@ impl Repository {
     /// manifest a tag names happens under it, so a delete and a push never interleave: a tag is
     /// never left naming a manifest deleted meanwhile, and a delete never removes a tag that a
     /// push moved meanwhile.
-    async fn lease_tags(&self) -> Result<Lease, ContentError> {
+    pub(crate) async fn lease_tags(&self) -> Result<Lease, ContentError> {
         let term = self.store.options.lease_term;
         // Long enough for a lease left by a crashed process to expire.
         let patience = term + term / 2;

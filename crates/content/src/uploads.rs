@@ -141,7 +141,7 @@ enum Leased {
 /// What an upload session found when it was opened by a request for a piece of data.
 enum Opened {
     /// The session, leased to this request, with the running hash of what it holds.
-    Session(OpenSession, Digester),
+    Session(OpenSession, Box<Digester>),
     /// An earlier request's completion was cut short after the data had become the blob
     /// `digest`; that completion is now finished and the session gone.
     Completed(Digest),
@@ -203,7 +203,7 @@ impl Repository {
         E: Into<BodyError>,
     {
         let (mut session, digester) = match self.open_session(id, start).await? {
-            Opened::Session(session, digester) => (session, digester),
+            Opened::Session(session, digester) => (session, *digester),
             Opened::Completed(_) => return Err(ContentError::upload_unknown(id)),
         };
         let written = self
@@ -237,7 +237,7 @@ impl Repository {
         E: Into<BodyError>,
     {
         let (mut session, digester) = match self.open_session(id, start).await? {
-            Opened::Session(session, digester) => (session, digester),
+            Opened::Session(session, digester) => (session, *digester),
             Opened::Completed(completed) if &completed == digest => {
                 return self.blob(digest).await;
             }
@@ -329,7 +329,7 @@ impl Repository {
             return Err(ContentError::UploadOutOfOrder { start, size });
         }
         let (session, digester) = self.open_data(id, size, Some(lease)).await?;
-        Ok(Opened::Session(session, digester))
+        Ok(Opened::Session(session, Box::new(digester)))
     }
 
     /// Leases the session `id` to this request, or fails at once with

@@ -20,6 +20,7 @@ use registry_model::{Digest, DigestAlgorithm, Digester, RepositoryName, Tag};
 use registry_storage::{StorageError, StoragePath};
 
 use crate::hashing::BackgroundDigester;
+use crate::lease::Lease;
 use crate::links::{delete_if_exists, read_link};
 use crate::{ContentError, ContentStore, Repository, layout};
 
@@ -588,24 +589,46 @@ impl Repository {
     }
 
     /// Checks `link` again and removes it if it is still bad, returning what the check found and
-    /// what was done. The only place the scrub removes anything: a repository-level lock taken
-    /// around this function (once the driver's conditional writes provide one) will also keep a
-    /// push from making the link good between the check and the removal.
+    /// what was done. The only place the scrub removes anything.
+    ///
+    /// It holds the repository's lease from the check to the removal, as every push and delete of
+    /// manifests and tags does, so none of them can make a manifest or tag link good in between.
+    /// Layer links are written outside that lease (after the blob's data, by uploads and mounts):
+    /// a dangling layer link is checked once more after its removal and written back if its blob
+    /// has arrived meanwhile.
     async fn repair_link(&self, link: &Link) -> Result<(Verdict, Repair), ContentError> {
+        let lease = self.lease_tags().await?;
+        let repaired = self.repair_link_leased(link, &lease).await;
+        lease.release().await?;
+        repaired
+    }
+
+    async fn repair_link_leased(
+        &self,
+        link: &Link,
+        lease: &Lease,
+    ) -> Result<(Verdict, Repair), ContentError> {
         let verdict = self.check_link(link).await?;
-        let repair = match &verdict {
-            Verdict::Bad(_) => {
-                let removal = link.removal(&self.name)?;
-                match delete_if_exists(self.driver(), &removal).await {
-                    Ok(()) => Repair::Removed(removal),
-                    Err(error) => Repair::Failed {
-                        path: removal,
-                        error: error.to_string(),
-                    },
-                }
-            }
-            Verdict::Fine | Verdict::Gone | Verdict::Failed(_) => Repair::None,
+        let Verdict::Bad(_) = &verdict else {
+            return Ok((verdict, Repair::None));
         };
-        Ok((verdict, repair))
+        let removal = link.removal(&self.name)?;
+        lease.ensure_held()?;
+        if let Err(error) = delete_if_exists(self.driver(), &removal).await {
+            let repair = Repair::Failed {
+                path: removal,
+                error: error.to_string(),
+            };
+            return Ok((verdict, repair));
+        }
+        let dangling = matches!(verdict, Verdict::Bad(ProblemKind::MissingBlob { .. }));
+        if let Link::Layer(digest) = link
+            && dangling
+            && self.stored_blob(digest).await?.is_some()
+        {
+            self.link_blob(digest).await?;
+            return Ok((Verdict::Fine, Repair::None));
+        }
+        Ok((verdict, Repair::Removed(removal)))
     }
 }

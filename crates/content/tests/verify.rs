@@ -16,8 +16,8 @@ use registry_content::{
 };
 use registry_model::{Digest, DigestAlgorithm, Reference, media_type};
 use registry_storage::{
-    ByteStream, FileInfo, FileWriter, FilesystemDriver, InMemoryDriver, StorageDriver,
-    StorageError, StoragePath, WalkControl,
+    ByteStream, FileInfo, FileWriter, FilesystemDriver, InMemoryDriver, ObjectVersion, PutMode,
+    StorageDriver, StorageError, StoragePath, WalkControl,
 };
 
 const REPO: &str = "/docker/registry/v2/repositories/team/app";
@@ -669,6 +669,20 @@ impl StorageDriver for Interfering {
     }
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<(), StorageError> {
         self.inner.put_content(path, content).await
+    }
+    async fn get_content_versioned(
+        &self,
+        path: &StoragePath,
+    ) -> Result<(Bytes, ObjectVersion), StorageError> {
+        self.inner.get_content_versioned(path).await
+    }
+    async fn put_content_if(
+        &self,
+        path: &StoragePath,
+        content: Bytes,
+        mode: PutMode,
+    ) -> Result<ObjectVersion, StorageError> {
+        self.inner.put_content_if(path, content, mode).await
     }
     async fn reader(
         &self,
