@@ -226,8 +226,24 @@ async fn reload_on_hangup(registry: Registry, mut hangups: Signal) {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
+/// Completes on the first SIGINT or SIGTERM, which starts a graceful shutdown; from then on a
+/// second one ends the process at once, as an operator pressing Ctrl-C twice expects. Uploads cut
+/// that way are resumable from their true size once the next registryd is up.
 async fn shutdown_signal() {
+    let received = stop_signal().await;
+    tracing::info!(
+        "{received} received, shutting down: requests in flight may finish (send it again to \
+         exit at once)"
+    );
+    tokio::spawn(async {
+        let again = stop_signal().await;
+        tracing::warn!("{again} received again: exiting without waiting for requests");
+        std::process::exit(1);
+    });
+}
+
+/// Completes on SIGINT or SIGTERM, naming it.
+async fn stop_signal() -> &'static str {
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(stream) => Some(stream),
         Err(error) => {
@@ -244,8 +260,8 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-        () = terminated => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        () = terminated => "SIGTERM",
     }
 }
 

@@ -42,12 +42,18 @@ impl Running {
 
     /// [`Running::start`] with more top-level YAML (an `auth:` section) in the config.
     fn start_with(root: &Path, extra_yaml: &str) -> Running {
+        Running::start_configured(root, "", extra_yaml)
+    }
+
+    /// [`Running::start`] with more keys of the `http` section (indented by two spaces) and more
+    /// top-level YAML in the config.
+    fn start_configured(root: &Path, http_yaml: &str, extra_yaml: &str) -> Running {
         let address = free_address();
         let config = root.join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n{extra_yaml}",
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n{http_yaml}{extra_yaml}",
                 root.join("data").display()
             ),
         )
@@ -221,24 +227,23 @@ fn environment_configures_address_and_storage_without_a_file() {
     );
 }
 
-#[test]
-fn sigterm_lets_an_upload_in_flight_finish() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = Running::start(dir.path());
+/// Starts an upload on `server` and returns its location.
+fn start_upload(server: &Running) -> String {
     let (status, headers) = request(
         server.address,
         "POST /v2/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(status, 202);
-    let location = headers
+    headers
         .iter()
         .find_map(|header| header.strip_prefix("location: "))
         .expect("location")
-        .to_owned();
+        .to_owned()
+}
 
-    // Start a PATCH, send half its body, stop the server, then send the rest.
+/// Sends the head of a PATCH of `length` bytes to `location` and the first `sent` of them.
+fn begin_patch(server: &Running, location: &str, body: &[u8], sent: usize) -> TcpStream {
     let mut stream = TcpStream::connect(server.address).expect("connect");
-    let body = vec![b'x'; 64 * 1024];
     stream
         .write_all(
             format!(
@@ -248,12 +253,93 @@ fn sigterm_lets_an_upload_in_flight_finish() {
             .as_bytes(),
         )
         .expect("head");
+    stream.write_all(&body[..sent]).expect("part of the body");
     stream
-        .write_all(&body[..body.len() / 2])
-        .expect("first half");
-    std::thread::sleep(Duration::from_millis(200));
+}
+
+/// Waits until a request holds the upload at `location` of the registry storing below `root`:
+/// its lease is in storage and not expired.
+fn wait_for_upload_in_use(root: &Path, location: &str) {
+    let id = location.rsplit('/').next().expect("upload id");
+    let lease = root.join(format!(
+        "data/docker/registry/v2/repositories/app/_uploads/{id}/registryd-lease"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis();
+        let held = std::fs::read(&lease)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|record| record["expires"].as_u64())
+            .is_some_and(|expires| u128::from(expires) > now);
+        if held {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the PATCH never took the upload");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until the server no longer accepts connections: shutdown has begun.
+fn wait_until_not_accepting(server: &Running) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(server.address).is_ok() {
+        assert!(Instant::now() < deadline, "registryd kept accepting");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The size an upload reports (`Range: 0-<last>` of its status), retrying while the session is
+/// still held by a request cut off by a stop.
+fn upload_size(server: &Running, location: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, headers) = request(
+            server.address,
+            &format!("GET {location} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 204, "{headers:?}");
+        let range = headers
+            .iter()
+            .find_map(|header| header.strip_prefix("range: "))
+            .expect("range")
+            .to_owned();
+        // A session the stopped server still leases answers 409 to a PATCH; wait it out.
+        let (probe, _) = request(
+            server.address,
+            &format!(
+                "PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Range: 999999999-999999999\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx"
+            ),
+        );
+        if probe == 416 {
+            let last: u64 = range
+                .strip_prefix("0-")
+                .and_then(|last| last.parse().ok())
+                .expect("Range: 0-<last>");
+            return if range == "0-0" { 0 } else { last + 1 };
+        }
+        assert_eq!(probe, 409, "an out-of-order PATCH on a free session is 416");
+        assert!(Instant::now() < deadline, "the upload stayed in use");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Running::start(dir.path());
+    let location = start_upload(&server);
+
+    // Start a PATCH, send half its body, stop the server once the PATCH holds the upload, then
+    // send the rest once the server has stopped accepting.
+    let body = vec![b'x'; 64 * 1024];
+    let mut stream = begin_patch(&server, &location, &body, body.len() / 2);
+    wait_for_upload_in_use(dir.path(), &location);
     server.signal("TERM");
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until_not_accepting(&server);
     stream
         .write_all(&body[body.len() / 2..])
         .expect("second half");
@@ -271,6 +357,70 @@ fn sigterm_lets_an_upload_in_flight_finish() {
         TcpStream::connect(server.address).is_err(),
         "no longer accepting connections"
     );
+}
+
+#[test]
+fn an_upload_still_arriving_at_the_drain_timeout_is_cut_and_stays_resumable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Running::start_configured(dir.path(), "  draintimeout: 1s\n", "");
+    let location = start_upload(&server);
+    let body = vec![b'y'; 64 * 1024];
+    let mut stream = begin_patch(&server, &location, &body, 20_000);
+    wait_for_upload_in_use(dir.path(), &location);
+    let stopped = Instant::now();
+    server.signal("TERM");
+    // The client sends nothing more: the body is ended at the drain timeout, what arrived is
+    // stored, and the client is told to resume.
+    let (status, _) = read_response_head(&mut stream);
+    assert_eq!(status, 503, "the cut request is answered");
+    assert!(server.wait_exit(Duration::from_secs(10)), "exit status 0");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(6),
+        "stopped within the drain timeout and the save grace: {:?}",
+        stopped.elapsed()
+    );
+
+    let server = Running::start(dir.path());
+    assert_eq!(upload_size(&server, &location), 20_000);
+    let (status, headers) = request(
+        server.address,
+        &format!(
+            "PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Range: 20000-65535\r\nContent-Length: 45536\r\nConnection: close\r\n\r\n{}",
+            "y".repeat(45_536)
+        ),
+    );
+    assert_eq!(status, 202, "{headers:?}");
+    assert!(
+        headers.contains(&"range: 0-65535".to_owned()),
+        "{headers:?}"
+    );
+}
+
+#[test]
+fn a_second_stop_signal_exits_at_once_and_the_upload_resumes_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Running::start(dir.path());
+    let location = start_upload(&server);
+    let body = vec![b'z'; 64 * 1024];
+    let _stream = begin_patch(&server, &location, &body, 10_000);
+    wait_for_upload_in_use(dir.path(), &location);
+    server.signal("TERM");
+    wait_until_not_accepting(&server);
+    let second = Instant::now();
+    server.signal("INT");
+    assert!(
+        !server.wait_exit(Duration::from_secs(5)),
+        "a second signal exits with a failure status"
+    );
+    assert!(
+        second.elapsed() < Duration::from_secs(5),
+        "exited at once, not after the 20 s drain: {:?}",
+        second.elapsed()
+    );
+
+    let server = Running::start(dir.path());
+    let size = upload_size(&server, &location);
+    assert!(size <= 10_000, "no more than what was sent: {size}");
 }
 
 /// `registryd htpasswd USER [PASSWORD]`, the password on standard input when `stdin` is set.

@@ -8,6 +8,7 @@ use registry_model::{DigestError, NameError, ReferenceError, TagError};
 use serde::Serialize;
 
 use crate::body::{self, ResponseBody};
+use crate::body_guard::BodyCut;
 
 /// The error codes of the distribution spec (plus `TAG_INVALID`, which the spec names among the
 /// codes clients may meet, for a tag that breaks the tag grammar).
@@ -224,11 +225,28 @@ impl From<ContentError> for ApiError {
                 ErrorCode::Unsupported,
                 "deletes are disabled on this registry (storage.delete.enabled is false)",
             ),
-            ContentError::Body(_) => ApiError::new(
-                S::BAD_REQUEST,
-                ErrorCode::BlobUploadInvalid,
-                "the request body ended before it was complete",
-            ),
+            ContentError::Body(error) => match error.downcast_ref::<BodyCut>() {
+                Some(BodyCut::Idle(idle)) => ApiError::new(
+                    S::REQUEST_TIMEOUT,
+                    ErrorCode::BlobUploadInvalid,
+                    format!(
+                        "the client sent no data for {} s; what arrived is kept: resume from \
+                         the upload's Range",
+                        idle.as_secs()
+                    ),
+                ),
+                Some(BodyCut::Stopping) => ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    ErrorCode::BlobUploadInvalid,
+                    "the registry is stopping; what arrived is kept: resume from the upload's \
+                     Range",
+                ),
+                None => ApiError::new(
+                    S::BAD_REQUEST,
+                    ErrorCode::BlobUploadInvalid,
+                    "the request body ended before it was complete",
+                ),
+            },
             other => ApiError::internal(&other),
         }
     }

@@ -9,6 +9,7 @@
 
 mod access;
 mod body;
+mod body_guard;
 mod error;
 mod handlers;
 mod query;
@@ -29,6 +30,7 @@ use registry_content::ContentStore;
 
 pub use access::required_access;
 pub use body::{BoxError, ResponseBody};
+pub use body_guard::{BodyCut, BodyGuard, GuardedBody};
 pub use error::{ApiError, ErrorCode};
 pub use route::Route;
 

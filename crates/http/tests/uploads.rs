@@ -3,13 +3,16 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Registry, content, sha256, sha512, with_query};
 use http::{Method, StatusCode};
 use registry_content::ContentOptions;
-use tokio::io::AsyncWriteExt;
+use registry_storage::FilesystemDriver;
+use registry_storage::faults::{Fault, FaultyDriver, Operation};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Asserts `reply` is the 201 of a blob now at `/v2/<repo>/blobs/<digest>`.
@@ -453,21 +456,18 @@ async fn sha512_upload_is_continued_by_a_new_service_over_the_same_root() {
     assert_blob_is(&second, "repo", &digest, &data).await;
 }
 
-/// Polls the upload's status until it reports `expected` bytes: the server notices a vanished
-/// client only after the connection is gone.
-async fn wait_for_upload_size(registry: &Registry, location: &str, expected: usize) {
-    let want = format!("0-{}", expected - 1);
-    let mut last = String::new();
-    for _ in 0..200 {
-        let reply = registry.get(location).await;
-        reply.assert_empty(StatusCode::NO_CONTENT);
-        last = reply.header("range").to_owned();
-        if last == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("upload never reached {want}; last Range was {last}");
+/// Waits until the server has answered the request a client cut off (the `answered_before + 1`th
+/// it answers), then checks the upload holds `expected` bytes: what arrived before the cut.
+async fn assert_cut_request_kept(
+    registry: &Registry,
+    answered_before: usize,
+    location: &str,
+    expected: usize,
+) {
+    registry.wait_until_answered(answered_before + 1).await;
+    let reply = registry.get(location).await;
+    reply.assert_empty(StatusCode::NO_CONTENT);
+    assert_eq!(reply.header("range"), format!("0-{}", expected - 1));
 }
 
 #[tokio::test]
@@ -479,6 +479,7 @@ async fn client_disconnecting_mid_patch_leaves_a_resumable_upload() {
     registry.patch_chunk(&location, 0, &data[..1_000]).await;
 
     // Announce 3000 bytes, send 1000, go away.
+    let answered = registry.answered();
     let mut stream = TcpStream::connect(registry.addr()).await.expect("connect");
     let head = format!(
         "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\n\
@@ -493,7 +494,7 @@ async fn client_disconnecting_mid_patch_leaves_a_resumable_upload() {
     stream.flush().await.expect("flush");
     drop(stream);
 
-    wait_for_upload_size(&registry, &location, 2_000).await;
+    assert_cut_request_kept(&registry, answered, &location, 2_000).await;
     // No blob appeared under the final digest, nor under the digest of what arrived.
     for partial in [&digest, &sha256(&data[..2_000])] {
         registry
@@ -522,6 +523,7 @@ async fn client_disconnecting_mid_final_put_leaves_a_resumable_upload() {
     let location = registry.start_upload("repo").await;
     registry.patch_chunk(&location, 0, &data[..1_000]).await;
 
+    let answered = registry.answered();
     let mut stream = TcpStream::connect(registry.addr()).await.expect("connect");
     let head = format!(
         "PUT {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\n\
@@ -537,7 +539,7 @@ async fn client_disconnecting_mid_final_put_leaves_a_resumable_upload() {
     stream.flush().await.expect("flush");
     drop(stream);
 
-    wait_for_upload_size(&registry, &location, 1_500).await;
+    assert_cut_request_kept(&registry, answered, &location, 1_500).await;
     registry
         .head(&format!("/v2/repo/blobs/{digest}"))
         .await
@@ -556,6 +558,7 @@ async fn client_disconnecting_mid_patch_in_memory_leaves_a_resumable_upload() {
     let digest = sha256(&data);
     let location = registry.start_upload("repo").await;
 
+    let answered = registry.answered();
     let mut stream = TcpStream::connect(registry.addr()).await.expect("connect");
     let head = format!(
         "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Length: 2000\r\n\r\n",
@@ -566,7 +569,7 @@ async fn client_disconnecting_mid_patch_in_memory_leaves_a_resumable_upload() {
     stream.flush().await.expect("flush");
     drop(stream);
 
-    wait_for_upload_size(&registry, &location, 700).await;
+    assert_cut_request_kept(&registry, answered, &location, 700).await;
     let reply = registry.patch_chunk(&location, 700, &data[700..]).await;
     assert_eq!(reply.header("range"), "0-1999");
     let reply = registry.complete_upload(&location, &digest, b"").await;
@@ -580,6 +583,7 @@ async fn client_disconnecting_mid_monolithic_post_stores_nothing() {
     let data = content(17, 4_000);
     let digest = sha256(&data);
 
+    let answered = registry.answered();
     let mut stream = TcpStream::connect(registry.addr()).await.expect("connect");
     let head = format!(
         "POST /v2/repo/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: {}\r\n\
@@ -591,18 +595,17 @@ async fn client_disconnecting_mid_monolithic_post_stores_nothing() {
     stream.flush().await.expect("flush");
     drop(stream);
 
-    // Give the server time to see the end of the connection, then check nothing is visible and
-    // the same blob can still be pushed whole.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once the server has answered the cut request, nothing of it is left or visible, and the
+    // same blob can still be pushed whole.
+    registry.wait_until_answered(answered + 1).await;
     let uploads = registry
         .root()
         .join("docker/registry/v2/repositories/repo/_uploads");
-    if uploads.exists() {
-        assert_eq!(
-            common::files_below(&uploads),
-            Vec::<std::path::PathBuf>::new()
-        );
-    }
+    assert!(
+        !uploads.exists() || common::files_below(&uploads).is_empty(),
+        "left behind: {:?}",
+        common::files_below(&uploads)
+    );
     registry
         .head(&format!("/v2/repo/blobs/{digest}"))
         .await
@@ -686,4 +689,75 @@ async fn concurrent_pushes_agree(registry: Registry) {
     }
     let reply = registry.get("/v2/shared/repo/tags/list").await;
     assert_eq!(reply.json()["tags"], serde_json::json!(["latest"]));
+}
+
+/// The race of the integrity issue, as a hostile client plays it: a second PATCH holds the
+/// session while sending slowly, and a PUT of the first 100 bytes tries to complete the upload
+/// meanwhile. The PUT is refused at once (409), and no blob ever exists under the digest of the
+/// first 100 bytes with other bytes in it.
+#[tokio::test]
+async fn a_put_during_another_requests_patch_is_refused_and_no_blob_holds_other_bytes() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let driver = Arc::new(FaultyDriver::new(Arc::new(
+        FilesystemDriver::new(temp.path()).expect("driver"),
+    )));
+    let registry = Registry::serve(driver.clone(), ContentOptions::default()).await;
+    let first = content(30, 100);
+    let digest = sha256(&first);
+    let location = registry.start_upload("race/x").await;
+    let reply = registry.patch_chunk(&location, 0, &first).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+
+    // PATCH announcing 4,096 bytes: send 16, hold the rest once the server is writing them.
+    let (fault, writing) = Fault::stall(Operation::Write);
+    driver.inject(fault.on_path("/_uploads/"));
+    let rest = content(31, 4_096);
+    let mut held = TcpStream::connect(registry.addr()).await.expect("connect");
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Length: 4096\r\n\r\n",
+        registry.addr()
+    );
+    held.write_all(head.as_bytes()).await.expect("head");
+    held.write_all(&rest[..16]).await.expect("16 bytes");
+    held.flush().await.expect("flush");
+    writing.reached().await;
+    writing.release();
+
+    let started = std::time::Instant::now();
+    let reply = registry.complete_upload(&location, &digest, b"").await;
+    reply.assert_error(StatusCode::CONFLICT, "BLOB_UPLOAD_INVALID");
+    assert!(!reply.header("retry-after").is_empty(), "{reply:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused at once, not queued behind the slow body"
+    );
+    let reply = registry.patch_chunk(&location, 100, b"more").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::CONFLICT,
+        "a third writer: {reply:?}"
+    );
+
+    held.write_all(&rest[16..]).await.expect("the rest");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !answer.windows(4).any(|window| window == b"\r\n\r\n") {
+        let read = held.read(&mut buffer).await.expect("read the answer");
+        assert!(read > 0, "the held PATCH got no answer");
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 202"), "{answer}");
+    assert!(answer.contains("range: 0-4195"), "{answer}");
+
+    registry
+        .head(&format!("/v2/race/x/blobs/{digest}"))
+        .await
+        .assert_empty(StatusCode::NOT_FOUND);
+    let reply = registry.complete_upload(&location, &digest, b"").await;
+    reply.assert_error(StatusCode::BAD_REQUEST, "DIGEST_INVALID");
+    registry
+        .head(&format!("/v2/race/x/blobs/{digest}"))
+        .await
+        .assert_empty(StatusCode::NOT_FOUND);
 }

@@ -471,6 +471,13 @@ pub struct HttpConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub draintimeout: Option<Duration>,
+    /// The most connections served at once (a registryd extension); further clients wait in the
+    /// listen queue until one closes.
+    pub maxconnections: usize,
+    /// How long a request body may go without data before the request is ended (a registryd
+    /// extension); an upload ended this way keeps what arrived and stays resumable.
+    #[serde(with = "serde_duration")]
+    pub bodyidletimeout: Duration,
     /// TLS; `None` for plain HTTP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
@@ -496,6 +503,8 @@ impl Default for HttpConfig {
             secret: None,
             relativeurls: false,
             draintimeout: None,
+            maxconnections: 4096,
+            bodyidletimeout: Duration::from_secs(60),
             tls: None,
             headers: BTreeMap::new(),
             debug: None,

@@ -298,6 +298,8 @@ impl Registry {
         }
         let mut server = ServerOptions {
             access_log: !config.log.accesslog.disabled,
+            body_idle_timeout: config.http.bodyidletimeout,
+            max_connections: config.http.maxconnections,
             ..ServerOptions::default()
         };
         if let Some(drain_timeout) = config.http.draintimeout {

@@ -20,10 +20,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use registry_http::RegistryService;
+use registry_http::{BodyGuard, RegistryService};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::tls::ReloadableTls;
 
@@ -33,8 +34,16 @@ pub struct ServerOptions {
     /// How long a client may take to send a request's headers.
     pub header_read_timeout: Duration,
     /// How long in-flight requests may run after shutdown begins (registry:2's
-    /// `http.draintimeout`); connections still open then are closed.
+    /// `http.draintimeout`). Then request bodies still arriving are ended, and their handlers get
+    /// a few seconds (4) to store what arrived (an upload cut this way stays resumable) before the
+    /// remaining connections are closed.
     pub drain_timeout: Duration,
+    /// How long a request body may go without data before the request is ended, its upload
+    /// keeping what arrived (`http.bodyidletimeout`).
+    pub body_idle_timeout: Duration,
+    /// The most connections served at once (`http.maxconnections`); further clients wait in the
+    /// listen queue.
+    pub max_connections: usize,
     /// Whether every request is logged (method, path, status, time) at info level, as
     /// registry:2's access log does (`log.accesslog.disabled` turns it off).
     pub access_log: bool,
@@ -42,11 +51,18 @@ pub struct ServerOptions {
     pub tls_handshake_timeout: Duration,
 }
 
+/// After the drain timeout, how long handlers of cut requests get to store what they received.
+pub(crate) const SAVE_GRACE: Duration = Duration::from_secs(4);
+
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             header_read_timeout: Duration::from_secs(30),
-            drain_timeout: Duration::from_secs(60),
+            // With SAVE_GRACE, shutdown ends within 25 s: inside Kubernetes' default grace
+            // period of 30 s between SIGTERM and SIGKILL.
+            drain_timeout: Duration::from_secs(20),
+            body_idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
             access_log: true,
             tls_handshake_timeout: Duration::from_secs(10),
         }
@@ -81,6 +97,7 @@ pub(crate) async fn serve(
         .max_concurrent_streams(256);
     let graceful = GracefulShutdown::new();
     let (stopping, stopping_rx) = watch::channel(false);
+    let cut_bodies = CancellationToken::new();
     let context = Arc::new(ConnectionContext {
         builder,
         service,
@@ -89,9 +106,20 @@ pub(crate) async fn serve(
         tls_handshake_timeout: options.tls_handshake_timeout,
         tls,
         stopping: stopping_rx,
+        bodies: BodyGuard::new(options.body_idle_timeout, cut_bodies.clone()),
     });
+    let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // At the limit, stop accepting: new clients wait in the kernel's listen queue rather
+        // than each costing a task, a socket and buffers here.
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -113,14 +141,32 @@ pub(crate) async fn serve(
         // Taken here, before the task runs, so that shutdown also waits for connections not yet
         // handed to hyper (those close as soon as `stopping` is set).
         let watcher = graceful.watcher();
-        tokio::spawn(handle_connection(context.clone(), stream, peer, watcher));
+        let context = Arc::clone(&context);
+        tokio::spawn(async move {
+            handle_connection(context, stream, peer, watcher).await;
+            drop(permit);
+        });
     }
     drop(listener);
     let _ = stopping.send(true);
+    let mut drained = std::pin::pin!(graceful.shutdown());
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(options.drain_timeout) => {
-            tracing::warn!(timeout = ?options.drain_timeout, "drain timeout reached, closing remaining connections");
+        () = &mut drained => {
+            tracing::info!("all connections drained");
+            return Ok(());
+        }
+        () = tokio::time::sleep(options.drain_timeout) => {}
+    }
+    tracing::warn!(
+        timeout = ?options.drain_timeout,
+        "drain timeout reached: ending request bodies still arriving (their uploads stay \
+         resumable)"
+    );
+    cut_bodies.cancel();
+    tokio::select! {
+        () = &mut drained => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(SAVE_GRACE) => {
+            tracing::warn!("closing the connections still open");
         }
     }
     Ok(())
@@ -136,6 +182,8 @@ struct ConnectionContext {
     tls: Option<ReloadableTls>,
     /// Becomes true when shutdown begins: connections not yet handed to hyper just close.
     stopping: watch::Receiver<bool>,
+    /// Ends request bodies that go idle, and all of them once the drain timeout has passed.
+    bodies: BodyGuard,
 }
 
 /// The first byte of a TLS record carrying a handshake message (a ClientHello, first).
@@ -267,8 +315,10 @@ where
 {
     let service = context.service.clone();
     let access_log = context.access_log;
+    let bodies = context.bodies.clone();
     let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
         let service = service.clone();
+        let request = request.map(|body| bodies.guard(body));
         async move {
             if !access_log {
                 return Ok::<_, Infallible>(service.handle(request).await);

@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,6 +29,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -74,6 +76,8 @@ pub(crate) struct Registry {
     addr: SocketAddr,
     client: Client<HttpConnector, RequestBody>,
     server: JoinHandle<()>,
+    /// How many requests the service has answered, and a signal each time one more is.
+    answered: Arc<(AtomicUsize, Notify)>,
     root: Option<PathBuf>,
     _temp: Option<Arc<tempfile::TempDir>>,
 }
@@ -142,7 +146,8 @@ impl Registry {
         registry
     }
 
-    async fn serve(driver: Arc<dyn StorageDriver>, options: ContentOptions) -> Registry {
+    /// A registry over `driver` (a fault-injecting wrapper, say).
+    pub(crate) async fn serve(driver: Arc<dyn StorageDriver>, options: ContentOptions) -> Registry {
         let content = ContentStore::new(driver, options);
         Registry::serve_service(RegistryService::new(content, HttpOptions::default())).await
     }
@@ -150,6 +155,8 @@ impl Registry {
     async fn serve_service(service: RegistryService) -> Registry {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
+        let answered = Arc::new((AtomicUsize::new(0), Notify::new()));
+        let counting = Arc::clone(&answered);
         let server = tokio::spawn(async move {
             // Owned by the accept loop, so aborting the loop closes every connection too.
             let mut connections = JoinSet::new();
@@ -158,10 +165,20 @@ impl Registry {
                     continue;
                 };
                 let service = service.clone();
+                let counting = Arc::clone(&counting);
                 connections.spawn(async move {
+                    let counted = hyper::service::service_fn(move |request| {
+                        let (service, counting) = (service.clone(), Arc::clone(&counting));
+                        async move {
+                            let response = service.handle(request).await;
+                            counting.0.fetch_add(1, Ordering::SeqCst);
+                            counting.1.notify_waiters();
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
                     // A client that goes away mid-request is an expected error here.
                     let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection(TokioIo::new(stream), counted)
                         .await;
                 });
                 while connections.try_join_next().is_some() {}
@@ -172,8 +189,27 @@ impl Registry {
             addr,
             client,
             server,
+            answered,
             root: None,
             _temp: None,
+        }
+    }
+
+    /// How many requests the service has answered so far (its handler has returned, whether or
+    /// not the response reached the client).
+    pub(crate) fn answered(&self) -> usize {
+        self.answered.0.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the service has answered `count` requests in all: a test that cut a request
+    /// off waits for its handler to finish this way.
+    pub(crate) async fn wait_until_answered(&self, count: usize) {
+        loop {
+            let answered = self.answered.1.notified();
+            if self.answered() >= count {
+                return;
+            }
+            answered.await;
         }
     }
 

@@ -244,6 +244,8 @@ const HTTP: Kind = Kind::Struct(&[
     key("secret", &Kind::Str),
     key("relativeurls", &Kind::Bool),
     key("draintimeout", &Kind::Duration),
+    key("maxconnections", &Kind::Int),
+    key("bodyidletimeout", &Kind::Duration),
     key("tls", &TLS),
     key("headers", &Kind::Map(&STRINGS)),
     key(
