@@ -147,12 +147,15 @@ pub(crate) fn upload_started_at(
     repository(name, &format!("_uploads/{id}/startedat"))
 }
 
+/// The name of an upload session's lease in the session's directory.
+pub(crate) const UPLOAD_LEASE: &str = "registryd-lease";
+
 /// The lease of an upload session: held by the one request using it (see `lease`).
 pub(crate) fn upload_lease(
     name: &RepositoryName,
     id: &UploadId,
 ) -> Result<StoragePath, StorageError> {
-    repository(name, &format!("_uploads/{id}/registryd-lease"))
+    upload_dir(name, id)?.join(UPLOAD_LEASE)
 }
 
 /// The digest a completion of the session is turning its data into, written before the data

@@ -6,8 +6,9 @@ use std::time::SystemTime;
 use registry_model::RepositoryName;
 use registry_storage::StorageError;
 
+use crate::lease::Lease;
 use crate::links::delete_if_exists;
-use crate::{ContentError, ContentStore};
+use crate::{ContentError, ContentStore, layout};
 
 /// What a purge found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,6 +24,7 @@ impl ContentStore {
     ///
     /// A session's start is the modification time of its `startedat` file, which is written once
     /// when the session starts. A session without one (a half-created directory) counts as old.
+    /// A session a request is using is kept, however old.
     pub async fn purge_uploads(
         &self,
         cutoff: SystemTime,
@@ -46,7 +48,20 @@ impl ContentStore {
                     continue;
                 }
                 if !dry_run {
-                    delete_if_exists(self.driver.as_ref(), &session).await?;
+                    // A request using the session (an upload of many days, however unlikely)
+                    // keeps it: the purge takes the session's lease first, as a request would.
+                    let lease = session.join(layout::UPLOAD_LEASE)?;
+                    let term = self.options.lease_term;
+                    match Lease::try_acquire(&self.driver, &lease, term).await? {
+                        Ok(lease) => {
+                            delete_if_exists(self.driver.as_ref(), &session).await?;
+                            lease.forget();
+                        }
+                        Err(_) => {
+                            report.kept += 1;
+                            continue;
+                        }
+                    }
                 }
                 let id = session.file_name().unwrap_or_default().to_owned();
                 report.purged.push((name.clone(), id));

@@ -628,3 +628,36 @@ fn a_lease_left_by_a_crashed_process_expires_after_its_term() {
         resumed.expect("the session is free once the crashed holder's term has passed");
     });
 }
+
+#[tokio::test]
+async fn purging_keeps_a_session_a_request_is_using() {
+    let driver = faulty_memory();
+    let content = store(driver.clone());
+    let repository = content.repository(name("purge/busy"));
+    let id = repository
+        .start_upload(DigestAlgorithm::Sha256)
+        .await
+        .expect("start")
+        .id;
+    let (sender, held) = held_body();
+    let patch = tokio::spawn({
+        let (repository, id) = (repository.clone(), id.clone());
+        async move { repository.append_upload(&id, Some(0), held).await }
+    });
+    let (fault, writing) = Fault::stall(Operation::Write);
+    driver.inject(fault);
+    sender.send(Bytes::from_static(b"abc")).expect("send");
+    writing.reached().await;
+    writing.release();
+
+    // Every session is older than a cutoff in the future; the one in use stays.
+    let cutoff = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let report = content.purge_uploads(cutoff, false).await.expect("purge");
+    assert!(report.purged.is_empty(), "{report:?}");
+    assert_eq!(report.kept, 1);
+    drop(sender);
+    assert_eq!(patch.await.expect("join").expect("PATCH").size, 3);
+
+    let report = content.purge_uploads(cutoff, false).await.expect("purge");
+    assert_eq!(report.purged, vec![(name("purge/busy"), id.to_string())]);
+}
