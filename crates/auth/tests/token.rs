@@ -15,8 +15,8 @@ use rcgen::{
 };
 use registry_auth::token::{TokenError, TokenSettings, libtrust_key_id};
 use registry_auth::{
-    Access, AccessController, Action, AuthError, Authenticator, Challenge, ChallengeError,
-    Credentials, Decision, Principal, TokenAuthenticator,
+    Access, AccessController, AccessRule, AccessRules, Action, AuthError, Authenticator, Challenge,
+    ChallengeError, Credentials, Decision, Identity, Principal, RuleAction, TokenAuthenticator,
 };
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -210,7 +210,7 @@ fn rs256_token_is_accepted_and_its_access_claim_becomes_the_grant() {
     assert_eq!(
         principal,
         Principal {
-            name: "alice".into(),
+            name: Some("alice".into()),
             granted: Some(vec![
                 Access::repository(name("samalba/my-app"), &[Action::Pull, Action::Push]),
                 Access::catalog(),
@@ -757,7 +757,7 @@ async fn credentials_other_than_a_bearer_token_are_not_verified() {
         .await
         .expect("accepted")
         .expect("a principal");
-    assert_eq!(principal.name, "alice");
+    assert_eq!(principal.name.as_deref(), Some("alice"));
 }
 
 #[test]
@@ -891,6 +891,81 @@ async fn invalid_token_gets_an_invalid_token_challenge_and_no_token_a_plain_one(
     }
 }
 
+/// Token servers issue tokens to anonymous clients with an empty `sub` (or none). Such a token
+/// names no one: its holder is anonymous, with the token's grant, and never a user named "" that
+/// rules for any authenticated user (`*`) would let in.
+#[tokio::test]
+async fn token_with_an_empty_or_missing_sub_is_anonymous() {
+    let signer = Signer::es256();
+    let (_dir, authenticator) = trusting(&[&signer.certificate_pem]);
+    let pull_a = [Access::repository(name("a"), &[Action::Pull])];
+    let mut tokens = Vec::new();
+    for sub in [Some(""), None] {
+        let mut claims = claims(json!([
+            {"type": "repository", "name": "a", "actions": ["pull"]},
+        ]));
+        match sub {
+            Some(sub) => claims["sub"] = json!(sub),
+            None => {
+                claims.as_object_mut().expect("an object").remove("sub");
+            }
+        }
+        let token = signer.sign(&claims);
+        let principal = authenticator.verify(&token).expect("accepted");
+        assert_eq!(principal.name, None, "sub {sub:?}");
+        assert_eq!(
+            principal.granted,
+            Some(vec![Access::repository(name("a"), &[Action::Pull])])
+        );
+        tokens.push(Credentials::Bearer(token));
+    }
+
+    let any_user_may_push = AccessRule {
+        users: vec!["*".into()],
+        repositories: vec!["*".into()],
+        actions: vec![RuleAction::Pull, RuleAction::Push],
+    };
+    let anonymous_may_pull = AccessRule {
+        users: vec!["anonymous".into()],
+        repositories: vec!["a".into()],
+        actions: vec![RuleAction::Pull],
+    };
+    let (_dir, authenticator) = trusting(&[&signer.certificate_pem]);
+    let for_users_only = AccessController::new(
+        Arc::new(authenticator),
+        Some(AccessRules::new(vec![any_user_may_push.clone()])),
+    );
+    let (_dir, authenticator) = trusting(&[&signer.certificate_pem]);
+    let with_anonymous = AccessController::new(
+        Arc::new(authenticator),
+        Some(AccessRules::new(vec![
+            any_user_may_push,
+            anonymous_may_pull,
+        ])),
+    );
+    for credentials in &tokens {
+        match for_users_only.decide(credentials, &pull_a).await {
+            Decision::Unauthorized { challenge, .. } => assert!(matches!(
+                challenge,
+                Challenge::Bearer {
+                    error: Some(ChallengeError::InsufficientScope),
+                    ..
+                }
+            )),
+            other => panic!("an anonymous token is not a user: {other:?}"),
+        }
+        match with_anonymous.decide(credentials, &pull_a).await {
+            Decision::Granted(grant) => assert_eq!(grant.identity(), &Identity::Anonymous),
+            other => panic!("anonymous may pull a: {other:?}"),
+        }
+        // Valid credentials pass the base endpoint, as with registry:2.
+        assert!(matches!(
+            for_users_only.decide(credentials, &[]).await,
+            Decision::Granted(_)
+        ));
+    }
+}
+
 #[test]
 fn repeated_verification_of_a_token_gives_the_same_principal() {
     let signer = Signer::es256();
@@ -938,5 +1013,5 @@ fn certificate_of_the_specification_key_is_found_by_the_published_key_id() {
     let principal = authenticator
         .verify(&signer.sign_with(header, &claims(pull_push_on("samalba/my-app"))))
         .expect("accepted");
-    assert_eq!(principal.name, "alice");
+    assert_eq!(principal.name.as_deref(), Some("alice"));
 }

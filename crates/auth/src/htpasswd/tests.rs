@@ -74,7 +74,7 @@ fn basic(user: &str, password: &str) -> Credentials {
 
 fn alice() -> Principal {
     Principal {
-        name: "alice".to_owned(),
+        name: Some("alice".to_owned()),
         granted: None,
     }
 }
@@ -201,7 +201,7 @@ async fn all_bcrypt_prefixes_are_accepted() {
             .authenticate(&basic(user, "pw"))
             .await
             .expect("accepted");
-        assert_eq!(principal.map(|p| p.name), Some(user.to_owned()));
+        assert_eq!(principal.and_then(|p| p.name), Some(user.to_owned()));
         assert_eq!(
             auth.authenticate(&basic(user, "nope")).await,
             Err(AuthError::InvalidCredentials)
@@ -462,8 +462,10 @@ async fn broken_file_on_reload_keeps_the_previous_users() {
     assert!(auth.authenticate(&basic("bob", "pw")).await.is_ok());
 }
 
+/// A file that cannot be read leaves no way to tell which users are meant: credentials are
+/// answered as unavailable (503 at the HTTP layer), never as wrong, until it is back.
 #[tokio::test]
-async fn missing_file_on_reload_keeps_the_previous_users() {
+async fn unreadable_file_on_reload_makes_authentication_unavailable_until_it_is_back() {
     let fixture = Fixture::new(&[entry("alice", "s3cret")]);
     let auth = fixture.open();
     fs::remove_file(&fixture.path).expect("remove");
@@ -472,14 +474,51 @@ async fn missing_file_on_reload_keeps_the_previous_users() {
         auth.last_reload_error(),
         Some(HtpasswdError::Read { .. })
     ));
-    assert_eq!(
+    for credentials in [
+        basic("alice", "s3cret"),
+        basic("alice", "wrong"),
+        basic("bob", "x"),
+    ] {
+        assert!(
+            matches!(
+                auth.authenticate(&credentials).await,
+                Err(AuthError::Unavailable { .. })
+            ),
+            "{credentials:?}"
+        );
+    }
+    assert_eq!(auth.authenticate(&Credentials::None).await, Ok(None));
+
+    // A directory where the file was opens but cannot be read either.
+    fs::create_dir(&fixture.path).expect("directory in its place");
+    assert!(matches!(auth.refresh(), Err(HtpasswdError::Read { .. })));
+    assert!(matches!(
         auth.authenticate(&basic("alice", "s3cret")).await,
-        Ok(Some(alice()))
-    );
+        Err(AuthError::Unavailable { .. })
+    ));
+    fs::remove_dir(&fixture.path).expect("remove the directory");
 
     fixture.write(&[entry("alice", "back")]);
     assert_eq!(refresh(&auth), Ok(true));
     assert!(auth.authenticate(&basic("alice", "back")).await.is_ok());
+    assert_eq!(
+        auth.authenticate(&basic("alice", "s3cret")).await,
+        Err(AuthError::InvalidCredentials)
+    );
+}
+
+#[tokio::test]
+async fn requests_notice_an_unreadable_file_once_the_interval_has_passed() {
+    let fixture = Fixture::new(&[entry("alice", "s3cret")]);
+    let auth =
+        HtpasswdAuthenticator::open_with("Registry".into(), fixture.path.clone(), Duration::ZERO)
+            .expect("opens");
+    assert!(auth.authenticate(&basic("alice", "s3cret")).await.is_ok());
+    fs::remove_file(&fixture.path).expect("remove");
+    assert!(matches!(
+        auth.authenticate(&basic("alice", "s3cret")).await,
+        Err(AuthError::Unavailable { .. })
+    ));
 }
 
 #[tokio::test]
