@@ -1382,3 +1382,5 @@ impl<'de> Deserialize<'de> for AuthConfig {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod untrusted_input_tests;
