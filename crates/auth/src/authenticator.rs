@@ -9,8 +9,10 @@ use crate::{Access, Credentials};
 /// Someone whose credentials were verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
-    /// The user name (htpasswd) or the token's subject.
-    pub name: String,
+    /// The user name (htpasswd) or the token's subject. `None` for a token issued to an anonymous
+    /// client (no `sub`, or an empty one): it acts as
+    /// [`Identity::Anonymous`](crate::Identity::Anonymous), with what the token grants.
+    pub name: Option<String>,
     /// What the credentials themselves grant, when they carry their own grant (a token's
     /// `access` claim). `None` when rights come from the access rules alone.
     pub granted: Option<Vec<Access>>,
@@ -39,10 +41,13 @@ pub enum AuthError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The authenticator could not decide (its password file is unreadable, say).
+    /// The authenticator could not decide: its password file cannot be read, a key source or a
+    /// backend failed. The credentials may well be right, so this is answered as 503 Service
+    /// Unavailable (a client retries) rather than 401 (a client concludes its password is
+    /// wrong).
     #[error("authentication is unavailable: {reason}")]
     Unavailable {
-        /// What failed.
+        /// What failed, for the log: it may name files, so it is never sent to the client.
         reason: String,
     },
 }

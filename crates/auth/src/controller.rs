@@ -5,15 +5,16 @@ use std::sync::Arc;
 use registry_model::RepositoryName;
 
 use crate::{
-    Access, AccessRules, Action, Authenticator, Challenge, ChallengeError, Credentials, Resource,
+    Access, AccessRules, Action, AuthError, Authenticator, Challenge, ChallengeError, Credentials,
+    Resource,
 };
 
 /// Who is asking.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Identity {
-    /// A client that sent no credentials.
+    /// A client that sent no credentials, or a token issued to no one in particular.
     Anonymous,
-    /// An authenticated user (or a token's subject).
+    /// An authenticated user (or a token's subject); never empty.
     User(String),
 }
 
@@ -99,6 +100,13 @@ pub enum Decision {
         /// For the error body.
         message: String,
     },
+    /// 503 `UNAVAILABLE`: the authenticator could not decide ([`AuthError::Unavailable`]).
+    /// Not a 401: the credentials may be right, and the client should retry rather than ask its
+    /// user for another password.
+    Unavailable {
+        /// What failed, for the log only: it may name files.
+        reason: String,
+    },
 }
 
 /// Decides every request of an authenticated registry: who is asking (the [`Authenticator`]) and
@@ -127,6 +135,7 @@ impl AccessController {
     pub async fn decide(&self, credentials: &Credentials, accesses: &[Access]) -> Decision {
         let principal = match self.authenticator.authenticate(credentials).await {
             Ok(principal) => principal,
+            Err(AuthError::Unavailable { reason }) => return Decision::Unavailable { reason },
             Err(error) => {
                 return Decision::Unauthorized {
                     challenge: self
@@ -136,32 +145,44 @@ impl AccessController {
                 };
             }
         };
+        let authenticated = principal.is_some();
         let has_token = principal.as_ref().is_some_and(|p| p.granted.is_some());
+        let rules = || match &self.rules {
+            Some(rules) => Permissions::Rules(rules.clone()),
+            None => Permissions::Rules(Arc::new(AccessRules::default())),
+        };
         let grant = match principal {
             None => Grant {
                 identity: Identity::Anonymous,
-                permissions: match &self.rules {
-                    Some(rules) => Permissions::Rules(rules.clone()),
-                    None => Permissions::Rules(Arc::new(AccessRules::default())),
-                },
+                permissions: rules(),
             },
-            Some(principal) => Grant {
-                identity: Identity::User(principal.name),
-                permissions: match (principal.granted, &self.rules) {
+            Some(principal) => {
+                // An empty name is no one in particular, never a user that `*` rules match.
+                let identity = principal
+                    .name
+                    .filter(|name| !name.is_empty())
+                    .map_or(Identity::Anonymous, Identity::User);
+                let permissions = match (principal.granted, &self.rules) {
                     (Some(granted), rules) => Permissions::Token {
                         granted: granted.into(),
                         rules: rules.clone(),
                     },
                     (None, Some(rules)) => Permissions::Rules(rules.clone()),
+                    (None, None) if identity == Identity::Anonymous => rules(),
                     (None, None) => Permissions::Everything,
-                },
-            },
+                };
+                Grant {
+                    identity,
+                    permissions,
+                }
+            }
         };
         let anonymous = grant.identity == Identity::Anonymous;
-        // The base endpoint answers anonymous clients with a challenge even when some
-        // repositories are public: that 401 is how clients learn to send credentials.
+        // The base endpoint answers clients without credentials with a challenge even when some
+        // repositories are public: that 401 is how clients learn to send credentials. Any
+        // verified credentials pass, an anonymous token too, as with registry:2.
         let allowed = if accesses.is_empty() {
-            !anonymous
+            authenticated
         } else {
             accesses.iter().all(|access| match &access.resource {
                 Resource::Catalog => grant.allows_catalog(),
@@ -174,17 +195,17 @@ impl AccessController {
         if allowed {
             return Decision::Granted(grant);
         }
-        if anonymous {
-            Decision::Unauthorized {
-                challenge: self.authenticator.challenge(accesses, None),
-                message: "authentication required".to_owned(),
-            }
-        } else if has_token {
+        if has_token {
             Decision::Unauthorized {
                 challenge: self
                     .authenticator
                     .challenge(accesses, Some(ChallengeError::InsufficientScope)),
                 message: "the token does not grant the access this request needs".to_owned(),
+            }
+        } else if anonymous {
+            Decision::Unauthorized {
+                challenge: self.authenticator.challenge(accesses, None),
+                message: "authentication required".to_owned(),
             }
         } else {
             let needed: Vec<String> = accesses.iter().map(Access::scope).collect();

@@ -144,10 +144,49 @@ mod tests {
         assert!(!shown.contains("tok3n"), "{shown}");
     }
 
+    /// What a client may put after the scheme: base64 of anything (with or without a `:`, valid
+    /// UTF-8 or not), base64-like junk, or any text.
+    fn payload() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..48)
+                .prop_map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
+            ("\\PC{0,12}", "\\PC{0,12}").prop_map(|(user, password)| {
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            }),
+            "[A-Za-z0-9+/=._~-]{0,60}",
+            "\\PC{0,60}",
+        ]
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
         #[test]
         fn any_header_parses_without_panicking(header in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Credentials::from_header(Some(&header));
+        }
+
+        #[test]
+        fn headers_shaped_like_basic_or_bearer_parse_to_usable_credentials_or_malformed(
+            scheme in "[Bb][Aa][Ss][Ii][Cc]|[Bb][Ee][Aa][Rr][Ee][Rr]|Digest|Negotiate|[a-z]{0,8}",
+            before in "[ \\t]{0,2}",
+            between in "[ \\t]{1,3}",
+            after in "[ \\t]{0,2}",
+            payload in payload(),
+        ) {
+            let header = format!("{before}{scheme}{between}{payload}{after}");
+            match Credentials::from_header(Some(header.as_bytes())) {
+                Credentials::Basic { user, .. } => {
+                    prop_assert!(scheme.eq_ignore_ascii_case("basic"));
+                    prop_assert!(!user.is_empty() && !user.contains(':'));
+                }
+                Credentials::Bearer(token) => {
+                    prop_assert!(scheme.eq_ignore_ascii_case("bearer"));
+                    prop_assert!(!token.is_empty() && token.trim() == token);
+                }
+                Credentials::None => prop_assert!(scheme.eq_ignore_ascii_case("basic")),
+                Credentials::Malformed => {}
+            }
         }
 
         #[test]

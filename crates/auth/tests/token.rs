@@ -9,14 +9,16 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData, RsaKeySize,
     SignatureAlgorithm,
 };
 use registry_auth::token::{TokenError, TokenSettings, libtrust_key_id};
 use registry_auth::{
-    Access, AccessController, Action, AuthError, Authenticator, Challenge, ChallengeError,
-    Credentials, Decision, Principal, TokenAuthenticator,
+    Access, AccessController, AccessRule, AccessRules, Action, AuthError, Authenticator, Challenge,
+    ChallengeError, Credentials, Decision, Identity, Principal, RuleAction, TokenAuthenticator,
 };
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -210,7 +212,7 @@ fn rs256_token_is_accepted_and_its_access_claim_becomes_the_grant() {
     assert_eq!(
         principal,
         Principal {
-            name: "alice".into(),
+            name: Some("alice".into()),
             granted: Some(vec![
                 Access::repository(name("samalba/my-app"), &[Action::Pull, Action::Push]),
                 Access::catalog(),
@@ -757,7 +759,7 @@ async fn credentials_other_than_a_bearer_token_are_not_verified() {
         .await
         .expect("accepted")
         .expect("a principal");
-    assert_eq!(principal.name, "alice");
+    assert_eq!(principal.name.as_deref(), Some("alice"));
 }
 
 #[test]
@@ -891,6 +893,81 @@ async fn invalid_token_gets_an_invalid_token_challenge_and_no_token_a_plain_one(
     }
 }
 
+/// Token servers issue tokens to anonymous clients with an empty `sub` (or none). Such a token
+/// names no one: its holder is anonymous, with the token's grant, and never a user named "" that
+/// rules for any authenticated user (`*`) would let in.
+#[tokio::test]
+async fn token_with_an_empty_or_missing_sub_is_anonymous() {
+    let signer = Signer::es256();
+    let (_dir, authenticator) = trusting(&[&signer.certificate_pem]);
+    let pull_a = [Access::repository(name("a"), &[Action::Pull])];
+    let mut tokens = Vec::new();
+    for sub in [Some(""), None] {
+        let mut claims = claims(json!([
+            {"type": "repository", "name": "a", "actions": ["pull"]},
+        ]));
+        match sub {
+            Some(sub) => claims["sub"] = json!(sub),
+            None => {
+                claims.as_object_mut().expect("an object").remove("sub");
+            }
+        }
+        let token = signer.sign(&claims);
+        let principal = authenticator.verify(&token).expect("accepted");
+        assert_eq!(principal.name, None, "sub {sub:?}");
+        assert_eq!(
+            principal.granted,
+            Some(vec![Access::repository(name("a"), &[Action::Pull])])
+        );
+        tokens.push(Credentials::Bearer(token));
+    }
+
+    let any_user_may_push = AccessRule {
+        users: vec!["*".into()],
+        repositories: vec!["*".into()],
+        actions: vec![RuleAction::Pull, RuleAction::Push],
+    };
+    let anonymous_may_pull = AccessRule {
+        users: vec!["anonymous".into()],
+        repositories: vec!["a".into()],
+        actions: vec![RuleAction::Pull],
+    };
+    let (_dir, authenticator) = trusting(&[&signer.certificate_pem]);
+    let for_users_only = AccessController::new(
+        Arc::new(authenticator),
+        Some(AccessRules::new(vec![any_user_may_push.clone()])),
+    );
+    let (_dir, authenticator) = trusting(&[&signer.certificate_pem]);
+    let with_anonymous = AccessController::new(
+        Arc::new(authenticator),
+        Some(AccessRules::new(vec![
+            any_user_may_push,
+            anonymous_may_pull,
+        ])),
+    );
+    for credentials in &tokens {
+        match for_users_only.decide(credentials, &pull_a).await {
+            Decision::Unauthorized { challenge, .. } => assert!(matches!(
+                challenge,
+                Challenge::Bearer {
+                    error: Some(ChallengeError::InsufficientScope),
+                    ..
+                }
+            )),
+            other => panic!("an anonymous token is not a user: {other:?}"),
+        }
+        match with_anonymous.decide(credentials, &pull_a).await {
+            Decision::Granted(grant) => assert_eq!(grant.identity(), &Identity::Anonymous),
+            other => panic!("anonymous may pull a: {other:?}"),
+        }
+        // Valid credentials pass the base endpoint, as with registry:2.
+        assert!(matches!(
+            for_users_only.decide(credentials, &[]).await,
+            Decision::Granted(_)
+        ));
+    }
+}
+
 #[test]
 fn repeated_verification_of_a_token_gives_the_same_principal() {
     let signer = Signer::es256();
@@ -938,5 +1015,235 @@ fn certificate_of_the_specification_key_is_found_by_the_published_key_id() {
     let principal = authenticator
         .verify(&signer.sign_with(header, &claims(pull_push_on("samalba/my-app"))))
         .expect("accepted");
-    assert_eq!(principal.name, "alice");
+    assert_eq!(principal.name.as_deref(), Some("alice"));
+}
+
+// ---- untrusted input ------------------------------------------------------------------------
+
+/// Any JSON value, a few levels deep, for the fields a token server might get wrong.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map("\\PC{0,6}", inner, 0..4)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+/// A field that is usually `right` and sometimes any JSON at all.
+fn mostly(right: impl Strategy<Value = Value> + 'static) -> impl Strategy<Value = Value> {
+    prop_oneof![16 => right.boxed(), 1 => any_json().boxed()]
+}
+
+/// A time claim: valid now, past, future, or of a type or size no clock has.
+fn time_claim(now: u64) -> impl Strategy<Value = Value> {
+    prop_oneof![
+        12 => Just(json!(now + 300)),
+        1 => Just(json!(now - 3600)),
+        1 => Just(json!(now + 3600)),
+        1 => Just(json!(u64::MAX)),
+        1 => Just(json!(-1)),
+        1 => Just(json!(1e300)),
+        1 => Just(json!((now + 300) as f64 + 0.5)),
+        1 => any_json(),
+    ]
+}
+
+/// An `access` claim: a list of entries shaped like the specification's, with random types,
+/// names and actions.
+fn access_claim() -> impl Strategy<Value = Value> {
+    let entry = (
+        mostly(prop_oneof![
+            Just(json!("repository")),
+            Just(json!("repository(plugin)")),
+            Just(json!("registry")),
+            "\\PC{0,12}".prop_map(Value::from),
+        ]),
+        mostly(prop_oneof![
+            "[a-z0-9/._-]{0,30}".prop_map(Value::from),
+            Just(json!("catalog")),
+            "\\PC{0,20}".prop_map(Value::from),
+        ]),
+        mostly(
+            prop::collection::vec(
+                prop_oneof![
+                    Just(json!("pull")),
+                    Just(json!("push")),
+                    Just(json!("delete")),
+                    Just(json!("*")),
+                    any_json(),
+                ],
+                0..4,
+            )
+            .prop_map(Value::from),
+        ),
+    )
+        .prop_map(|(kind, name, actions)| json!({"type": kind, "name": name, "actions": actions}));
+    mostly(prop::collection::vec(entry, 0..4).prop_map(Value::from))
+}
+
+/// Claims almost as a token server writes them: each standard claim present or not, mostly
+/// right, sometimes of another type or out of range.
+fn almost_claims(now: u64) -> impl Strategy<Value = Value> {
+    (
+        prop::option::weighted(0.95, mostly(Just(json!(ISSUER)))),
+        prop::option::weighted(
+            0.95,
+            mostly(prop_oneof![
+                Just(json!(SERVICE)),
+                Just(json!([SERVICE, "other"])),
+                Just(json!([])),
+            ]),
+        ),
+        prop::option::weighted(0.95, time_claim(now)),
+        prop::option::weighted(0.5, time_claim(now)),
+        prop::option::weighted(
+            0.8,
+            mostly(prop_oneof![
+                Just(json!("")),
+                Just(json!("alice")),
+                "\\PC{0,12}".prop_map(Value::from),
+            ]),
+        ),
+        prop::option::weighted(0.9, access_claim()),
+    )
+        .prop_map(|(iss, aud, exp, nbf, sub, access)| {
+            let mut claims = serde_json::Map::new();
+            for (name, value) in [
+                ("iss", iss),
+                ("aud", aud),
+                ("exp", exp),
+                ("nbf", nbf),
+                ("sub", sub),
+                ("access", access),
+            ] {
+                if let Some(value) = value {
+                    claims.insert(name.to_owned(), value);
+                }
+            }
+            Value::Object(claims)
+        })
+}
+
+/// A token header: the signer's `kid`, or an `x5c` of random or mutated certificates, or a
+/// random `jwk`, with the algorithm the key signs with or another.
+fn almost_header(kid: String, certificate: Vec<u8>) -> impl Strategy<Value = Value> {
+    let mutated = (
+        Just(certificate),
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+    )
+        .prop_map(|(mut der, edits)| {
+            for (at, byte) in edits {
+                let at = at.index(der.len());
+                der[at] = byte;
+            }
+            STANDARD.encode(der)
+        });
+    let x5c = prop::collection::vec(
+        prop_oneof![
+            mutated.boxed(),
+            prop::collection::vec(any::<u8>(), 0..200)
+                .prop_map(|der| STANDARD.encode(der))
+                .boxed(),
+            "\\PC{0,20}".boxed(),
+        ],
+        0..3,
+    );
+    (
+        mostly(prop_oneof![
+            12 => Just(json!("ES256")),
+            1 => prop::sample::select(vec!["RS256", "HS256", "none", "NONE", "EdDSA", "ES512"])
+                .prop_map(Value::from),
+            1 => "\\PC{0,8}".prop_map(Value::from),
+        ]),
+        prop_oneof![
+            12 => Just(json!({ "kid": kid })),
+            1 => x5c.prop_map(|x5c| json!({ "x5c": x5c })),
+            1 => any_json().prop_map(|jwk| json!({ "jwk": jwk })),
+            1 => any_json().prop_map(|kid| json!({ "kid": kid })),
+        ],
+    )
+        .prop_map(|(alg, mut header)| {
+            header["alg"] = alg;
+            header
+        })
+}
+
+fn check_verified(result: Result<Principal, AuthError>) -> Result<(), TestCaseError> {
+    match result {
+        Ok(principal) => {
+            prop_assert_ne!(principal.name.as_deref(), Some(""));
+            prop_assert!(principal.granted.is_some());
+        }
+        Err(error) => prop_assert!(matches!(error, AuthError::InvalidToken { .. }), "{error:?}"),
+    }
+    Ok(())
+}
+
+fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(ProptestConfig::with_cases(cases))
+}
+
+#[test]
+fn arbitrary_strings_never_panic_the_token_verifier() {
+    let signer = Signer::es256();
+    let (_dir, authenticator) = trusting(&[&signer.certificate_pem]);
+    let token = "\\PC{0,200}|[A-Za-z0-9_-]{0,80}\\.[A-Za-z0-9_-]{0,80}\\.[A-Za-z0-9_-]{0,80}";
+    runner(256)
+        .run(&token, |token| {
+            let result = authenticator.verify(&token);
+            prop_assert!(result.is_err(), "{token:?} was accepted");
+            check_verified(result)
+        })
+        .expect("no token panics the verifier");
+}
+
+/// Tokens whose header and claims are random JSON, base64url-encoded and signed with the trusted
+/// key (or carrying a random signature), so that cases pass the signature check and reach the
+/// claim checks: `exp` of every type and size, `aud` lists, `sub` and `access` of every shape.
+#[test]
+fn almost_valid_tokens_are_refused_or_accepted_without_panic() {
+    let signer = Signer::es256();
+    let (_dir, authenticator) = trusting(&[&signer.certificate_pem]);
+    let now = now();
+    let strategy = (
+        almost_header(signer.kid(), signer.certificate_der.clone()),
+        almost_claims(now),
+        prop_oneof![4 => Just(None), 1 => prop::collection::vec(any::<u8>(), 0..80).prop_map(Some)],
+    );
+    runner(128)
+        .run(&strategy, |(header, claims, signature)| {
+            let signed = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header.to_string()),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let signature = match signature {
+                Some(bytes) => URL_SAFE_NO_PAD.encode(bytes),
+                None => jsonwebtoken::crypto::sign(
+                    signed.as_bytes(),
+                    &signer.encoding,
+                    Algorithm::ES256,
+                )
+                .expect("signature"),
+            };
+            let result = authenticator.verify(&format!("{signed}.{signature}"));
+            if let (Ok(principal), Some(sub)) = (&result, claims["sub"].as_str()) {
+                prop_assert_eq!(
+                    principal.name.as_deref(),
+                    Some(sub).filter(|sub| !sub.is_empty())
+                );
+            }
+            check_verified(result)
+        })
+        .expect("no token panics the verifier");
 }

@@ -41,7 +41,8 @@ pub fn required_access(route: &Route, method: &Method, params: &[(String, String
     }
 }
 
-/// Decides a request: the grant to serve it with, or the 401/403 to answer instead.
+/// Decides a request: the grant to serve it with, or the 401/403 to answer instead (503 when the
+/// authenticator cannot decide).
 pub(crate) async fn authorize(
     controller: Option<&AccessController>,
     authorization: Option<&HeaderValue>,
@@ -71,6 +72,7 @@ pub(crate) async fn authorize(
             ErrorCode::Denied,
             message,
         )),
+        Decision::Unavailable { reason } => Err(ApiError::unavailable("authentication", &reason)),
     }
 }
 

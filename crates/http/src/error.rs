@@ -46,6 +46,9 @@ pub enum ErrorCode {
     TooManyRequests,
     /// `PAGINATION_NUMBER_INVALID`: registry:2's code for an `n` that is not a number.
     PaginationNumberInvalid,
+    /// `UNAVAILABLE`: registry:2's code for "service unavailable" (503), for a backend that
+    /// cannot answer now, such as an authenticator whose password file cannot be read.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -68,6 +71,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 }
@@ -138,6 +142,17 @@ impl ApiError {
             detail: None,
             headers: Vec::new(),
         }
+    }
+
+    /// A backend that cannot answer now (authentication, say): logged with its reason, answered
+    /// as 503 `UNAVAILABLE` with a message that names no file or host, so the client retries.
+    pub fn unavailable(what: &str, reason: &str) -> ApiError {
+        tracing::error!(reason, "{what} is unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            format!("{what} is unavailable; try again later"),
+        )
     }
 
     /// The HTTP response. A `HEAD` request gets the same status and headers without a body.

@@ -34,6 +34,27 @@ pub use body_guard::{BodyCut, BodyGuard, GuardedBody};
 pub use error::{ApiError, ErrorCode};
 pub use route::Route;
 
+/// The crate's private header parsers, for the coverage-guided fuzz targets in `fuzz/`. Built only
+/// with `--cfg fuzzing` (which `cargo afl build` sets), so it is never part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::range::{RangeRequest, parse_content_range, parse_range};
+
+    /// The bytes `(start, end)` a `Range` header selects from a blob of `size` bytes, if any.
+    pub fn range(header: &str, size: u64) -> Option<(u64, u64)> {
+        match parse_range(Some(header), size) {
+            RangeRequest::Partial(range) => Some((range.start(), range.end())),
+            RangeRequest::Whole | RangeRequest::Unsatisfiable => None,
+        }
+    }
+
+    /// The bytes `(start, end)` an upload chunk's `Content-Range` names, if it is valid.
+    pub fn content_range(header: &str) -> Option<(u64, u64)> {
+        parse_content_range(header).map(|range| (range.start(), range.end()))
+    }
+}
+
 /// `Docker-Distribution-Api-Version`, sent on every response: clients check for it.
 pub const API_VERSION_HEADER: HeaderName =
     HeaderName::from_static("docker-distribution-api-version");

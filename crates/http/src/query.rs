@@ -113,5 +113,14 @@ mod tests {
         fn decode_never_panics(text in "[%0-9a-fA-Z+]{0,20}") {
             let _ = decode(&text);
         }
+
+        #[test]
+        fn arbitrary_query_strings_never_panic_the_parser(
+            query in "\\PC{0,80}|([a-z%0-9A-F+]{0,8}(=[a-z%0-9A-F+:]{0,12})?&?){0,6}",
+        ) {
+            for (key, _) in parse(Some(&query)) {
+                prop_assert!(!query.is_empty() && key.len() <= query.len());
+            }
+        }
     }
 }

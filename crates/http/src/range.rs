@@ -1,18 +1,38 @@
 //! Byte ranges: the `Range` request header of blob downloads, the `Content-Range` of upload
 //! chunks, and the `Range` header registries answer upload requests with.
+//!
+//! Both headers come from clients, so every bound may be anything up to `u64::MAX` (and anything
+//! larger is not read as a number at all). No arithmetic here or in the handlers can overflow: a
+//! [`ByteRange`] is only made by [`ByteRange::new`], which refuses ranges whose length does not
+//! fit in a `u64`.
 
 use http::HeaderValue;
 
-/// The bytes `start..=end` of a blob.
+/// The bytes `start..=end`, with `start <= end` and fewer than 2^64 of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ByteRange {
-    /// First byte.
-    pub(crate) start: u64,
-    /// Last byte, inclusive.
-    pub(crate) end: u64,
+    start: u64,
+    end: u64,
 }
 
 impl ByteRange {
+    /// The range `start..=end`; `None` when `end < start`, or when it is all 2^64 byte positions
+    /// (`0-18446744073709551615`), whose length is not a `u64` and which no body can fill.
+    pub(crate) fn new(start: u64, end: u64) -> Option<ByteRange> {
+        (end >= start && end - start < u64::MAX).then_some(ByteRange { start, end })
+    }
+
+    /// First byte.
+    pub(crate) fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Last byte, inclusive.
+    pub(crate) fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// The number of bytes; [`ByteRange::new`] makes sure it fits.
     pub(crate) fn len(&self) -> u64 {
         self.end - self.start + 1
     }
@@ -26,7 +46,8 @@ pub(crate) enum RangeRequest {
     Whole,
     /// One satisfiable range.
     Partial(ByteRange),
-    /// No byte of the range lies in the blob: 416 with `Content-Range: bytes */size`.
+    /// No byte of the range lies in the blob, or the range is backwards (`bytes=500-0`): 416 with
+    /// `Content-Range: bytes */size`.
     Unsatisfiable,
 }
 
@@ -54,10 +75,7 @@ pub(crate) fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
         (true, false) => match parse(last) {
             Some(0) => RangeRequest::Unsatisfiable,
             Some(_) if size == 0 => RangeRequest::Unsatisfiable,
-            Some(suffix) => RangeRequest::Partial(ByteRange {
-                start: size.saturating_sub(suffix),
-                end: size - 1,
-            }),
+            Some(suffix) => partial(size.saturating_sub(suffix), size - 1),
             None => RangeRequest::Whole,
         },
         // bytes=N- or bytes=N-M
@@ -69,22 +87,34 @@ pub(crate) fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
                 None
             } else {
                 match parse(last) {
-                    Some(end) if end >= start => Some(end),
-                    _ => return RangeRequest::Whole,
+                    // RFC 9110: "A byte-range-spec is invalid if the last-pos value is present
+                    // and less than the first-pos." Serving the whole blob instead would answer
+                    // a question the client did not ask.
+                    Some(end) if end < start => return RangeRequest::Unsatisfiable,
+                    Some(end) => Some(end),
+                    None => return RangeRequest::Whole,
                 }
             };
             if start >= size {
                 return RangeRequest::Unsatisfiable;
             }
+            // `size > start >= 0` here, so `size - 1` cannot underflow.
             let end = end.map_or(size - 1, |end| end.min(size - 1));
-            RangeRequest::Partial(ByteRange { start, end })
+            partial(start, end)
         }
         (true, true) => RangeRequest::Whole,
     }
 }
 
+/// A range that lies inside a blob, which [`ByteRange::new`] always accepts (its length is at
+/// most the blob's size); `Unsatisfiable` if it ever did not.
+fn partial(start: u64, end: u64) -> RangeRequest {
+    ByteRange::new(start, end).map_or(RangeRequest::Unsatisfiable, RangeRequest::Partial)
+}
+
 /// The `Content-Range` of an upload chunk: `start-end` as the distribution spec writes it, also
-/// accepting RFC 9110's `bytes start-end/total` that some clients send. `None` when malformed.
+/// accepting RFC 9110's `bytes start-end/total` that some clients send. `None` when malformed,
+/// backwards, or of 2^64 bytes.
 pub(crate) fn parse_content_range(header: &str) -> Option<ByteRange> {
     let header = header.trim();
     let spec = header.strip_prefix("bytes ").unwrap_or(header);
@@ -94,11 +124,7 @@ pub(crate) fn parse_content_range(header: &str) -> Option<ByteRange> {
     if !digits(start) || !digits(end) {
         return None;
     }
-    let range = ByteRange {
-        start: start.parse().ok()?,
-        end: end.parse().ok()?,
-    };
-    (range.end >= range.start).then_some(range)
+    ByteRange::new(start.parse().ok()?, end.parse().ok()?)
 }
 
 /// The `Range` header of an upload holding `size` bytes: `0-<last byte>`, and `0-0` when empty,
@@ -113,10 +139,6 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-
-    fn partial(start: u64, end: u64) -> RangeRequest {
-        RangeRequest::Partial(ByteRange { start, end })
-    }
 
     #[test]
     fn range_forms_select_the_right_bytes() {
@@ -148,15 +170,49 @@ mod tests {
     }
 
     #[test]
+    fn backwards_range_is_unsatisfiable() {
+        for header in ["bytes=5-1", "bytes=500-0", "bytes=18446744073709551615-0"] {
+            assert_eq!(
+                parse_range(Some(header), 1000),
+                RangeRequest::Unsatisfiable,
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn huge_bounds_are_clipped_or_unsatisfiable_without_overflow() {
+        let max = u64::MAX;
+        assert_eq!(
+            parse_range(Some(&format!("bytes=0-{max}")), 100),
+            partial(0, 99)
+        );
+        assert_eq!(
+            parse_range(Some(&format!("bytes=-{max}")), 100),
+            partial(0, 99)
+        );
+        assert_eq!(
+            parse_range(Some(&format!("bytes=0-{max}")), max),
+            partial(0, max - 1)
+        );
+        assert_eq!(
+            parse_range(Some(&format!("bytes={}-", max - 1)), max),
+            partial(max - 1, max - 1)
+        );
+        assert_eq!(
+            parse_range(Some(&format!("bytes={max}-{max}")), max),
+            RangeRequest::Unsatisfiable
+        );
+        // Not a u64: ignored like any other malformed header.
+        assert_eq!(
+            parse_range(Some("bytes=0-18446744073709551616"), 100),
+            RangeRequest::Whole
+        );
+    }
+
+    #[test]
     fn malformed_or_multiple_ranges_serve_the_whole_blob() {
-        for header in [
-            "bytes=a-b",
-            "items=0-1",
-            "bytes=5-1",
-            "bytes=0-1,4-5",
-            "bytes=-",
-            "",
-        ] {
+        for header in ["bytes=a-b", "items=0-1", "bytes=0-1,4-5", "bytes=-", ""] {
             assert_eq!(
                 parse_range(Some(header), 100),
                 RangeRequest::Whole,
@@ -178,19 +234,102 @@ mod tests {
     }
 
     #[test]
+    fn content_range_of_two_to_the_64_bytes_is_refused() {
+        let max = u64::MAX;
+        assert_eq!(parse_content_range(&format!("0-{max}")), None);
+        assert_eq!(parse_content_range("0-18446744073709551616"), None);
+        let last = parse_content_range(&format!("1-{max}")).expect("2^64 - 1 bytes");
+        assert_eq!(last.len(), max);
+        let one = parse_content_range(&format!("{max}-{max}")).expect("the last byte");
+        assert_eq!(one.len(), 1);
+    }
+
+    #[test]
     fn upload_range_header_matches_registry2() {
         assert_eq!(upload_range_header(0), "0-0");
         assert_eq!(upload_range_header(1), "0-0");
         assert_eq!(upload_range_header(100), "0-99");
     }
 
+    /// A bound as a client may write it: small, any `u64`, at `u64::MAX`, past it, empty, or
+    /// not a number.
+    fn bound() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (0u64..2000).prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            (0u64..3).prop_map(|n| (u64::MAX - n).to_string()),
+            Just("18446744073709551616".to_owned()),
+            "[0-9]{20,30}",
+            Just(String::new()),
+            "[ +0-9a-z-]{1,4}",
+        ]
+    }
+
+    fn blob_size() -> impl Strategy<Value = u64> {
+        prop_oneof![Just(0), 0u64..2000, any::<u64>(), Just(u64::MAX)]
+    }
+
+    /// Checks what the blob handler relies on.
+    fn check_range(request: RangeRequest, size: u64) -> Result<(), TestCaseError> {
+        if let RangeRequest::Partial(range) = request {
+            prop_assert!(range.start() <= range.end());
+            prop_assert!(range.end() < size);
+            prop_assert!(range.len() <= size);
+        }
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn partial_ranges_always_lie_inside_the_blob(header in "bytes=[0-9]{0,4}-[0-9]{0,4}", size in 0u64..5000) {
-            if let RangeRequest::Partial(range) = parse_range(Some(&header), size) {
-                prop_assert!(range.start <= range.end);
-                prop_assert!(range.end < size);
+            check_range(parse_range(Some(&header), size), size)?;
+        }
+
+        #[test]
+        fn arbitrary_range_headers_never_panic_and_stay_inside_the_blob(
+            header in "\\PC{0,40}|bytes=[0-9, -]{0,40}",
+            size in blob_size(),
+        ) {
+            check_range(parse_range(Some(&header), size), size)?;
+        }
+
+        #[test]
+        fn range_headers_with_extreme_bounds_stay_inside_the_blob(
+            first in bound(),
+            last in bound(),
+            spaces in "[ \\t]{0,2}",
+            size in blob_size(),
+        ) {
+            let header = format!("{spaces}bytes={spaces}{first}{spaces}-{spaces}{last}{spaces}");
+            let request = parse_range(Some(&header), size);
+            check_range(request, size)?;
+            if let (Ok(first), Ok(last)) = (first.parse::<u64>(), last.parse::<u64>())
+                && last < first
+            {
+                prop_assert_eq!(request, RangeRequest::Unsatisfiable);
             }
+        }
+
+        #[test]
+        fn arbitrary_content_ranges_never_panic_and_have_a_u64_length(
+            header in "\\PC{0,40}|(bytes )?[0-9]{0,22}-[0-9]{0,22}(/[0-9*]{0,22})?",
+            first in bound(),
+            last in bound(),
+        ) {
+            for header in [header, format!("{first}-{last}"), format!("bytes {first}-{last}/*")] {
+                if let Some(range) = parse_content_range(&header) {
+                    prop_assert!(range.start() <= range.end());
+                    let exact = u128::from(range.end()) - u128::from(range.start()) + 1;
+                    prop_assert_eq!(u128::from(range.len()), exact);
+                }
+            }
+        }
+
+        #[test]
+        fn upload_range_header_is_valid_for_every_size(size in blob_size()) {
+            let expected = format!("0-{}", size.saturating_sub(1));
+            let header = upload_range_header(size);
+            prop_assert_eq!(header.to_str().ok(), Some(expected.as_str()));
         }
 
         #[test]

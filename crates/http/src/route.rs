@@ -231,4 +231,19 @@ mod tests {
         assert_eq!(route("/v2/a"), None);
         assert_eq!(route("/v2/a/unknown/thing"), None);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Paths built from the API's own words, percent escapes and separators, so that cases
+        /// reach every endpoint's name, reference and digest parsing.
+        #[test]
+        fn arbitrary_paths_never_panic_the_router(
+            path in "/v2(/([a-z0-9._-]{0,8}|%[0-9A-Fa-f]{0,2}|sha256:[a-f0-9]{0,64}|blobs|manifests|uploads|tags|list|referrers|_catalog|\\.\\.)){0,7}/?|\\PC{0,80}",
+        ) {
+            if let Ok(Some(route)) = Route::parse(&path) {
+                proptest::prop_assert!(!route.allowed_methods().is_empty());
+            }
+        }
+    }
 }

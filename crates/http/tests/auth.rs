@@ -10,7 +10,7 @@ use base64::Engine;
 use http::{Method, StatusCode};
 use registry_auth::{
     Access, AccessController, AccessRule, AccessRules, AuthError, Authenticator, Challenge,
-    ChallengeError, Credentials, Principal, RuleAction,
+    ChallengeError, Credentials, HtpasswdAuthenticator, Principal, RuleAction,
 };
 use registry_http::HttpOptions;
 
@@ -33,7 +33,7 @@ impl Authenticator for Users {
                     && password == &format!("{user}-password") =>
             {
                 Ok(Some(Principal {
-                    name: user.clone(),
+                    name: Some(user.clone()),
                     granted: None,
                 }))
             }
@@ -309,4 +309,106 @@ async fn refused_request_reads_no_body() {
         .await;
     reply.assert_error(StatusCode::FORBIDDEN, "DENIED");
     assert!(nothing_stored(&registry));
+}
+
+/// An authenticator whose backend is down: it cannot tell right credentials from wrong ones.
+#[derive(Debug)]
+struct Unreachable;
+
+#[async_trait]
+impl Authenticator for Unreachable {
+    async fn authenticate(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<Option<Principal>, AuthError> {
+        match credentials {
+            Credentials::None => Ok(None),
+            _ => Err(AuthError::Unavailable {
+                reason: "cannot read /etc/secret/backend.conf".into(),
+            }),
+        }
+    }
+
+    fn challenge(&self, _: &[Access], _: Option<ChallengeError>) -> Challenge {
+        Challenge::Basic {
+            realm: "test realm".into(),
+        }
+    }
+}
+
+/// "Try again later", not "wrong password": a client that gets 401 asks its user for other
+/// credentials, one that gets 503 retries. The answer names no file of the server.
+#[tokio::test]
+async fn unavailable_authenticator_is_503_with_a_json_error_that_names_no_path() {
+    let registry = Registry::filesystem_with_http(HttpOptions {
+        access: Some(AccessController::new(Arc::new(Unreachable), None)),
+        ..HttpOptions::default()
+    })
+    .await;
+    for (method, path) in [
+        (Method::GET, "/v2/"),
+        (Method::GET, "/v2/app/tags/list"),
+        (Method::POST, "/v2/app/blobs/uploads/"),
+    ] {
+        let reply = registry
+            .send(
+                method.clone(),
+                path,
+                &[("authorization", &login("alice"))],
+                Vec::new(),
+            )
+            .await;
+        let message = reply.assert_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
+        assert!(!message.contains("/etc"), "{message}");
+        assert!(
+            !String::from_utf8_lossy(&reply.body).contains("backend.conf"),
+            "{reply:?}"
+        );
+        assert!(reply.header_opt("www-authenticate").is_none(), "{reply:?}");
+    }
+    // Without credentials there is nothing to check: the usual challenge.
+    let reply = registry.get("/v2/").await;
+    reply.assert_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    assert!(nothing_stored(&registry));
+}
+
+/// The htpasswd authenticator whose file was removed after start-up: 503 until it is back.
+#[tokio::test]
+async fn unreadable_htpasswd_file_is_503_and_a_restored_one_is_used() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("htpasswd");
+    let entry = |password: &str| {
+        registry_auth::htpasswd::entry_line("alice", password, 4).expect("an entry") + "\n"
+    };
+    std::fs::write(&path, entry("alice-password")).expect("write htpasswd");
+    let htpasswd = Arc::new(HtpasswdAuthenticator::open("test realm", &path).expect("opens"));
+    let registry = Registry::filesystem_with_http(HttpOptions {
+        access: Some(AccessController::new(htpasswd.clone(), None)),
+        ..HttpOptions::default()
+    })
+    .await;
+    let alice = login("alice");
+    let reply = registry
+        .get_with("/v2/", &[("authorization", &alice)])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+
+    std::fs::remove_file(&path).expect("remove htpasswd");
+    assert!(htpasswd.refresh().is_err());
+    let reply = registry
+        .get_with("/v2/", &[("authorization", &alice)])
+        .await;
+    let message = reply.assert_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
+    let shown = String::from_utf8_lossy(&reply.body).into_owned();
+    assert!(
+        !shown.contains(&dir.path().display().to_string()) && !shown.contains("htpasswd"),
+        "{message}"
+    );
+
+    std::fs::write(&path, entry("alice-password")).expect("restore htpasswd");
+    assert!(htpasswd.refresh().is_ok());
+    let reply = registry
+        .get_with("/v2/", &[("authorization", &alice)])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
 }

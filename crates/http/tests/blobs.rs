@@ -172,6 +172,96 @@ async fn unsatisfiable_range_is_416_with_size_and_no_body() {
     }
 }
 
+/// RFC 9110: "A byte-range-spec is invalid if the last-pos value is present and less than the
+/// first-pos." Serving the whole blob would answer a question the client did not ask.
+#[tokio::test]
+async fn backwards_range_is_416() {
+    let registry = Registry::filesystem().await;
+    let data = content(5, 1000);
+    let digest = registry.push_blob("repo", &data).await;
+
+    for range in ["bytes=500-0", "bytes=1-0", "bytes=999-998"] {
+        let reply = registry
+            .get_with(&format!("/v2/repo/blobs/{digest}"), &[("range", range)])
+            .await;
+        reply.assert_empty(StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(reply.header("content-range"), "bytes */1000", "{range}");
+    }
+}
+
+/// Bounds at and past `u64::MAX` are clipped to the blob, refused, or (when they are not a `u64`
+/// at all) ignored, and nothing overflows on the way.
+#[tokio::test]
+async fn ranges_with_huge_bounds_do_not_overflow() {
+    let registry = Registry::filesystem().await;
+    let data = content(6, 1000);
+    let digest = registry.push_blob("repo", &data).await;
+    let max = u64::MAX;
+    let cases = [
+        (
+            format!("bytes=0-{max}"),
+            StatusCode::PARTIAL_CONTENT,
+            "bytes 0-999/1000",
+        ),
+        (
+            format!("bytes=999-{max}"),
+            StatusCode::PARTIAL_CONTENT,
+            "bytes 999-999/1000",
+        ),
+        (
+            format!("bytes=-{max}"),
+            StatusCode::PARTIAL_CONTENT,
+            "bytes 0-999/1000",
+        ),
+        (
+            format!("bytes={max}-"),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "bytes */1000",
+        ),
+        (
+            format!("bytes={max}-{max}"),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "bytes */1000",
+        ),
+        (
+            format!("bytes={}-{max}", max - 1),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "bytes */1000",
+        ),
+        (
+            format!("bytes={max}-0"),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "bytes */1000",
+        ),
+        (
+            "bytes=0-18446744073709551616".to_owned(),
+            StatusCode::OK,
+            "",
+        ),
+        ("bytes=-18446744073709551616".to_owned(), StatusCode::OK, ""),
+        ("bytes=18446744073709551616-".to_owned(), StatusCode::OK, ""),
+    ];
+    for (range, status, content_range) in cases {
+        let reply = registry
+            .get_with(&format!("/v2/repo/blobs/{digest}"), &[("range", &range)])
+            .await;
+        assert_eq!(reply.status, status, "{range}: {reply:?}");
+        match status {
+            StatusCode::PARTIAL_CONTENT => {
+                assert_eq!(reply.header("content-range"), content_range, "{range}");
+                let start: usize = content_range["bytes ".len()..]
+                    .split('-')
+                    .next()
+                    .and_then(|start| start.parse().ok())
+                    .expect("a start");
+                assert_eq!(reply.body.as_ref(), &data[start..], "{range}");
+            }
+            StatusCode::OK => assert_eq!(reply.body.as_ref(), data.as_slice(), "{range}"),
+            _ => assert_eq!(reply.header("content-range"), content_range, "{range}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn if_none_match_with_the_etag_is_304() {
     let registry = Registry::filesystem().await;

@@ -167,6 +167,50 @@ async fn out_of_order_final_chunk_is_416() {
     assert_eq!(reply.header("range"), "0-999");
 }
 
+/// A `Content-Range` of 2^64 bytes cannot describe any body; bounds past `u64::MAX` are not
+/// numbers this registry reads. Both are 400, and the upload goes on as if they had not come.
+#[tokio::test]
+async fn content_range_with_huge_bounds_is_refused_without_overflow() {
+    let registry = Registry::filesystem().await;
+    let data = content(9, 10);
+    let location = registry.start_upload("repo").await;
+    let max = u64::MAX;
+    for range in [
+        format!("0-{max}"),
+        format!("bytes 0-{max}/*"),
+        "0-18446744073709551616".to_owned(),
+        "18446744073709551616-18446744073709551617".to_owned(),
+    ] {
+        let reply = registry
+            .send(
+                Method::PATCH,
+                &location,
+                &[("content-range", &range)],
+                data.clone(),
+            )
+            .await;
+        reply.assert_error(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID");
+    }
+    // Well-formed but far from where the upload stands.
+    let reply = registry
+        .send(
+            Method::PATCH,
+            &location,
+            &[("content-range", &format!("{}-{max}", max - 9))],
+            data.clone(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::RANGE_NOT_SATISFIABLE, "{reply:?}");
+    assert_eq!(reply.header("range"), "0-0");
+
+    let reply = registry.patch_chunk(&location, 0, &data).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    let reply = registry
+        .complete_upload(&location, &sha256(&data), b"")
+        .await;
+    assert_blob_created(&reply, "repo", &sha256(&data));
+}
+
 #[tokio::test]
 async fn put_with_final_body_completes_the_upload() {
     let registry = Registry::filesystem().await;

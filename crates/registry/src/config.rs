@@ -1391,3 +1391,5 @@ impl<'de> Deserialize<'de> for AuthConfig {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod untrusted_input_tests;

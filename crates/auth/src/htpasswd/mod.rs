@@ -13,15 +13,20 @@
 //!   with every request costs a digest and a lookup, not a bcrypt verification. Failures are
 //!   never cached.
 //! - The file is reloaded when it changes, without a restart: requests look at its metadata at
-//!   most once a second. A reload that fails keeps the previous users and is logged
-//!   ([`HtpasswdAuthenticator::last_reload_error`] reports it too).
+//!   most once a second. A file that is read but refused (a half-finished edit, an entry that is
+//!   not bcrypt) keeps the previous users and is logged
+//!   ([`HtpasswdAuthenticator::last_reload_error`] reports it too). A file that cannot be read at
+//!   all (removed, no permission) leaves no way to tell which users are meant: until it can be
+//!   read again, credentials are answered with [`AuthError::Unavailable`] (503), so clients
+//!   retry rather than conclude that their password is wrong. Anonymous requests do not need the
+//!   file and go on as before.
 
 mod cache;
 mod file;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -56,6 +61,9 @@ struct Shared {
     cache: CredentialCache,
     /// When the next check of the file is due, in nanoseconds since `started`.
     next_check: AtomicU64,
+    /// Whether the last check could not read the file. Kept apart from `reload`, which is held
+    /// while a check does its blocking I/O, so that requests never wait for it.
+    unreadable: AtomicBool,
     started: Instant,
     check_interval: Duration,
     /// bcrypt verifications run, for tests to count.
@@ -99,6 +107,7 @@ impl HtpasswdAuthenticator {
             }),
             cache: CredentialCache::new(),
             next_check: AtomicU64::new(nanos(check_interval)),
+            unreadable: AtomicBool::new(false),
             started,
             check_interval,
             path,
@@ -152,8 +161,8 @@ impl HtpasswdAuthenticator {
             return;
         }
         let shared = Arc::clone(&self.shared);
-        // A failed reload is logged and kept in `ReloadState`; the request goes on with the
-        // users in use either way.
+        // A failed reload is logged and kept in `ReloadState`, and a file that could not be read
+        // at all is flagged in `unreadable`; the request reads the outcome from there.
         if let Err(error) = tokio::task::spawn_blocking(move || shared.check_file()).await {
             tracing::warn!(%error, "checking the htpasswd file for changes did not finish");
         }
@@ -184,11 +193,19 @@ impl HtpasswdAuthenticator {
 
     async fn authenticate_basic(&self, user: &str, password: &str) -> Result<Principal, AuthError> {
         self.check_file_if_due().await;
+        if self.shared.unreadable.load(Ordering::Acquire) {
+            return Err(AuthError::Unavailable {
+                reason: format!(
+                    "the htpasswd file {} cannot be read",
+                    self.shared.path.display()
+                ),
+            });
+        }
         let users = self.shared.users();
         let stored = users.hashes.get(user).cloned();
         let digest = self.shared.cache.digest(user, password);
         let principal = || Principal {
-            name: user.to_owned(),
+            name: Some(user.to_owned()),
             granted: None,
         };
         if let Some(hash) = &stored
@@ -247,6 +264,10 @@ impl Shared {
                 source: Arc::new(error),
             }),
         };
+        self.unreadable.store(
+            matches!(loaded, Err(HtpasswdError::Read { .. })),
+            Ordering::Release,
+        );
         match loaded {
             Ok(users) => {
                 state.error = None;

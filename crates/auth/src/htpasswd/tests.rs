@@ -3,6 +3,9 @@ use std::fs;
 use std::path::Path;
 use std::time::SystemTime;
 
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+
 use super::*;
 
 /// bcrypt's lowest cost, to keep the tests fast.
@@ -74,7 +77,7 @@ fn basic(user: &str, password: &str) -> Credentials {
 
 fn alice() -> Principal {
     Principal {
-        name: "alice".to_owned(),
+        name: Some("alice".to_owned()),
         granted: None,
     }
 }
@@ -201,7 +204,7 @@ async fn all_bcrypt_prefixes_are_accepted() {
             .authenticate(&basic(user, "pw"))
             .await
             .expect("accepted");
-        assert_eq!(principal.map(|p| p.name), Some(user.to_owned()));
+        assert_eq!(principal.and_then(|p| p.name), Some(user.to_owned()));
         assert_eq!(
             auth.authenticate(&basic(user, "nope")).await,
             Err(AuthError::InvalidCredentials)
@@ -462,8 +465,10 @@ async fn broken_file_on_reload_keeps_the_previous_users() {
     assert!(auth.authenticate(&basic("bob", "pw")).await.is_ok());
 }
 
+/// A file that cannot be read leaves no way to tell which users are meant: credentials are
+/// answered as unavailable (503 at the HTTP layer), never as wrong, until it is back.
 #[tokio::test]
-async fn missing_file_on_reload_keeps_the_previous_users() {
+async fn unreadable_file_on_reload_makes_authentication_unavailable_until_it_is_back() {
     let fixture = Fixture::new(&[entry("alice", "s3cret")]);
     let auth = fixture.open();
     fs::remove_file(&fixture.path).expect("remove");
@@ -472,14 +477,51 @@ async fn missing_file_on_reload_keeps_the_previous_users() {
         auth.last_reload_error(),
         Some(HtpasswdError::Read { .. })
     ));
-    assert_eq!(
+    for credentials in [
+        basic("alice", "s3cret"),
+        basic("alice", "wrong"),
+        basic("bob", "x"),
+    ] {
+        assert!(
+            matches!(
+                auth.authenticate(&credentials).await,
+                Err(AuthError::Unavailable { .. })
+            ),
+            "{credentials:?}"
+        );
+    }
+    assert_eq!(auth.authenticate(&Credentials::None).await, Ok(None));
+
+    // A directory where the file was opens but cannot be read either.
+    fs::create_dir(&fixture.path).expect("directory in its place");
+    assert!(matches!(auth.refresh(), Err(HtpasswdError::Read { .. })));
+    assert!(matches!(
         auth.authenticate(&basic("alice", "s3cret")).await,
-        Ok(Some(alice()))
-    );
+        Err(AuthError::Unavailable { .. })
+    ));
+    fs::remove_dir(&fixture.path).expect("remove the directory");
 
     fixture.write(&[entry("alice", "back")]);
     assert_eq!(refresh(&auth), Ok(true));
     assert!(auth.authenticate(&basic("alice", "back")).await.is_ok());
+    assert_eq!(
+        auth.authenticate(&basic("alice", "s3cret")).await,
+        Err(AuthError::InvalidCredentials)
+    );
+}
+
+#[tokio::test]
+async fn requests_notice_an_unreadable_file_once_the_interval_has_passed() {
+    let fixture = Fixture::new(&[entry("alice", "s3cret")]);
+    let auth =
+        HtpasswdAuthenticator::open_with("Registry".into(), fixture.path.clone(), Duration::ZERO)
+            .expect("opens");
+    assert!(auth.authenticate(&basic("alice", "s3cret")).await.is_ok());
+    fs::remove_file(&fixture.path).expect("remove");
+    assert!(matches!(
+        auth.authenticate(&basic("alice", "s3cret")).await,
+        Err(AuthError::Unavailable { .. })
+    ));
 }
 
 #[tokio::test]
@@ -600,4 +642,98 @@ fn out_of_range_cost_and_overlong_passwords_are_refused() {
         hash_password(&"x".repeat(73), COST),
         Err(HtpasswdError::PasswordTooLong { length: 73 })
     ));
+}
+
+// ---- untrusted input ------------------------------------------------------------------------
+
+/// A hash as an htpasswd file may hold one: bcrypt of every prefix, with costs in and out of
+/// range and salts and digests in and out of bcrypt's alphabet, or another scheme, or anything.
+fn hash_like() -> impl Strategy<Value = String> {
+    let bcrypt_like = (
+        prop::sample::select(vec!["$2y$", "$2a$", "$2b$", "$2x$", "$2$", "$1$", "$y$"]),
+        prop_oneof![4 => "0[4-9]|[12][0-9]|3[01]", 1 => "[0-9]{2}|[0-9a-z$]{0,3}"],
+        prop_oneof![4 => "[./A-Za-z0-9]{53}", 1 => "[./A-Za-z0-9]{50,56}", 1 => "\\PC{53}"],
+    )
+        .prop_map(|(prefix, cost, rest)| format!("{prefix}{cost}${rest}"));
+    prop_oneof![
+        4 => bcrypt_like,
+        4 => Just(crafted_hash("$2y$", "04")),
+        1 => "\\{SHA\\}[A-Za-z0-9+/=]{0,28}|\\$apr1\\$[./A-Za-z0-9$]{0,30}",
+        1 => "\\PC{0,64}",
+    ]
+}
+
+/// A line of an htpasswd file: an entry, a comment, a blank line, or anything.
+fn line_like() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => ("[ \\t]{0,2}", "[a-z0-9._@-]{1,12}|\\PC{0,12}", hash_like(), "[ \\t\\r]{0,2}")
+            .prop_map(|(before, user, hash, after)| format!("{before}{user}:{hash}{after}")),
+        1 => "[ \\t]*#\\PC{0,20}",
+        1 => "[ \\t\\r]{0,3}",
+        1 => "\\PC{0,40}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_text_never_panics_the_htpasswd_parser(text in "\\PC{0,300}") {
+        let _ = file::parse(Path::new("htpasswd"), &text);
+    }
+
+    /// Every line is read, entries with their user, or the file is refused naming a line that
+    /// exists.
+    #[test]
+    fn htpasswd_files_of_random_lines_load_every_entry_or_name_the_bad_line(
+        lines in prop::collection::vec(line_like(), 0..8),
+    ) {
+        let text = lines.join("\n");
+        match file::parse(Path::new("htpasswd"), &text) {
+            Ok(users) => {
+                let entries = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                    .count();
+                prop_assert_eq!(users.hashes.len(), entries);
+                prop_assert!(users.hashes.values().all(|hash| hash.len() == 60));
+            }
+            Err(
+                HtpasswdError::MalformedLine { line, .. }
+                | HtpasswdError::NotBcrypt { line, .. }
+                | HtpasswdError::InvalidBcrypt { line, .. }
+                | HtpasswdError::DuplicateUser { line, .. },
+            ) => prop_assert!((1..=text.lines().count()).contains(&line)),
+            Err(other) => prop_assert!(false, "unexpected error {other}"),
+        }
+    }
+}
+
+/// Any user name and password a `Basic` header can carry (longer than bcrypt reads, with NUL
+/// bytes, not ASCII) is answered as right or wrong, never as unavailable.
+#[tokio::test]
+async fn arbitrary_credentials_are_right_or_wrong_never_unavailable() {
+    let fixture = Fixture::new(&[entry("alice", "s3cret")]);
+    let auth = fixture.open();
+    let strategy = (
+        prop_oneof![Just("alice".to_owned()), "\\PC{1,20}"],
+        prop_oneof![
+            "\\PC{0,100}",
+            "[\\x00-\\x7f]{70,80}",
+            Just("s3cret".to_owned())
+        ],
+    );
+    // Generated up front: the checks are async, and proptest's runner calls a plain closure.
+    let mut runner = proptest::test_runner::TestRunner::default();
+    for _ in 0..32 {
+        let (user, password) = strategy.new_tree(&mut runner).expect("a case").current();
+        let outcome = auth.authenticate(&basic(&user, &password)).await;
+        let right = user == "alice" && password == "s3cret";
+        match outcome {
+            Ok(Some(_)) => assert!(right, "{user:?} {password:?}"),
+            Err(AuthError::InvalidCredentials) => assert!(!right, "{user:?} {password:?}"),
+            other => panic!("{user:?} {password:?}: {other:?}"),
+        }
+    }
 }

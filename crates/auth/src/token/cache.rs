@@ -87,7 +87,7 @@ mod tests {
 
     fn alice() -> Principal {
         Principal {
-            name: "alice".into(),
+            name: Some("alice".into()),
             granted: Some(Vec::new()),
         }
     }

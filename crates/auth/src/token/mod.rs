@@ -15,7 +15,9 @@
 //!   is present and not past, and `nbf`, when present, is not in the future, both with 60
 //!   seconds of leeway for clock skew as registry:2 allows.
 //!
-//! Its `access` claim becomes the [`Principal`]'s grant; its `sub` the principal's name.
+//! Its `access` claim becomes the [`Principal`]'s grant; its `sub` the principal's name. A token
+//! without a `sub`, or with an empty one (token servers issue those to anonymous clients), has no
+//! name: its holder is anonymous, with what the token grants.
 
 mod cache;
 mod chain;
@@ -229,7 +231,7 @@ impl TokenAuthenticator {
             .map_err(|error| invalid(rejection(error.kind())))?
             .claims;
         let principal = Principal {
-            name: claims.sub.clone().unwrap_or_default(),
+            name: claims.sub.clone().filter(|sub| !sub.is_empty()),
             granted: Some(claims.granted()),
         };
         if let Some(expires_at) = claims.expires_at() {

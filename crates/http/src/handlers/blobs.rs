@@ -9,7 +9,7 @@ use crate::body::{self, ResponseBody};
 use crate::range::{RangeRequest, parse_range};
 
 /// `GET`/`HEAD`: the blob, or the bytes a `Range` header asks for (206), or 416 with
-/// `Content-Range: bytes */SIZE` when no byte of the range exists.
+/// `Content-Range: bytes */SIZE` when no byte of the range exists or the range is backwards.
 pub(super) async fn get(
     context: Context<'_>,
     name: RepositoryName,
@@ -33,9 +33,9 @@ pub(super) async fn get(
     let range_header = request_headers
         .get(header::RANGE)
         .and_then(|value| value.to_str().ok());
-    let (status, offset, length) = match parse_range(range_header, size) {
-        RangeRequest::Whole => (StatusCode::OK, 0, size),
-        RangeRequest::Partial(range) => (StatusCode::PARTIAL_CONTENT, range.start, range.len()),
+    let partial = match parse_range(range_header, size) {
+        RangeRequest::Whole => None,
+        RangeRequest::Partial(range) => Some(range),
         RangeRequest::Unsatisfiable => {
             let mut response = body::empty_response(StatusCode::RANGE_NOT_SATISFIABLE);
             set(
@@ -46,6 +46,10 @@ pub(super) async fn get(
             set_digest(response.headers_mut(), &digest);
             return Ok(response);
         }
+    };
+    let (status, offset, length) = match partial {
+        None => (StatusCode::OK, 0, size),
+        Some(range) => (StatusCode::PARTIAL_CONTENT, range.start(), range.len()),
     };
     let mut response = if head || length == 0 {
         body::empty_response(status)
@@ -61,12 +65,11 @@ pub(super) async fn get(
     );
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     set_digest(headers, &digest);
-    if status == StatusCode::PARTIAL_CONTENT {
-        let end = offset + length - 1;
+    if let Some(range) = partial {
         set(
             headers,
             header::CONTENT_RANGE,
-            &format!("bytes {offset}-{end}/{size}"),
+            &format!("bytes {}-{}/{size}", range.start(), range.end()),
         );
     }
     Ok(response)

@@ -166,13 +166,13 @@ fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
             ErrorCode::SizeInvalid,
             format!(
                 "Content-Range {}-{} covers {} bytes but Content-Length is {length}",
-                range.start,
-                range.end,
+                range.start(),
+                range.end(),
                 range.len()
             ),
         ));
     }
-    Ok(Some(range.start))
+    Ok(Some(range.start()))
 }
 
 /// The response naming an upload session: `Location`, `Range`, `Docker-Upload-UUID`.

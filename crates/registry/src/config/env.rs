@@ -75,6 +75,18 @@ fn apply_one(
     warnings: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     let parts: Vec<&str> = name[PREFIX.len()..].split('_').collect();
+    // Every part is a level of the tree (and of the recursions over it), and inside a free-form
+    // section any part names a new map: without this bound, a name of 20,000 parts would nest
+    // the tree 20,000 deep and overflow the stack. No key is deeper than a file may nest.
+    if parts.len() > tree::MAX_DEPTH {
+        let shown: String = name.chars().take(60).collect();
+        warnings.push(format!(
+            "environment variable {shown}... has more than {} parts, deeper than any \
+             configuration key; it is ignored",
+            tree::MAX_DEPTH
+        ));
+        return Ok(());
+    }
     let resolved = if parts.iter().any(|part| part.is_empty()) {
         None
     } else {

@@ -5,6 +5,7 @@
 //! "line 12" or "set by REGISTRY_HTTP_ADDR", and every scalar keeps its source text, so a string
 //! key reads `0123` as `"0123"` rather than as the number 123.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
@@ -152,19 +153,47 @@ pub(crate) struct Parsed {
     pub(crate) warnings: Vec<String>,
 }
 
+/// How deep maps and lists may nest, in a file or through an environment override. registry:2's
+/// deepest keys are five levels down. The bound is what keeps every recursion over the document
+/// off the end of the stack: serde-saphyr's, whose frames in a debug build cost about 35 KiB a
+/// level, overflows a 2 MiB thread (a test's, a tokio worker's) at about 60 levels.
+pub(crate) const MAX_DEPTH: usize = 32;
+
+/// How many values (maps, lists and scalars) a document may hold once its aliases are expanded.
+/// registry:2's reference configuration has about 400. A "billion laughs" document (ten aliases
+/// of ten aliases of ... one value) is refused when it reaches this many, after building at most
+/// a few megabytes, rather than when it has filled the memory.
+const MAX_VALUES: usize = 50_000;
+
+/// How many bytes of scalar text a document may hold once its aliases are expanded: one long
+/// value repeated through aliases is refused here.
+const MAX_SCALAR_BYTES: usize = 4 * 1024 * 1024;
+
 /// Parses a YAML document into a tree whose nodes carry the given origin (`None`: their
 /// position in `yaml`). An empty document is null.
+///
+/// What the tree may cost is bounded whatever the input: serde-saphyr's budget counts the values
+/// and scalar bytes of every alias it replays, and refuses the document past [`MAX_VALUES`],
+/// [`MAX_SCALAR_BYTES`] or [`MAX_DEPTH`].
 pub(crate) fn parse(yaml: &str, origin: Option<&Origin>) -> Result<Parsed, SyntaxError> {
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.max_nodes = MAX_VALUES;
+    budget.max_total_scalar_bytes = MAX_SCALAR_BYTES;
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_VALUES;
     // registry:2 (Go's yaml.v2) lets a repeated key override the earlier one; the reference
     // configuration in its own docs repeats keys. Take the last and warn.
     options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
     let raw: Spanned<Raw> =
         serde_saphyr::from_str_with_options(yaml, options).map_err(|error| {
             let location = error.location();
-            let message =
-                serde_saphyr::DefaultMessageFormatter.format_message(error.without_snippet());
+            let message = limit_message(&error).map_or_else(
+                || serde_saphyr::DefaultMessageFormatter.format_message(error.without_snippet()),
+                Cow::Owned,
+            );
             SyntaxError {
                 line: location.map(|l| l.line()).unwrap_or(0),
                 column: location.map(|l| l.column()).unwrap_or(0),
@@ -182,6 +211,43 @@ pub(crate) fn parse(yaml: &str, origin: Option<&Origin>) -> Result<Parsed, Synta
     }
     .node(raw, None, "");
     Ok(Parsed { root, warnings })
+}
+
+/// The sentence for a document refused by one of the limits above, which the library words in
+/// its own terms ("budget breached: Nodes { nodes: 50001 }").
+fn limit_message(mut error: &serde_saphyr::Error) -> Option<String> {
+    use serde_saphyr::Error;
+    use serde_saphyr::budget::BudgetBreach;
+    // An error met while replaying an alias comes wrapped with where the alias was used.
+    while let Error::AliasError { error: inner, .. } | Error::WithSnippet { error: inner, .. } =
+        error
+    {
+        error = inner;
+    }
+    let what = match error {
+        Error::Budget {
+            breach: BudgetBreach::Nodes { .. },
+            ..
+        }
+        | Error::AliasReplayLimitExceeded { .. } => {
+            format!("it holds more than {MAX_VALUES} values once its aliases are expanded")
+        }
+        Error::Budget {
+            breach: BudgetBreach::ScalarBytes { .. },
+            ..
+        } => format!(
+            "it holds more than {} MiB of text once its aliases are expanded",
+            MAX_SCALAR_BYTES / (1024 * 1024)
+        ),
+        Error::Budget {
+            breach: BudgetBreach::Depth { .. },
+            ..
+        } => format!("its maps and lists nest more than {MAX_DEPTH} deep"),
+        _ => return None,
+    };
+    Some(format!(
+        "the document is refused because {what}, far beyond what a configuration needs"
+    ))
 }
 
 struct Builder<'a> {
