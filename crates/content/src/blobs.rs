@@ -33,8 +33,16 @@ impl Blob {
 
     /// Streams the blob from `offset`, at most `length` bytes when given. The caller checks the
     /// range against [`Blob::size`]; an offset past the end is a storage `InvalidOffset` error.
+    /// A blob deleted since it was looked up (garbage collection, say) is
+    /// [`ContentError::BlobUnknown`].
     pub async fn open(&self, offset: u64, length: Option<u64>) -> Result<ByteStream, ContentError> {
-        Ok(self.driver.reader(&self.path, offset, length).await?)
+        match self.driver.reader(&self.path, offset, length).await {
+            Ok(stream) => Ok(stream),
+            Err(StorageError::NotFound { .. }) => Err(ContentError::BlobUnknown {
+                digest: self.digest.clone(),
+            }),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// A URL the client may fetch the blob from directly, when the driver offers one.

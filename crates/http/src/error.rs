@@ -2,6 +2,9 @@
 //! `{"errors":[{"code","message","detail"}]}`. The mapping from every lower layer's error to a code
 //! lives here and nowhere else.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use http::{HeaderValue, Response, StatusCode, header};
 use registry_content::ContentError;
 use registry_model::{DigestError, NameError, ReferenceError, TagError};
@@ -262,8 +265,37 @@ impl From<ContentError> for ApiError {
                     "the request body ended before it was complete",
                 ),
             },
+            ContentError::Storage(error) if error.is_storage_full() => storage_full(&error),
             other => ApiError::internal(&other),
         }
+    }
+}
+
+/// 507 for a store out of space, with a message a client can show; logged at error level once a
+/// minute at most, so that a full disk under many clients does not also flood the log.
+fn storage_full(error: &dyn std::error::Error) -> ApiError {
+    static LAST_LOGGED: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let last = LAST_LOGGED.load(Ordering::Relaxed);
+    if now >= last.saturating_add(60)
+        && LAST_LOGGED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::error!(%error, "storage is full: writes fail until space is freed (logged once a minute)");
+    } else {
+        tracing::debug!(%error, "storage is full");
+    }
+    ApiError {
+        status: StatusCode::INSUFFICIENT_STORAGE,
+        code: None,
+        message: "the registry's storage is full; nothing was stored by this request beyond what \
+                  an upload in progress keeps: retry once space is freed"
+            .to_owned(),
+        detail: None,
+        headers: Vec::new(),
     }
 }
 

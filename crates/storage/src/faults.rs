@@ -90,6 +90,8 @@ impl Operation {
 enum Effect {
     /// Fail with a backend error of this kind; nothing of the operation happens.
     Fail(io::ErrorKind),
+    /// Answer `NotFound`, as if the object had been deleted just before.
+    Vanish,
     /// Wait until the test releases it, then carry on.
     Stall(Stall),
 }
@@ -114,6 +116,15 @@ impl Fault {
             nth: 1,
             repeat: false,
             effect: Effect::Fail(io::ErrorKind::Other),
+        }
+    }
+
+    /// Answers the first `operation` with `NotFound`, as if a concurrent delete had removed the
+    /// object just before (between a `stat` and a `reader`, say).
+    pub fn vanish(operation: Operation) -> Fault {
+        Fault {
+            effect: Effect::Vanish,
+            ..Fault::fail(operation)
         }
     }
 
@@ -292,6 +303,7 @@ async fn check(
             stall.hold().await;
             Ok(())
         }
+        Some(Effect::Vanish) => Err(StorageError::NotFound { path: path.clone() }),
         Some(Effect::Fail(kind)) => Err(StorageError::Backend {
             driver: "faulty",
             operation: operation.name(),

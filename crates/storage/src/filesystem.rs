@@ -64,6 +64,9 @@ const DIRECTORY_RACE_RETRIES: usize = 8;
 pub struct FilesystemDriver {
     root: PathBuf,
     direct_io: bool,
+    /// How many blocking threads `stat_many` spreads a large batch over: the cores this process
+    /// may use, read once (finding out reads cgroup files).
+    stat_threads: usize,
 }
 
 impl FilesystemDriver {
@@ -78,6 +81,7 @@ impl FilesystemDriver {
         Ok(FilesystemDriver {
             root,
             direct_io: false,
+            stat_threads: std::thread::available_parallelism().map_or(1, usize::from),
         })
     }
 
@@ -345,8 +349,10 @@ impl StorageDriver for FilesystemDriver {
     /// thousands of directories changed costs a trip or two to the blocking pool, not thousands,
     /// and the kernel's lookups, which are the whole cost, run on every core.
     async fn stat_many(&self, paths: &[StoragePath]) -> Vec<Result<FileInfo, StorageError>> {
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let per_thread = paths.len().div_ceil(threads).max(STAT_BATCH_PER_THREAD);
+        let per_thread = paths
+            .len()
+            .div_ceil(self.stat_threads)
+            .max(STAT_BATCH_PER_THREAD);
         let batches: Vec<_> = paths
             .chunks(per_thread)
             .map(|chunk| {
@@ -1471,7 +1477,7 @@ mod tests {
         #[test]
         fn no_path_resolves_outside_the_root(input in "(/[a-zA-Z0-9._~\\\\-]{0,4}){1,6}") {
             let root = PathBuf::from("/srv/registry");
-            let driver = FilesystemDriver { root: root.clone(), direct_io: false };
+            let driver = FilesystemDriver { root: root.clone(), direct_io: false, stat_threads: 1 };
             if let Ok(parsed) = StoragePath::parse(&input) {
                 let file = driver.file_path(&parsed);
                 prop_assert!(file.starts_with(&root));
