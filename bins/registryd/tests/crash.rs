@@ -1,0 +1,495 @@
+//! Crashes of the real binary: registryd is killed with SIGKILL while 20 clients push, then
+//! restarted on the same data directory, three times over. After each restart, every blob and
+//! manifest acknowledged with a 201 is there with its exact bytes, every acknowledged tag
+//! resolves to its manifest, `registryd verify` finds nothing wrong, and every upload that was in
+//! flight either resumes from the size it reports or is unknown. Every server is on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sha2::Digest as _;
+
+const REGISTRYD: &str = env!("CARGO_BIN_EXE_registryd");
+const CLIENTS: usize = 20;
+const CHUNK: usize = 48 * 1024;
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// `len` bytes that differ with `seed`.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// One HTTP/1.1 exchange on a fresh connection: status, headers (lowercase names) and body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+fn exchange(
+    address: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: registry\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line)?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    let mut body = Vec::new();
+    reader.read_to_end(&mut body)?;
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// What the clients were told: acknowledged blobs and tags, and uploads still in flight.
+#[derive(Default)]
+struct Ledger {
+    /// Digest -> content of every blob answered 201.
+    blobs: BTreeMap<String, Vec<u8>>,
+    /// Tag -> (manifest digest, manifest bytes) of every manifest answered 201.
+    tags: BTreeMap<String, (String, Vec<u8>)>,
+    /// Location -> content of every upload started and not acknowledged.
+    in_flight: BTreeMap<String, Vec<u8>>,
+    /// Answers a live server should never have given.
+    unexpected: Vec<String>,
+}
+
+/// The registry under test, on one data directory across restarts.
+struct Server {
+    dir: PathBuf,
+    config: PathBuf,
+    address: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn new(dir: &Path) -> Server {
+        let address = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port");
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+                dir.join("data").display()
+            ),
+        )
+        .expect("config");
+        Server {
+            dir: dir.to_owned(),
+            config,
+            address,
+            child: None,
+        }
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(REGISTRYD)
+            .arg("serve")
+            .arg(&self.config)
+            .env_remove("REGISTRY_LOG_LEVEL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn registryd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(self.address).is_err() {
+            assert!(Instant::now() < deadline, "registryd did not start");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One client pushing images until `stop`: each a layer in chunks, a config, and a manifest
+/// under a tag of its own. Records every acknowledgement and every upload in flight.
+fn push_until_stopped(
+    address: SocketAddr,
+    client: usize,
+    round: usize,
+    ledger: &Mutex<Ledger>,
+    acknowledged: &AtomicUsize,
+    stop: &AtomicBool,
+) {
+    let mut image = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let seed = (round * 1_000_000 + client * 1_000 + image) as u64;
+        let layer = pattern(seed, CHUNK * 3 + (client * 977) % CHUNK);
+        let repository = format!("crash/c{client}");
+        let Some(layer_digest) = chunked_upload(address, &repository, &layer, ledger) else {
+            return;
+        };
+        acknowledged.fetch_add(1, Ordering::SeqCst);
+        let config = format!("{{\"client\":{client},\"image\":{image},\"round\":{round}}}");
+        let config_digest = sha256(config.as_bytes());
+        let Ok(reply) = exchange(
+            address,
+            "POST",
+            &format!("/v2/{repository}/blobs/uploads/?digest={config_digest}"),
+            &[],
+            config.as_bytes(),
+        ) else {
+            return;
+        };
+        if !expected(&reply, 201, "config push", ledger) {
+            return;
+        }
+        lock(ledger)
+            .blobs
+            .insert(config_digest.clone(), config.clone().into_bytes());
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer_digest}","size":{}}}]}}"#,
+            config.len(),
+            layer.len()
+        );
+        let tag = format!("r{round}-i{image}");
+        let Ok(reply) = exchange(
+            address,
+            "PUT",
+            &format!("/v2/{repository}/manifests/{tag}"),
+            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+            manifest.as_bytes(),
+        ) else {
+            return;
+        };
+        if !expected(&reply, 201, "manifest push", ledger) {
+            return;
+        }
+        lock(ledger).tags.insert(
+            format!("{repository}:{tag}"),
+            (sha256(manifest.as_bytes()), manifest.into_bytes()),
+        );
+        acknowledged.fetch_add(1, Ordering::SeqCst);
+        image += 1;
+    }
+}
+
+/// Whether `reply` has the `status` a live server gives; records it when not.
+fn expected(reply: &Reply, status: u16, what: &str, ledger: &Mutex<Ledger>) -> bool {
+    if reply.status == status {
+        return true;
+    }
+    lock(ledger).unexpected.push(format!(
+        "{what}: {} {}",
+        reply.status,
+        String::from_utf8_lossy(&reply.body)
+    ));
+    false
+}
+
+/// Uploads `data` to `repository` in chunks; its digest once acknowledged, `None` when the server
+/// went away (the upload then stays in the ledger as in flight).
+fn chunked_upload(
+    address: SocketAddr,
+    repository: &str,
+    data: &[u8],
+    ledger: &Mutex<Ledger>,
+) -> Option<String> {
+    let reply = exchange(
+        address,
+        "POST",
+        &format!("/v2/{repository}/blobs/uploads/"),
+        &[],
+        b"",
+    )
+    .ok()?;
+    if !expected(&reply, 202, "upload start", ledger) {
+        return None;
+    }
+    let location = reply.header("location")?.to_owned();
+    lock(ledger)
+        .in_flight
+        .insert(location.clone(), data.to_vec());
+    for (index, chunk) in data.chunks(CHUNK).enumerate() {
+        let start = index * CHUNK;
+        let range = format!("{start}-{}", start + chunk.len() - 1);
+        let reply = exchange(
+            address,
+            "PATCH",
+            &location,
+            &[("Content-Range", &range)],
+            chunk,
+        )
+        .ok()?;
+        if !expected(&reply, 202, "chunk", ledger) {
+            return None;
+        }
+    }
+    let digest = sha256(data);
+    let reply = exchange(
+        address,
+        "PUT",
+        &format!("{location}?digest={digest}"),
+        &[],
+        b"",
+    )
+    .ok()?;
+    if !expected(&reply, 201, "upload completion", ledger) {
+        return None;
+    }
+    let mut ledger = lock(ledger);
+    ledger.in_flight.remove(&location);
+    ledger.blobs.insert(digest.clone(), data.to_vec());
+    Some(digest)
+}
+
+fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    ledger
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Every acknowledged blob is stored with exactly its bytes, read from the data directory and
+/// through the API.
+fn check_blobs(server: &Server, ledger: &Ledger) {
+    for (digest, content) in &ledger.blobs {
+        let hex = digest.trim_start_matches("sha256:");
+        let file = server.dir.join(format!(
+            "data/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ));
+        let stored = std::fs::read(&file)
+            .unwrap_or_else(|error| panic!("acknowledged blob {digest}: {error}"));
+        assert_eq!(
+            sha256(&stored),
+            *digest,
+            "{} hashes to its digest",
+            file.display()
+        );
+        assert!(stored == *content, "blob {digest} holds what was pushed");
+    }
+}
+
+/// Every acknowledged tag resolves to its manifest, byte for byte.
+fn check_tags(server: &Server, ledger: &Ledger) {
+    for (reference, (digest, bytes)) in &ledger.tags {
+        let (repository, tag) = reference.split_once(':').expect("name:tag");
+        let reply = exchange(
+            server.address,
+            "GET",
+            &format!("/v2/{repository}/manifests/{tag}"),
+            &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
+            b"",
+        )
+        .expect("GET manifest");
+        assert_eq!(reply.status, 200, "tag {reference} resolves");
+        assert_eq!(reply.header("docker-content-digest"), Some(digest.as_str()));
+        assert!(reply.body == *bytes, "tag {reference} names its manifest");
+    }
+}
+
+/// `registryd verify` over the data directory finds nothing wrong.
+fn check_verify(server: &Server) {
+    let out = Command::new(REGISTRYD)
+        .arg("verify")
+        .arg(&server.config)
+        .output()
+        .expect("run registryd verify");
+    assert!(
+        out.status.success(),
+        "registryd verify found problems:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every upload in flight at the kill resumes from the size it reports and completes with the
+/// right digest, or is unknown. Waits out the leases of requests the kill cut off.
+fn resume_in_flight(server: &Server, ledger: &mut Ledger) -> (usize, usize) {
+    let (mut resumed, mut unknown) = (0, 0);
+    let in_flight = std::mem::take(&mut ledger.in_flight);
+    for (location, data) in in_flight {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let size = loop {
+            let reply = exchange(server.address, "GET", &location, &[], b"").expect("status");
+            if reply.status == 404 {
+                break None;
+            }
+            assert_eq!(reply.status, 204, "status of {location}");
+            let range = reply.header("range").expect("Range").to_owned();
+            let size = match range.as_str() {
+                "0-0" => 0,
+                range => {
+                    let last: usize = range
+                        .strip_prefix("0-")
+                        .and_then(|last| last.parse().ok())
+                        .expect("Range: 0-<last>");
+                    last + 1
+                }
+            };
+            assert!(
+                size <= data.len(),
+                "{location} holds {size} of {} bytes",
+                data.len()
+            );
+            let digest = sha256(&data);
+            let range = format!("{size}-{}", data.len().saturating_sub(1));
+            let headers: &[(&str, &str)] = if size < data.len() {
+                &[("Content-Range", &range)]
+            } else {
+                &[]
+            };
+            let reply = exchange(
+                server.address,
+                "PUT",
+                &format!("{location}?digest={digest}"),
+                headers,
+                &data[size..],
+            )
+            .expect("resume");
+            match reply.status {
+                201 => {
+                    ledger.blobs.insert(digest, data.clone());
+                    break Some(size);
+                }
+                // Held by a request the kill cut off, until its lease expires.
+                409 => {
+                    assert!(Instant::now() < deadline, "{location} stayed in use");
+                    thread::sleep(Duration::from_millis(200));
+                }
+                404 => break None,
+                status => panic!(
+                    "resuming {location} from {size}: {status} {}",
+                    String::from_utf8_lossy(&reply.body)
+                ),
+            }
+        };
+        match size {
+            Some(_) => resumed += 1,
+            None => unknown += 1,
+        }
+    }
+    (resumed, unknown)
+}
+
+#[test]
+fn sigkill_during_twenty_concurrent_pushes_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::new(dir.path());
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    for (round, kill_after) in [15usize, 40, 70].into_iter().enumerate() {
+        server.start();
+        let acknowledged = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|client| {
+                let (ledger, acknowledged, stop) =
+                    (ledger.clone(), acknowledged.clone(), stop.clone());
+                let address = server.address;
+                thread::spawn(move || {
+                    push_until_stopped(address, client, round, &ledger, &acknowledged, &stop)
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while acknowledged.load(Ordering::SeqCst) < kill_after {
+            assert!(Instant::now() < deadline, "the clients stalled");
+            thread::sleep(Duration::from_millis(5));
+        }
+        server.kill();
+        stop.store(true, Ordering::SeqCst);
+        for client in clients {
+            client.join().expect("client thread");
+        }
+
+        server.start();
+        let mut ledger = lock(&ledger);
+        assert_eq!(
+            ledger.unexpected,
+            Vec::<String>::new(),
+            "answers of a live server"
+        );
+        check_blobs(&server, &ledger);
+        check_tags(&server, &ledger);
+        check_verify(&server);
+        let (resumed, unknown) = resume_in_flight(&server, &mut ledger);
+        assert!(
+            resumed + unknown > 0,
+            "round {round}: the kill caught no upload in flight"
+        );
+        eprintln!(
+            "round {round}: killed after {} acknowledgements; {} blobs and {} tags checked; \
+             {resumed} uploads in flight resumed, {unknown} unknown",
+            acknowledged.load(Ordering::SeqCst),
+            ledger.blobs.len(),
+            ledger.tags.len()
+        );
+        check_blobs(&server, &ledger);
+        drop(ledger);
+        server.kill();
+    }
+}
