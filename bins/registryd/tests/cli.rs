@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use sha2::Digest as _;
+
 const REGISTRYD: &str = env!("CARGO_BIN_EXE_registryd");
 
 fn registryd() -> Command {
@@ -596,4 +598,55 @@ fn config_check_redacts_secrets_and_names_the_bad_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("http.tls.key"), "{stderr}");
+}
+
+#[test]
+fn two_processes_over_one_directory_let_one_request_at_a_time_use_an_upload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one = Running::start(dir.path());
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).expect("other config dir");
+    std::os::unix::fs::symlink(dir.path().join("data"), other_dir.join("data"))
+        .expect("the same data directory");
+    let other = Running::start(&other_dir);
+
+    let location = start_upload(&one);
+    let body = vec![b'w'; 64 * 1024];
+    let mut stream = begin_patch(&one, &location, &body, 1_000);
+    wait_for_upload_in_use(dir.path(), &location);
+
+    // The other process refuses to complete or extend the upload while the first one writes it.
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(&body[..1_000]))
+    );
+    let (status, headers) = request(
+        other.address,
+        &format!(
+            "PUT {location}?digest={digest} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 409, "{headers:?}");
+    assert!(
+        headers
+            .iter()
+            .any(|header| header.starts_with("retry-after: "))
+    );
+
+    stream.write_all(&body[1_000..]).expect("the rest");
+    let (status, headers) = read_response_head(&mut stream);
+    assert_eq!(status, 202);
+    assert!(
+        headers.contains(&"range: 0-65535".to_owned()),
+        "{headers:?}"
+    );
+    // Free again: the other process takes it over.
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
+    let (status, headers) = request(
+        other.address,
+        &format!(
+            "PUT {location}?digest={digest} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 201, "{headers:?}");
 }
