@@ -15,7 +15,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::{Either, select};
 use futures_util::{Stream, StreamExt, stream};
-use registry_content::{ContentError, ContentOptions, ContentStore, Repository};
+use registry_content::{
+    ContentError, ContentOptions, ContentStore, Repository, UploadId, UploadStatus,
+};
 use registry_model::{Digest, DigestAlgorithm, Reference, RepositoryName, Tag, media_type};
 use registry_storage::faults::{Fault, FaultyDriver, Operation, Stall};
 use registry_storage::{FilesystemDriver, InMemoryDriver, StorageDriver};
@@ -66,6 +68,32 @@ fn held_body() -> (
         Some((Ok(chunk), receiver))
     });
     (sender, chunks)
+}
+
+/// A PATCH on the upload `id` that has sent `first` and holds the rest of its body: returns once
+/// the request is writing (so it holds the session), with the sender of the rest (drop it to end
+/// the body) and the request's task.
+async fn hold_patch(
+    driver: &FaultyDriver,
+    repository: &Repository,
+    id: &UploadId,
+    start: Option<u64>,
+    first: Vec<u8>,
+) -> (
+    mpsc::UnboundedSender<Bytes>,
+    tokio::task::JoinHandle<Result<UploadStatus, ContentError>>,
+) {
+    let (sender, held) = held_body();
+    let patch = tokio::spawn({
+        let (repository, id) = (repository.clone(), id.clone());
+        async move { repository.append_upload(&id, start, held).await }
+    });
+    let (fault, writing) = Fault::stall(Operation::Write);
+    driver.inject(fault.on_path("/_uploads/"));
+    sender.send(Bytes::from(first)).expect("send");
+    writing.reached().await;
+    writing.release();
+    (sender, patch)
 }
 
 fn data(seed: u8, len: usize) -> Vec<u8> {
@@ -173,16 +201,7 @@ async fn a_session_in_use_refuses_other_requests_at_once_and_the_blob_never_chan
         .expect("first chunk");
 
     // A second PATCH sends 16 bytes and holds the rest.
-    let (sender, held) = held_body();
-    let patch = tokio::spawn({
-        let (repository, id) = (repository.clone(), id.clone());
-        async move { repository.append_upload(&id, None, held).await }
-    });
-    let (fault, written) = Fault::stall(Operation::Write);
-    driver.inject(fault.on_path("/_uploads/"));
-    sender.send(Bytes::from(data(2, 16))).expect("send");
-    written.reached().await;
-    written.release();
+    let (sender, patch) = hold_patch(&driver, &repository, &id, None, data(2, 16)).await;
 
     // The PUT of the first 100 bytes, a third PATCH and a cancel are refused at once.
     let refused = repository
@@ -261,16 +280,7 @@ async fn two_stores_over_one_directory_exclude_each_other() {
         .await
         .expect("start")
         .id;
-    let (sender, held) = held_body();
-    let patch = tokio::spawn({
-        let (one, id) = (one.clone(), id.clone());
-        async move { one.append_upload(&id, Some(0), held).await }
-    });
-    let (fault, writing) = Fault::stall(Operation::Write);
-    one_driver.inject(fault.on_path("/_uploads/"));
-    sender.send(Bytes::from(data(5, 10))).expect("send");
-    writing.reached().await;
-    writing.release();
+    let (sender, patch) = hold_patch(&one_driver, &one, &id, Some(0), data(5, 10)).await;
 
     // The other store, with its own caches and driver, sees the session in use.
     let refused = other.append_upload(&id, None, body(&[b"x"])).await;
@@ -587,22 +597,14 @@ fn a_lease_left_by_a_crashed_process_expires_after_its_term() {
     let crashed = runtime();
     let repository =
         ContentStore::new(driver.clone(), short.clone()).repository(name("crash/lease"));
-    let (sender, held) = held_body();
-    let id = crashed.block_on(async {
+    let (id, _sender) = crashed.block_on(async {
         let id = repository
             .start_upload(DigestAlgorithm::Sha256)
             .await
             .expect("start")
             .id;
-        let (fault, writing) = Fault::stall(Operation::Write);
-        driver.inject(fault);
-        tokio::spawn({
-            let (repository, id) = (repository.clone(), id.clone());
-            async move { repository.append_upload(&id, Some(0), held).await }
-        });
-        sender.send(Bytes::from_static(b"abc")).expect("send");
-        writing.reached().await;
-        id
+        let (sender, _) = hold_patch(&driver, &repository, &id, Some(0), b"abc".to_vec()).await;
+        (id, sender)
     });
     drop(crashed);
 
@@ -639,16 +641,7 @@ async fn purging_keeps_a_session_a_request_is_using() {
         .await
         .expect("start")
         .id;
-    let (sender, held) = held_body();
-    let patch = tokio::spawn({
-        let (repository, id) = (repository.clone(), id.clone());
-        async move { repository.append_upload(&id, Some(0), held).await }
-    });
-    let (fault, writing) = Fault::stall(Operation::Write);
-    driver.inject(fault);
-    sender.send(Bytes::from_static(b"abc")).expect("send");
-    writing.reached().await;
-    writing.release();
+    let (sender, patch) = hold_patch(&driver, &repository, &id, Some(0), b"abc".to_vec()).await;
 
     // Every session is older than a cutoff in the future; the one in use stays.
     let cutoff = std::time::SystemTime::now() + Duration::from_secs(3600);

@@ -161,17 +161,7 @@ impl StorageDriver for FilesystemDriver {
 
     async fn get_content(&self, path: &StoragePath) -> Result<Bytes, StorageError> {
         let file_path = self.file_path(path);
-        blocking("read", path, move || {
-            let mut file = File::open(&file_path)?;
-            let metadata = file.metadata()?;
-            if metadata.is_dir() {
-                return Err(io::ErrorKind::NotFound.into());
-            }
-            let mut content = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
-            file.read_to_end(&mut content)?;
-            Ok(Bytes::from(content))
-        })
-        .await
+        blocking("read", path, move || Ok(read_whole(&file_path)?.0)).await
     }
 
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<(), StorageError> {
@@ -200,17 +190,11 @@ impl StorageDriver for FilesystemDriver {
     ) -> Result<(Bytes, ObjectVersion), StorageError> {
         let file_path = self.file_path(path);
         blocking("read", path, move || {
-            let mut file = File::open(&file_path)?;
-            let metadata = file.metadata()?;
-            if metadata.is_dir() {
-                return Err(io::ErrorKind::NotFound.into());
-            }
-            let mut content = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
-            file.read_to_end(&mut content)?;
+            let (content, metadata) = read_whole(&file_path)?;
             // Objects are replaced by renaming a new file over them, never rewritten in place
             // (appends aside, which change the size), so the open file's identity is the version
             // of exactly the bytes read.
-            Ok((Bytes::from(content), version_of(&metadata)))
+            Ok((content, version_of(&metadata)))
         })
         .await
     }
@@ -760,6 +744,19 @@ fn file_info(path: StoragePath, metadata: &fs::Metadata) -> FileInfo {
         modified: metadata.modified().ok(),
         is_dir,
     }
+}
+
+/// The whole file at `file_path` and what `fstat` says of it, read through one open file; a
+/// directory is `NotFound` (it is not an object).
+fn read_whole(file_path: &Path) -> io::Result<(Bytes, fs::Metadata)> {
+    let mut file = File::open(file_path)?;
+    let metadata = file.metadata()?;
+    if metadata.is_dir() {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    let mut content = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    file.read_to_end(&mut content)?;
+    Ok((Bytes::from(content), metadata))
 }
 
 /// Why a conditional write placed nothing.

@@ -1279,38 +1279,7 @@ pub async fn every_write_makes_a_new_version(driver: &dyn StorageDriver) {
 pub async fn concurrent_creates_have_one_winner(driver: &dyn StorageDriver) {
     let t = Scratch::new(driver, "concurrent_creates_have_one_winner");
     let path = t.path("contended/object");
-    let attempts = (0..8u64).map(|task| {
-        let path = &path;
-        async move {
-            yield_now().await;
-            let content = pattern(1000 + task as usize, task);
-            let outcome = driver
-                .put_content_if(path, content.clone(), PutMode::Create)
-                .await;
-            (content, outcome)
-        }
-    });
-    let mut winners = Vec::new();
-    for (content, outcome) in join_all(attempts).await {
-        match outcome {
-            Ok(version) => winners.push((content, version)),
-            Err(StorageError::AlreadyExists { .. }) => {}
-            Err(error) => panic!("{}: a contended create failed: {error}", t.name),
-        }
-    }
-    assert_eq!(
-        winners.len(),
-        1,
-        "{}: {} of 8 concurrent creates succeeded",
-        t.name,
-        winners.len()
-    );
-    assert_eq!(
-        t.get_versioned(&path).await,
-        winners.remove(0),
-        "{}: the object after concurrent creates is not the winner's",
-        t.name
-    );
+    t.assert_one_winner(&path, PutMode::Create, "create").await;
     t.finish().await;
 }
 
@@ -1321,38 +1290,8 @@ pub async fn concurrent_updates_have_one_winner(driver: &dyn StorageDriver) {
     let path = t.path("object");
     t.put(&path, pattern(10, 100)).await;
     let (_, read) = t.get_versioned(&path).await;
-    let attempts = (0..8u64).map(|task| {
-        let (path, read) = (&path, &read);
-        async move {
-            yield_now().await;
-            let content = pattern(1000 + task as usize, task);
-            let outcome = driver
-                .put_content_if(path, content.clone(), PutMode::Update(read.clone()))
-                .await;
-            (content, outcome)
-        }
-    });
-    let mut winners = Vec::new();
-    for (content, outcome) in join_all(attempts).await {
-        match outcome {
-            Ok(version) => winners.push((content, version)),
-            Err(StorageError::Precondition { .. }) => {}
-            Err(error) => panic!("{}: a contended update failed: {error}", t.name),
-        }
-    }
-    assert_eq!(
-        winners.len(),
-        1,
-        "{}: {} of 8 concurrent updates of one version succeeded",
-        t.name,
-        winners.len()
-    );
-    assert_eq!(
-        t.get_versioned(&path).await,
-        winners.remove(0),
-        "{}: the object after concurrent updates is not the winner's",
-        t.name
-    );
+    t.assert_one_winner(&path, PutMode::Update(read), "update")
+        .await;
     t.finish().await;
 }
 
@@ -1449,6 +1388,45 @@ impl<'a> Scratch<'a> {
     async fn get_versioned(&self, path: &StoragePath) -> (Bytes, ObjectVersion) {
         let result = self.driver.get_content_versioned(path).await;
         self.ok(result, "get_content_versioned", path)
+    }
+
+    /// Writes `path` conditionally with `mode` from 8 tasks at once: exactly one may succeed,
+    /// the others must be refused, and the object must hold the winner's content.
+    async fn assert_one_winner(&self, path: &StoragePath, mode: PutMode, what: &str) {
+        let attempts = (0..8u64).map(|task| {
+            let mode = mode.clone();
+            async move {
+                yield_now().await;
+                let content = pattern(1000 + task as usize, task);
+                let outcome = self
+                    .driver
+                    .put_content_if(path, content.clone(), mode)
+                    .await;
+                (content, outcome)
+            }
+        });
+        let mut winners = Vec::new();
+        for (content, outcome) in join_all(attempts).await {
+            match (&mode, outcome) {
+                (_, Ok(version)) => winners.push((content, version)),
+                (PutMode::Create, Err(StorageError::AlreadyExists { .. }))
+                | (PutMode::Update(_), Err(StorageError::Precondition { .. })) => {}
+                (_, Err(error)) => panic!("{}: a contended {what} failed: {error}", self.name),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "{}: {} of 8 concurrent conditional {what}s succeeded",
+            self.name,
+            winners.len()
+        );
+        assert_eq!(
+            self.get_versioned(path).await,
+            winners.remove(0),
+            "{}: the object after concurrent {what}s is not the winner's",
+            self.name
+        );
     }
 
     async fn stat(&self, path: &StoragePath) -> FileInfo {
