@@ -2,7 +2,7 @@
 //! named by tags.
 
 use bytes::Bytes;
-use futures_util::future::try_join_all;
+use futures_util::{TryStreamExt, stream};
 use registry_model::{
     Descriptor, Digest, DigestAlgorithm, Manifest, Reference, ReferenceRole, Tag, media_type,
     parse_manifest,
@@ -12,6 +12,12 @@ use registry_storage::StorageError;
 use crate::lease::{Busy, Lease};
 use crate::links::{delete_if_exists, exists, read_link, write_link};
 use crate::{ContentError, Repository, layout};
+
+/// How many of a pushed manifest's references are checked at once. Enough to hide the latency of
+/// a remote store; few enough that one index of 10,000 children cannot take tokio's blocking pool
+/// (the filesystem driver's stats run there) from every other request. The first missing one
+/// stops the checks.
+pub(crate) const REFERENCE_CHECKS_IN_FLIGHT: usize = 16;
 
 /// A manifest as stored: the exact bytes the client pushed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,8 +47,9 @@ impl Repository {
     /// `content_type` is the client's `Content-Type`; it must agree with the manifest's own
     /// `mediaType`. Every blob and child manifest the manifest references must already be in this
     /// repository, except layers that are non-distributable or carry `urls` (their content lives
-    /// elsewhere) and the `subject`, which may be pushed after its referrers. When `reference` is
-    /// a digest, the bytes must hash to it (with its algorithm; sha256 otherwise).
+    /// elsewhere) and the `subject`, which may be pushed after its referrers. They are checked a
+    /// few at a time, however many there are, and the first missing one ends the push. When
+    /// `reference` is a digest, the bytes must hash to it (with its algorithm; sha256 otherwise).
     pub async fn put_manifest(
         &self,
         reference: &Reference,
@@ -71,12 +78,11 @@ impl Repository {
             }
             Reference::Tag(_) => Digest::compute(DigestAlgorithm::Sha256, &bytes),
         };
-        try_join_all(
-            manifest
-                .references()
-                .map(|(role, descriptor)| self.ensure_referenced(role, descriptor)),
-        )
-        .await?;
+        stream::iter(manifest.references().map(Ok::<_, ContentError>))
+            .try_for_each_concurrent(REFERENCE_CHECKS_IN_FLIGHT, |(role, descriptor)| {
+                self.ensure_referenced(role, descriptor)
+            })
+            .await?;
 
         let blob_path = layout::blob_data(&digest)?;
         if !exists(self.driver(), &blob_path).await? {
