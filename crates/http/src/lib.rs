@@ -36,6 +36,14 @@ pub use route::Route;
 pub const API_VERSION_HEADER: HeaderName =
     HeaderName::from_static("docker-distribution-api-version");
 
+/// The most `tag` query parameters one manifest push may carry. The distribution spec asks
+/// registries that support tagging a push by digest to accept "at least 10 tags per request"
+/// and allows `414 Request-URI Too Long` beyond their limit: a push with more is refused so
+/// (code `TAG_INVALID`) before its body is read, and nothing is stored. Each tag costs two link
+/// writes while the repository's lease is held, so the limit also bounds how long one push keeps
+/// other pushes to the repository waiting.
+pub const MAX_TAGS_PER_MANIFEST_PUSH: usize = 100;
+
 /// How the service presents itself.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {

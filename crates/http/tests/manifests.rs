@@ -9,6 +9,7 @@ use common::{
     oci_index, oci_manifest, sha256, sha512,
 };
 use http::{Method, StatusCode};
+use registry_http::MAX_TAGS_PER_MANIFEST_PUSH;
 use serde_json::json;
 
 /// Pushes a config and a layer to `repo`; returns the OCI image manifest over them.
@@ -301,7 +302,7 @@ async fn push_by_digest_with_several_tags_answers_oci_tag_and_tags_resolve() {
         .await;
     reply.assert_empty(StatusCode::CREATED);
     assert_eq!(reply.header("docker-content-digest"), digest);
-    let mut tags = reply.header_all("oci-tag");
+    let mut tags: Vec<&str> = reply.header("oci-tag").split(", ").collect();
     tags.sort_unstable();
     assert_eq!(tags, ["a", "b"]);
 
@@ -330,6 +331,65 @@ async fn push_with_an_invalid_extra_tag_is_tag_invalid() {
         .get("/v2/repo/manifests/ok")
         .await
         .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test]
+async fn a_push_with_as_many_tags_as_allowed_sets_them_all() {
+    let registry = Registry::filesystem().await;
+    let manifest = image_manifest(&registry, "repo", 16).await;
+    let digest = sha256(&manifest);
+    let tags: Vec<String> = (0..MAX_TAGS_PER_MANIFEST_PUSH)
+        .map(|n| format!("t{n:03}"))
+        .collect();
+    let query: Vec<String> = tags.iter().map(|tag| format!("tag={tag}")).collect();
+    let reply = registry
+        .send(
+            Method::PUT,
+            &format!("/v2/repo/manifests/{digest}?{}", query.join("&")),
+            &[("content-type", OCI_MANIFEST)],
+            manifest,
+        )
+        .await;
+    reply.assert_empty(StatusCode::CREATED);
+    let answered: Vec<&str> = reply.header("oci-tag").split(", ").collect();
+    assert_eq!(answered, tags);
+    let reply = registry.get("/v2/repo/tags/list").await;
+    assert_eq!(reply.json()["tags"], json!(tags));
+}
+
+#[tokio::test]
+async fn a_manifest_with_too_many_tags_is_refused_and_nothing_is_stored() {
+    let registry = Registry::filesystem().await;
+    let manifest = image_manifest(&registry, "repo", 17).await;
+    let digest = sha256(&manifest);
+    let query: Vec<String> = (0..=MAX_TAGS_PER_MANIFEST_PUSH)
+        .map(|n| format!("tag=t{n}"))
+        .collect();
+    let message = registry
+        .send(
+            Method::PUT,
+            &format!("/v2/repo/manifests/{digest}?{}", query.join("&")),
+            &[("content-type", OCI_MANIFEST)],
+            manifest,
+        )
+        .await
+        .assert_error(StatusCode::URI_TOO_LONG, "TAG_INVALID");
+    assert!(
+        message.contains(&MAX_TAGS_PER_MANIFEST_PUSH.to_string()),
+        "{message}"
+    );
+    registry
+        .get(&format!("/v2/repo/manifests/{digest}"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+    registry
+        .get("/v2/repo/manifests/t0")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+    registry
+        .get("/v2/repo/tags/list")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
 }
 
 /// An OCI index with no children whose annotations bring it to about `size` bytes.
