@@ -40,6 +40,7 @@ pub use catalog::{Listing, Page};
 pub use error::ContentError;
 pub use manifests::{PushedManifest, StoredManifest};
 pub use purge::PurgeReport;
+pub use referrers::{MAX_REFERRER_RECORDS_PER_PAGE, ReferrersPage};
 pub use uploads::{UploadId, UploadStatus};
 pub use verify::{Problem, ProblemKind, Repair, VerifyEvent, VerifyOptions, VerifyReport};
 

@@ -60,7 +60,15 @@ pub struct HttpOptions {
     /// The most tags one tags-list page holds when the client asks for a page size `n`
     /// (`tags.maxtags`). Without `n` every tag is listed, as registry:2 2.8 clients expect.
     pub max_tags: usize,
+    /// The most referrers one `/v2/<name>/referrers/<digest>` page lists, and its size when the
+    /// client gives no `n` ([`DEFAULT_MAX_REFERRERS`]); further pages are linked with `Link`.
+    pub max_referrers: usize,
 }
+
+/// The default of [`HttpOptions::max_referrers`]: the largest page of referrers, 1,000, as for the
+/// catalog and tags lists. Pages are also kept within the manifest size limit, so a page of
+/// referrers carrying large annotations holds fewer.
+pub const DEFAULT_MAX_REFERRERS: usize = 1000;
 
 impl Default for HttpOptions {
     fn default() -> Self {
@@ -70,6 +78,7 @@ impl Default for HttpOptions {
             access: None,
             catalog_max_entries: 1000,
             max_tags: 1000,
+            max_referrers: DEFAULT_MAX_REFERRERS,
         }
     }
 }
@@ -88,6 +97,7 @@ struct Inner {
     access: Option<AccessController>,
     catalog_max_entries: usize,
     max_tags: usize,
+    max_referrers: usize,
 }
 
 impl RegistryService {
@@ -102,6 +112,7 @@ impl RegistryService {
                 access: options.access,
                 catalog_max_entries: options.catalog_max_entries.max(1),
                 max_tags: options.max_tags.max(1),
+                max_referrers: options.max_referrers.max(1),
             }),
         }
     }
@@ -159,6 +170,7 @@ impl RegistryService {
             grant: &grant,
             catalog_max_entries: self.inner.catalog_max_entries,
             max_tags: self.inner.max_tags,
+            max_referrers: self.inner.max_referrers,
         };
         handlers::handle(context, route, params, request).await
     }
