@@ -36,7 +36,7 @@ use std::time::Duration;
 use registry_model::RepositoryName;
 use registry_storage::StorageDriver;
 
-pub use blobs::Blob;
+pub use blobs::{Blob, MOUNT_SEARCH_LIMIT};
 pub use catalog::{Listing, Page};
 pub use error::ContentError;
 pub use manifests::{PushedManifest, StoredManifest};
