@@ -7,7 +7,7 @@ use registry_model::{Digest, RepositoryName};
 use registry_storage::{ByteStream, StorageDriver, StorageError, StoragePath};
 
 use crate::links::{delete_if_exists, read_link, write_link};
-use crate::manifests::REFERENCE_CHECKS_IN_FLIGHT;
+use crate::manifests::LOOKUPS_IN_FLIGHT;
 use crate::{ContentError, Repository, layout};
 
 /// The most repositories a mount without `from` looks in for the blob
@@ -119,7 +119,7 @@ impl Repository {
             let digest = digest.clone();
             async move { source.links_blob(&digest).await }
         });
-        let mut looks = stream::iter(looks).buffer_unordered(REFERENCE_CHECKS_IN_FLIGHT);
+        let mut looks = stream::iter(looks).buffer_unordered(LOOKUPS_IN_FLIGHT);
         while let Some(found) = looks.next().await {
             if found? {
                 self.link_blob(digest).await?;

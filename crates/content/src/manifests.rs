@@ -13,11 +13,12 @@ use crate::lease::{Busy, Lease};
 use crate::links::{delete_if_exists, exists, read_link, write_link};
 use crate::{ContentError, Repository, layout};
 
-/// How many of a pushed manifest's references are checked at once. Enough to hide the latency of
-/// a remote store; few enough that one index of 10,000 children cannot take tokio's blocking pool
-/// (the filesystem driver's stats run there) from every other request. The first missing one
-/// stops the checks.
-pub(crate) const REFERENCE_CHECKS_IN_FLIGHT: usize = 16;
+/// How many storage lookups one request runs at once when it has many to make: the references
+/// of a pushed manifest, the records of a page of referrers, the repositories a mount without
+/// `from` looks in. Enough to hide the latency of a remote store; few enough that one index of
+/// 10,000 children cannot take tokio's blocking pool (the filesystem driver's stats run there)
+/// from every other request.
+pub(crate) const LOOKUPS_IN_FLIGHT: usize = 16;
 
 /// A manifest as stored: the exact bytes the client pushed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +84,7 @@ impl Repository {
         };
         self.ensure_urls_allowed(&manifest)?;
         stream::iter(manifest.references().map(Ok::<_, ContentError>))
-            .try_for_each_concurrent(REFERENCE_CHECKS_IN_FLIGHT, |(role, descriptor)| {
+            .try_for_each_concurrent(LOOKUPS_IN_FLIGHT, |(role, descriptor)| {
                 self.ensure_referenced(role, descriptor)
             })
             .await?;

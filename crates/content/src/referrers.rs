@@ -12,7 +12,7 @@ use futures_util::{StreamExt, stream};
 use registry_model::{Descriptor, Digest, Manifest};
 use registry_storage::{StorageError, StoragePath};
 
-use crate::manifests::REFERENCE_CHECKS_IN_FLIGHT;
+use crate::manifests::LOOKUPS_IN_FLIGHT;
 use crate::{ContentError, Page, Repository, layout};
 
 /// The most referrer records one page of referrers reads, whatever its size and filter: with an
@@ -77,7 +77,7 @@ impl Repository {
                     .await
             }
         });
-        let mut records = stream::iter(reads).buffered(REFERENCE_CHECKS_IN_FLIGHT);
+        let mut records = stream::iter(reads).buffered(LOOKUPS_IN_FLIGHT);
         while let Some(record) = records.next().await {
             if let Some((descriptor, size)) = record? {
                 // The comma between descriptors counts too.

@@ -49,9 +49,8 @@ pub(super) async fn get(
 }
 
 /// `PUT`: stores the manifest (201) with `Location`, `Docker-Content-Digest`, `OCI-Subject` when
-/// it has a subject, and `OCI-Tag` listing the tags set when `?tag=` parameters were given; more
-/// than
-/// [`MAX_TAGS_PER_MANIFEST_PUSH`] of them are 414 `TAG_INVALID`.
+/// it has a subject, and `OCI-Tag` listing the tags set when `?tag=` parameters were given;
+/// more than [`MAX_TAGS_PER_MANIFEST_PUSH`] of them are 414 `TAG_INVALID`.
 pub(super) async fn put<B>(
     context: Context<'_>,
     name: RepositoryName,
