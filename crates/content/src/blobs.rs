@@ -2,11 +2,18 @@
 
 use std::sync::Arc;
 
+use futures_util::{StreamExt, stream};
 use registry_model::{Digest, RepositoryName};
 use registry_storage::{ByteStream, StorageDriver, StorageError, StoragePath};
 
 use crate::links::{delete_if_exists, read_link, write_link};
+use crate::manifests::LOOKUPS_IN_FLIGHT;
 use crate::{ContentError, Repository, layout};
+
+/// The most repositories a mount without `from` looks in for the blob
+/// ([`Repository::mount_blob_from_any`]). Past them the client uploads the blob, which is always
+/// correct; the limit keeps one request's work bounded however many repositories there are.
+pub const MOUNT_SEARCH_LIMIT: usize = 1_000;
 
 /// A blob the repository may read: its digest and size, and a way to stream it.
 ///
@@ -55,13 +62,7 @@ impl Repository {
     /// The blob `digest`, if this repository has it: uploaded or mounted into it (a layer link),
     /// or a manifest stored in it (a revision link), as registry:2 answers blob requests.
     pub async fn blob(&self, digest: &Digest) -> Result<Blob, ContentError> {
-        let linked = self
-            .has_link(&layout::layer_link_dir(&self.name, digest)?, digest)
-            .await?
-            || self
-                .has_link(&layout::revision_link_dir(&self.name, digest)?, digest)
-                .await?;
-        if !linked {
+        if !self.links_blob(digest).await? {
             return Err(ContentError::BlobUnknown {
                 digest: digest.clone(),
             });
@@ -92,6 +93,50 @@ impl Repository {
         }
     }
 
+    /// Makes the blob `digest` available in this repository from whichever repository of the
+    /// registry holds it, among those for which `readable` holds: a mount without `from`, which
+    /// the distribution spec allows ("The registry MAY treat the `from` parameter as optional,
+    /// and it MAY cross-mount the blob if it can be found"). `None` when no such repository has
+    /// it, in which case the client has to upload it; `readable` is how a blob never reaches a
+    /// caller through a repository it may not read.
+    ///
+    /// This repository is looked at first, then the repositories of the catalog (those holding
+    /// manifests) in name order, a few at a time: at most [`MOUNT_SEARCH_LIMIT`] readable ones,
+    /// and none at all when the blob is not stored.
+    pub async fn mount_blob_from_any(
+        &self,
+        digest: &Digest,
+        readable: impl Fn(&RepositoryName) -> bool,
+    ) -> Result<Option<Blob>, ContentError> {
+        let Some(stored) = self.stored_blob(digest).await? else {
+            return Ok(None);
+        };
+        if readable(&self.name) && self.links_blob(digest).await? {
+            return Ok(Some(stored));
+        }
+        let names = self.store.catalog_index.repositories(self.driver()).await?;
+        let sources: Vec<Repository> = names
+            .iter()
+            .filter(|name| **name != self.name && readable(name))
+            .take(MOUNT_SEARCH_LIMIT)
+            .map(|name| self.store.repository(name.clone()))
+            .collect();
+        // Each look owns what it needs: a stream borrowing across awaits would make the HTTP
+        // service's future unprovably `Send`.
+        let looks = sources.into_iter().map(|source| {
+            let digest = digest.clone();
+            async move { source.links_blob(&digest).await }
+        });
+        let mut looks = stream::iter(looks).buffer_unordered(LOOKUPS_IN_FLIGHT);
+        while let Some(found) = looks.next().await {
+            if found? {
+                self.link_blob(digest).await?;
+                return Ok(Some(stored));
+            }
+        }
+        Ok(None)
+    }
+
     /// Removes the blob from this repository (its layer link). The data stays in the global store
     /// for other repositories until garbage collection.
     pub async fn delete_blob(&self, digest: &Digest) -> Result<(), ContentError> {
@@ -118,6 +163,17 @@ impl Repository {
             Ok(_) | Err(StorageError::NotFound { .. }) => Ok(None),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Whether this repository links to the blob `digest`: uploaded or mounted into it (a layer
+    /// link), or a manifest stored in it (a revision link).
+    async fn links_blob(&self, digest: &Digest) -> Result<bool, ContentError> {
+        Ok(self
+            .has_link(&layout::layer_link_dir(&self.name, digest)?, digest)
+            .await?
+            || self
+                .has_link(&layout::revision_link_dir(&self.name, digest)?, digest)
+                .await?)
     }
 
     /// Gives this repository access to the stored blob `digest`.

@@ -214,6 +214,12 @@ pub(crate) fn referrer_descriptor(
     )
 }
 
+/// The algorithms blobs and links are stored under, for walking the directories that have one
+/// folder per algorithm. Directories of other algorithms are not looked into: the registry never
+/// reads them.
+pub(crate) const ALGORITHMS: [DigestAlgorithm; 2] =
+    [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512];
+
 // The directories the scrub (`verify`) lists to find every blob and link, one per algorithm.
 
 /// The directory of all blobs of `algorithm`; below it, one directory per first two hex characters.

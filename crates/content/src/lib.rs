@@ -27,6 +27,7 @@ mod purge;
 mod referrers;
 mod time;
 mod uploads;
+mod validation;
 mod verify;
 
 use std::sync::Arc;
@@ -35,12 +36,16 @@ use std::time::Duration;
 use registry_model::RepositoryName;
 use registry_storage::StorageDriver;
 
-pub use blobs::Blob;
+pub use blobs::{Blob, MOUNT_SEARCH_LIMIT};
 pub use catalog::{Listing, Page};
 pub use error::ContentError;
 pub use manifests::{PushedManifest, StoredManifest};
 pub use purge::PurgeReport;
+pub use referrers::{MAX_REFERRER_RECORDS_PER_PAGE, ReferrersPage};
 pub use uploads::{UploadId, UploadStatus};
+pub use validation::{
+    IndexChildren, ManifestValidation, OsArchitecture, UrlPatternError, UrlPolicy,
+};
 pub use verify::{Problem, ProblemKind, Repair, VerifyEvent, VerifyOptions, VerifyReport};
 
 /// Manifests larger than this are refused by default: 4 MiB, the limit the distribution spec
@@ -68,6 +73,10 @@ pub struct ContentOptions {
     /// a repository: how long a crashed process keeps others out of what it was changing. A live
     /// holder renews its lease every third of the term.
     pub lease_term: Duration,
+    /// What pushed manifests must satisfy beyond their format (registry:2's
+    /// `validation.manifests`): the URLs their descriptors may carry and which children of an
+    /// index must be in the repository. The default is registry:2's: no URLs, every child.
+    pub manifest_validation: ManifestValidation,
 }
 
 impl Default for ContentOptions {
@@ -78,6 +87,7 @@ impl Default for ContentOptions {
             manifest_cache_bytes: 16 * 1024 * 1024,
             listing_cache_bytes: 64 * 1024 * 1024,
             lease_term: lease::DEFAULT_TERM,
+            manifest_validation: ManifestValidation::default(),
         }
     }
 }

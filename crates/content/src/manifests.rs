@@ -2,16 +2,23 @@
 //! named by tags.
 
 use bytes::Bytes;
-use futures_util::future::try_join_all;
+use futures_util::{TryStreamExt, stream};
 use registry_model::{
-    Descriptor, Digest, DigestAlgorithm, Manifest, Reference, ReferenceRole, Tag, media_type,
-    parse_manifest,
+    Descriptor, Digest, DigestAlgorithm, Manifest, ManifestError, Reference, ReferenceRole, Tag,
+    media_type, parse_manifest,
 };
 use registry_storage::StorageError;
 
 use crate::lease::{Busy, Lease};
 use crate::links::{delete_if_exists, exists, read_link, write_link};
 use crate::{ContentError, Repository, layout};
+
+/// How many storage lookups one request runs at once when it has many to make: the references
+/// of a pushed manifest, the records of a page of referrers, the repositories a mount without
+/// `from` looks in. Enough to hide the latency of a remote store; few enough that one index of
+/// 10,000 children cannot take tokio's blocking pool (the filesystem driver's stats run there)
+/// from every other request.
+pub(crate) const LOOKUPS_IN_FLIGHT: usize = 16;
 
 /// A manifest as stored: the exact bytes the client pushed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,10 +46,14 @@ impl Repository {
     /// Validates and stores a manifest under `reference`, and tags it with `extra_tags` too.
     ///
     /// `content_type` is the client's `Content-Type`; it must agree with the manifest's own
-    /// `mediaType`. Every blob and child manifest the manifest references must already be in this
-    /// repository, except layers that are non-distributable or carry `urls` (their content lives
-    /// elsewhere) and the `subject`, which may be pushed after its referrers. When `reference` is
-    /// a digest, the bytes must hash to it (with its algorithm; sha256 otherwise).
+    /// `mediaType`. Every URL a descriptor carries must be allowed by the options'
+    /// [`UrlPolicy`](crate::UrlPolicy). Every blob and child manifest the manifest references
+    /// must already be in this repository, except layers that are non-distributable or carry
+    /// `urls` (their content lives elsewhere), children of an index that the options'
+    /// [`IndexChildren`](crate::IndexChildren) do not require, and the `subject`, which may be
+    /// pushed after its referrers. They are checked a few at a time, however many there are, and
+    /// the first missing one ends the push. When `reference` is a digest, the bytes must hash to
+    /// it (with its algorithm; sha256 otherwise).
     pub async fn put_manifest(
         &self,
         reference: &Reference,
@@ -71,12 +82,12 @@ impl Repository {
             }
             Reference::Tag(_) => Digest::compute(DigestAlgorithm::Sha256, &bytes),
         };
-        try_join_all(
-            manifest
-                .references()
-                .map(|(role, descriptor)| self.ensure_referenced(role, descriptor)),
-        )
-        .await?;
+        self.ensure_urls_allowed(&manifest)?;
+        stream::iter(manifest.references().map(Ok::<_, ContentError>))
+            .try_for_each_concurrent(LOOKUPS_IN_FLIGHT, |(role, descriptor)| {
+                self.ensure_referenced(role, descriptor)
+            })
+            .await?;
 
         let blob_path = layout::blob_data(&digest)?;
         if !exists(self.driver(), &blob_path).await? {
@@ -320,6 +331,27 @@ impl Repository {
         Ok(())
     }
 
+    /// Checks every URL the manifest's descriptors carry against the registry's URL policy.
+    fn ensure_urls_allowed(&self, manifest: &Manifest) -> Result<(), ContentError> {
+        let policy = &self.store.options.manifest_validation.urls;
+        for (_, descriptor) in manifest.references() {
+            if let Some(url) = descriptor
+                .urls
+                .iter()
+                .flatten()
+                .find(|url| !policy.allows(url))
+            {
+                return Err(ContentError::ManifestInvalid(ManifestError::Invalid {
+                    reason: format!(
+                        "descriptor {} has the URL {url:?}, which this registry does not accept",
+                        descriptor.digest
+                    ),
+                }));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that what `descriptor` names is present, as far as its `role` requires.
     async fn ensure_referenced(
         &self,
@@ -344,6 +376,10 @@ impl Repository {
                 }
             }
             ReferenceRole::Manifest => {
+                let children = &self.store.options.manifest_validation.index_children;
+                if !children.requires(descriptor) {
+                    return Ok(());
+                }
                 let revision = layout::revision_link_dir(&self.name, &descriptor.digest)?;
                 self.has_link(&revision, &descriptor.digest).await?
             }

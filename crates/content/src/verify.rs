@@ -24,10 +24,6 @@ use crate::lease::Lease;
 use crate::links::{delete_if_exists, read_link};
 use crate::{ContentError, ContentStore, Repository, layout};
 
-/// The algorithms blobs and links are stored under. Directories of other algorithms are not looked
-/// into: the registry never reads them.
-const ALGORITHMS: [DigestAlgorithm; 2] = [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512];
-
 /// How [`ContentStore::verify`] runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VerifyOptions {
@@ -248,7 +244,7 @@ impl Scan<'_> {
 
     /// Hashes every blob, one prefix directory listing at a time.
     async fn blobs(&mut self) -> Result<(), ContentError> {
-        for algorithm in ALGORITHMS {
+        for algorithm in layout::ALGORITHMS {
             let Some(prefixes) = self.list(&layout::blobs_dir(algorithm)?).await else {
                 continue;
             };
@@ -361,7 +357,7 @@ impl Scan<'_> {
         };
         let repository = self.store.repository(name);
         let name = repository.name();
-        for algorithm in ALGORITHMS {
+        for algorithm in layout::ALGORITHMS {
             let layers = layout::layer_links_dir(name, algorithm)?;
             self.digest_links(&repository, &layers, algorithm, Link::Layer)
                 .await?;
@@ -377,7 +373,7 @@ impl Scan<'_> {
                 };
                 self.link(&repository, Link::TagCurrent(tag.clone()))
                     .await?;
-                for algorithm in ALGORITHMS {
+                for algorithm in layout::ALGORITHMS {
                     let history = layout::tag_index_dir(name, &tag, algorithm)?;
                     self.digest_links(&repository, &history, algorithm, |digest| {
                         Link::TagIndex(tag.clone(), digest)
@@ -386,7 +382,7 @@ impl Scan<'_> {
                 }
             }
         }
-        for algorithm in ALGORITHMS {
+        for algorithm in layout::ALGORITHMS {
             let subjects = layout::referrer_subjects_dir(name, algorithm)?;
             let Some(subjects) = self.list(&subjects).await else {
                 continue;
@@ -399,7 +395,7 @@ impl Scan<'_> {
                     self.unexpected(entry, NOT_A_DIGEST);
                     continue;
                 };
-                for referrer_algorithm in ALGORITHMS {
+                for referrer_algorithm in layout::ALGORITHMS {
                     let records = layout::referrer_entries_dir(name, &subject, referrer_algorithm)?;
                     self.digest_links(&repository, &records, referrer_algorithm, |referrer| {
                         Link::Referrer {

@@ -475,9 +475,10 @@ async fn deleted_referrer_disappears_from_referrers() {
         .await
         .expect("referrer pushed before its subject");
     let found = repository
-        .referrers(&subject, None)
+        .referrers(&subject, None, &Page::default())
         .await
-        .expect("referrers");
+        .expect("referrers")
+        .descriptors;
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].digest, referrer_digest);
     assert_eq!(
@@ -486,9 +487,10 @@ async fn deleted_referrer_disappears_from_referrers() {
     );
     assert!(
         repository
-            .referrers(&subject, Some("application/other"))
+            .referrers(&subject, Some("application/other"), &Page::default())
             .await
             .expect("filtered")
+            .descriptors
             .is_empty()
     );
 
@@ -498,9 +500,10 @@ async fn deleted_referrer_disappears_from_referrers() {
         .expect("delete");
     assert!(
         repository
-            .referrers(&subject, None)
+            .referrers(&subject, None, &Page::default())
             .await
             .expect("referrers")
+            .descriptors
             .is_empty()
     );
 }

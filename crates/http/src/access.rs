@@ -8,9 +8,10 @@ use crate::error::{ApiError, ErrorCode};
 use crate::{Route, query};
 
 /// What `method` on `route` needs, as registry:2 defines it: reads need pull; writes (uploads,
-/// manifest pushes) need pull and push, and a cross-repository mount also pull on its source;
-/// deletes need delete; the catalog needs the catalog scope; `GET /v2/` only needs the caller to
-/// be known.
+/// manifest pushes) need pull and push, and a cross-repository mount also pull on its source (a
+/// mount without `from` needs no more: it is served only from repositories the grant lets the
+/// caller pull); deletes need delete; the catalog needs the catalog scope; `GET /v2/` only needs
+/// the caller to be known.
 pub fn required_access(route: &Route, method: &Method, params: &[(String, String)]) -> Vec<Access> {
     const READ: &[Action] = &[Action::Pull];
     const WRITE: &[Action] = &[Action::Pull, Action::Push];

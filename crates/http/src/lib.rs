@@ -59,6 +59,14 @@ pub mod fuzzing {
 pub const API_VERSION_HEADER: HeaderName =
     HeaderName::from_static("docker-distribution-api-version");
 
+/// The most `tag` query parameters one manifest push may carry. The distribution spec asks
+/// registries that support tagging a push by digest to accept "at least 10 tags per request"
+/// and allows `414 Request-URI Too Long` beyond their limit: a push with more is refused so
+/// (code `TAG_INVALID`) before its body is read, and nothing is stored. Each tag costs two link
+/// writes while the repository's lease is held, so the limit also bounds how long one push keeps
+/// other pushes to the repository waiting.
+pub const MAX_TAGS_PER_MANIFEST_PUSH: usize = 100;
+
 /// How the service presents itself.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
@@ -75,7 +83,15 @@ pub struct HttpOptions {
     /// The most tags one tags-list page holds when the client asks for a page size `n`
     /// (`tags.maxtags`). Without `n` every tag is listed, as registry:2 2.8 clients expect.
     pub max_tags: usize,
+    /// The most referrers one `/v2/<name>/referrers/<digest>` page lists, and its size when the
+    /// client gives no `n` ([`DEFAULT_MAX_REFERRERS`]); further pages are linked with `Link`.
+    pub max_referrers: usize,
 }
+
+/// The default of [`HttpOptions::max_referrers`]: the largest page of referrers, 1,000, as for the
+/// catalog and tags lists. Pages are also kept within the manifest size limit, so a page of
+/// referrers carrying large annotations holds fewer.
+pub const DEFAULT_MAX_REFERRERS: usize = 1000;
 
 impl Default for HttpOptions {
     fn default() -> Self {
@@ -85,6 +101,7 @@ impl Default for HttpOptions {
             access: None,
             catalog_max_entries: 1000,
             max_tags: 1000,
+            max_referrers: DEFAULT_MAX_REFERRERS,
         }
     }
 }
@@ -103,6 +120,7 @@ struct Inner {
     access: Option<AccessController>,
     catalog_max_entries: usize,
     max_tags: usize,
+    max_referrers: usize,
 }
 
 impl RegistryService {
@@ -117,6 +135,7 @@ impl RegistryService {
                 access: options.access,
                 catalog_max_entries: options.catalog_max_entries.max(1),
                 max_tags: options.max_tags.max(1),
+                max_referrers: options.max_referrers.max(1),
             }),
         }
     }
@@ -174,6 +193,7 @@ impl RegistryService {
             grant: &grant,
             catalog_max_entries: self.inner.catalog_max_entries,
             max_tags: self.inner.max_tags,
+            max_referrers: self.inner.max_referrers,
         };
         handlers::handle(context, route, params, request).await
     }

@@ -295,6 +295,54 @@ async fn cross_repository_mount_needs_pull_on_the_source() {
 }
 
 #[tokio::test]
+async fn a_mount_without_from_comes_only_from_a_repository_the_caller_may_pull() {
+    let registry = registry_with(Some(example_rules())).await;
+    push_image(&registry, "admin", "secret/db", "v1").await;
+    let digest = sha256(&content(1, 10));
+    let mount = |user: &'static str| {
+        let registry = &registry;
+        let path = format!("/v2/team/app/blobs/uploads/?mount={digest}");
+        async move {
+            registry
+                .send(
+                    Method::POST,
+                    &path,
+                    &[("authorization", &login(user))],
+                    Vec::new(),
+                )
+                .await
+        }
+    };
+
+    // Only secret/db holds the blob, and ci may not pull it: a new upload, as for a blob
+    // nobody has.
+    let reply = mount("ci").await;
+    reply.assert_empty(StatusCode::ACCEPTED);
+    assert!(
+        reply
+            .header("location")
+            .starts_with("/v2/team/app/blobs/uploads/"),
+        "{reply:?}"
+    );
+    registry
+        .get_with(
+            &format!("/v2/team/app/blobs/{digest}"),
+            &[("authorization", &login("ci"))],
+        )
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
+
+    // Once a repository ci may pull holds it too, ci gets the mount.
+    push_image(&registry, "admin", "public/tool", "v1").await;
+    let reply = mount("ci").await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    assert_eq!(
+        reply.header("location"),
+        format!("/v2/team/app/blobs/{digest}")
+    );
+}
+
+#[tokio::test]
 async fn refused_request_reads_no_body() {
     let registry = registry_with(Some(example_rules())).await;
     let big = vec![0u8; 8 * 1024 * 1024];

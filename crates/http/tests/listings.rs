@@ -387,6 +387,163 @@ async fn deleted_referrer_leaves_the_list() {
     assert_eq!(reply.json()["manifests"], json!([]));
 }
 
+/// Pushes referrer number `n` of `subject` (`(digest, size)`), of `artifact_type`; returns its
+/// digest.
+async fn push_numbered_referrer(
+    registry: &Registry,
+    repo: &str,
+    subject: (&str, usize),
+    artifact_type: &str,
+    n: usize,
+) -> String {
+    let empty = registry.push_blob(repo, b"{}").await;
+    let bytes = manifest_json(json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": descriptor("application/vnd.oci.empty.v1+json", &empty, 2),
+        "layers": [],
+        "subject": descriptor(OCI_MANIFEST, subject.0, subject.1),
+        "annotations": {"org.example.n": n.to_string()},
+    }));
+    registry
+        .push_manifest(repo, &sha256(&bytes), OCI_MANIFEST, &bytes)
+        .await
+}
+
+/// Follows `Link` from `path` to the last page; returns the digests listed on each page.
+async fn referrer_pages(registry: &Registry, path: &str) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut next = Some(path.to_owned());
+    while let Some(path) = next {
+        let reply = registry.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        assert_eq!(reply.header("content-type"), OCI_INDEX);
+        let manifests = reply.json()["manifests"].clone();
+        let digests = manifests
+            .as_array()
+            .expect("manifests")
+            .iter()
+            .map(|entry| entry["digest"].as_str().expect("digest").to_owned())
+            .collect();
+        pages.push(digests);
+        next = reply.header_opt("link").map(|_| next_link(&reply));
+        assert!(pages.len() < 100, "paging does not end");
+    }
+    pages
+}
+
+#[tokio::test]
+async fn referrers_are_paged_with_a_link_to_the_next_page() {
+    let registry = Registry::filesystem().await;
+    let (subject, subject_digest) = registry.push_image("repo", "latest", 6).await;
+    let mut pushed = Vec::new();
+    for n in 0..5 {
+        pushed.push(
+            push_numbered_referrer(
+                &registry,
+                "repo",
+                (&subject_digest, subject.len()),
+                "application/vnd.example.sbom",
+                n,
+            )
+            .await,
+        );
+    }
+    pushed.sort();
+
+    let path = format!("/v2/repo/referrers/{subject_digest}?n=2");
+    let first = registry.get(&path).await;
+    assert_eq!(
+        next_link(&first),
+        format!("/v2/repo/referrers/{subject_digest}?n=2&last={}", pushed[1])
+    );
+    let pages = referrer_pages(&registry, &path).await;
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [2, 2, 1]);
+    assert_eq!(pages.concat(), pushed);
+
+    let all = referrer_pages(&registry, &format!("/v2/repo/referrers/{subject_digest}")).await;
+    assert_eq!(all, [pushed], "one page when all fit");
+}
+
+#[tokio::test]
+async fn referrer_pages_keep_the_artifact_type_filter() {
+    let registry = Registry::filesystem().await;
+    let (subject, subject_digest) = registry.push_image("repo", "latest", 7).await;
+    let sbom = "application/vnd.example.sbom+json";
+    let mut sboms = Vec::new();
+    for n in 0..8 {
+        let artifact_type = if n % 2 == 0 {
+            sbom
+        } else {
+            "application/vnd.example.signature"
+        };
+        let digest = push_numbered_referrer(
+            &registry,
+            "repo",
+            (&subject_digest, subject.len()),
+            artifact_type,
+            n,
+        )
+        .await;
+        if artifact_type == sbom {
+            sboms.push(digest);
+        }
+    }
+    sboms.sort();
+
+    let path = format!(
+        "/v2/repo/referrers/{subject_digest}?artifactType=application/vnd.example.sbom%2Bjson&n=1"
+    );
+    let first = registry.get(&path).await;
+    assert_eq!(first.header("oci-filters-applied"), "artifactType");
+    assert!(
+        next_link(&first).ends_with("&artifactType=application/vnd.example.sbom%2Bjson"),
+        "{first:?}"
+    );
+    let pages = referrer_pages(&registry, &path).await;
+    assert!(pages.iter().all(|page| page.len() <= 1), "{pages:?}");
+    assert_eq!(pages.concat(), sboms);
+}
+
+#[tokio::test]
+async fn referrer_pages_are_capped_at_max_referrers() {
+    let registry = Registry::in_memory_with_http(registry_http::HttpOptions {
+        max_referrers: 3,
+        ..registry_http::HttpOptions::default()
+    })
+    .await;
+    let (subject, subject_digest) = registry.push_image("repo", "latest", 8).await;
+    let mut pushed = Vec::new();
+    for n in 0..5 {
+        pushed.push(
+            push_numbered_referrer(
+                &registry,
+                "repo",
+                (&subject_digest, subject.len()),
+                "application/vnd.example.sbom",
+                n,
+            )
+            .await,
+        );
+    }
+    pushed.sort();
+
+    for query in ["", "?n=100"] {
+        let reply = registry
+            .get(&format!("/v2/repo/referrers/{subject_digest}{query}"))
+            .await;
+        assert_eq!(reply.json()["manifests"].as_array().map(Vec::len), Some(3));
+        assert_eq!(
+            next_link(&reply),
+            format!("/v2/repo/referrers/{subject_digest}?n=3&last={}", pushed[2])
+        );
+    }
+    let pages = referrer_pages(&registry, &format!("/v2/repo/referrers/{subject_digest}")).await;
+    assert_eq!(pages.concat(), pushed);
+}
+
 #[tokio::test]
 async fn catalog_pages_are_capped_at_max_entries_with_a_link_to_the_rest() {
     let registry = Registry::in_memory_with_http(registry_http::HttpOptions {

@@ -9,6 +9,10 @@ use common::{
     oci_index, oci_manifest, sha256, sha512,
 };
 use http::{Method, StatusCode};
+use registry_content::{
+    ContentOptions, IndexChildren, ManifestValidation, OsArchitecture, UrlPolicy,
+};
+use registry_http::MAX_TAGS_PER_MANIFEST_PUSH;
 use serde_json::json;
 
 /// Pushes a config and a layer to `repo`; returns the OCI image manifest over them.
@@ -301,7 +305,7 @@ async fn push_by_digest_with_several_tags_answers_oci_tag_and_tags_resolve() {
         .await;
     reply.assert_empty(StatusCode::CREATED);
     assert_eq!(reply.header("docker-content-digest"), digest);
-    let mut tags = reply.header_all("oci-tag");
+    let mut tags: Vec<&str> = reply.header("oci-tag").split(", ").collect();
     tags.sort_unstable();
     assert_eq!(tags, ["a", "b"]);
 
@@ -330,6 +334,65 @@ async fn push_with_an_invalid_extra_tag_is_tag_invalid() {
         .get("/v2/repo/manifests/ok")
         .await
         .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test]
+async fn a_push_with_as_many_tags_as_allowed_sets_them_all() {
+    let registry = Registry::filesystem().await;
+    let manifest = image_manifest(&registry, "repo", 16).await;
+    let digest = sha256(&manifest);
+    let tags: Vec<String> = (0..MAX_TAGS_PER_MANIFEST_PUSH)
+        .map(|n| format!("t{n:03}"))
+        .collect();
+    let query: Vec<String> = tags.iter().map(|tag| format!("tag={tag}")).collect();
+    let reply = registry
+        .send(
+            Method::PUT,
+            &format!("/v2/repo/manifests/{digest}?{}", query.join("&")),
+            &[("content-type", OCI_MANIFEST)],
+            manifest,
+        )
+        .await;
+    reply.assert_empty(StatusCode::CREATED);
+    let answered: Vec<&str> = reply.header("oci-tag").split(", ").collect();
+    assert_eq!(answered, tags);
+    let reply = registry.get("/v2/repo/tags/list").await;
+    assert_eq!(reply.json()["tags"], json!(tags));
+}
+
+#[tokio::test]
+async fn a_manifest_with_too_many_tags_is_refused_and_nothing_is_stored() {
+    let registry = Registry::filesystem().await;
+    let manifest = image_manifest(&registry, "repo", 17).await;
+    let digest = sha256(&manifest);
+    let query: Vec<String> = (0..=MAX_TAGS_PER_MANIFEST_PUSH)
+        .map(|n| format!("tag=t{n}"))
+        .collect();
+    let message = registry
+        .send(
+            Method::PUT,
+            &format!("/v2/repo/manifests/{digest}?{}", query.join("&")),
+            &[("content-type", OCI_MANIFEST)],
+            manifest,
+        )
+        .await
+        .assert_error(StatusCode::URI_TOO_LONG, "TAG_INVALID");
+    assert!(
+        message.contains(&MAX_TAGS_PER_MANIFEST_PUSH.to_string()),
+        "{message}"
+    );
+    registry
+        .get(&format!("/v2/repo/manifests/{digest}"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+    registry
+        .get("/v2/repo/manifests/t0")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+    registry
+        .get("/v2/repo/tags/list")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
 }
 
 /// An OCI index with no children whose annotations bring it to about `size` bytes.
@@ -537,24 +600,144 @@ async fn non_distributable_layer_is_accepted_without_its_blob() {
         .assert_empty(StatusCode::CREATED);
 }
 
-#[tokio::test]
-async fn layer_with_urls_is_accepted_without_its_blob() {
-    let registry = Registry::filesystem().await;
-    let config = config_blob(22);
-    let config_digest = registry.push_blob("repo", &config).await;
+/// An OCI image manifest over a pushed config and one layer that is not pushed but named by
+/// `url`.
+async fn manifest_with_layer_url(registry: &Registry, repo: &str, seed: u8, url: &str) -> Vec<u8> {
+    let config = config_blob(seed);
+    let config_digest = registry.push_blob(repo, &config).await;
     let mut layer = descriptor(OCI_LAYER, &sha256(b"elsewhere"), 9);
-    layer["urls"] = json!(["https://example.com/layer.tar.gz"]);
-    let manifest = manifest_json(json!({
+    layer["urls"] = json!([url]);
+    manifest_json(json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": descriptor(OCI_CONFIG, &config_digest, config.len()),
         "layers": [layer],
-    }));
+    }))
+}
+
+#[tokio::test]
+async fn a_layer_with_urls_is_manifest_invalid_unless_urls_are_allowed() {
+    let registry = Registry::filesystem().await;
+    let url = "https://example.com/layer.tar.gz";
+    let manifest = manifest_with_layer_url(&registry, "repo", 22, url).await;
+    let message = registry
+        .put_manifest("repo", "latest", OCI_MANIFEST, &manifest)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "MANIFEST_INVALID");
+    assert!(message.contains(url), "{message}");
+    registry
+        .get(&format!("/v2/repo/manifests/{}", sha256(&manifest)))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test]
+async fn a_layer_with_allowed_urls_is_accepted_without_its_blob() {
+    let urls = UrlPolicy::new(&[r"^https://([^/]+\.)*example\.com/"], &[r"^https://www\."])
+        .expect("patterns");
+    let registry = Registry::filesystem_with(ContentOptions {
+        manifest_validation: ManifestValidation {
+            urls,
+            ..ManifestValidation::default()
+        },
+        ..ContentOptions::default()
+    })
+    .await;
+    let manifest =
+        manifest_with_layer_url(&registry, "repo", 22, "https://cdn.example.com/l.tar.gz").await;
     registry
         .put_manifest("repo", "latest", OCI_MANIFEST, &manifest)
         .await
         .assert_empty(StatusCode::CREATED);
     assert_manifest_is(&registry, "repo", "latest", OCI_MANIFEST, &manifest).await;
+
+    let denied =
+        manifest_with_layer_url(&registry, "repo", 23, "https://www.example.com/l.tar.gz").await;
+    registry
+        .put_manifest("repo", "denied", OCI_MANIFEST, &denied)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "MANIFEST_INVALID");
+}
+
+/// An OCI index over `(digest, size, os, architecture)` children.
+fn index_of_platforms(children: &[(&str, usize, &str, &str)]) -> Vec<u8> {
+    manifest_json(json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": children
+            .iter()
+            .map(|(digest, size, os, architecture)| {
+                let mut child = descriptor(OCI_MANIFEST, digest, *size);
+                child["platform"] = json!({"os": os, "architecture": architecture});
+                child
+            })
+            .collect::<Vec<_>>(),
+    }))
+}
+
+fn with_index_children(index_children: IndexChildren) -> ContentOptions {
+    ContentOptions {
+        manifest_validation: ManifestValidation {
+            index_children,
+            ..ManifestValidation::default()
+        },
+        ..ContentOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_sparse_index_is_accepted_and_served_when_no_children_are_required() {
+    let registry =
+        Registry::filesystem_with(with_index_children(IndexChildren::NoneRequired)).await;
+    let (amd64, amd64_digest) = registry.push_image("mirror", "amd64", 30).await;
+    let arm64_digest = sha256(b"the arm64 image, not mirrored");
+    let index = index_of_platforms(&[
+        (&amd64_digest, amd64.len(), "linux", "amd64"),
+        (&arm64_digest, 700, "linux", "arm64"),
+    ]);
+    registry
+        .put_manifest("mirror", "latest", OCI_INDEX, &index)
+        .await
+        .assert_empty(StatusCode::CREATED);
+    assert_manifest_is(&registry, "mirror", "latest", OCI_INDEX, &index).await;
+    assert_manifest_is(&registry, "mirror", &amd64_digest, OCI_MANIFEST, &amd64).await;
+    registry
+        .get(&format!("/v2/mirror/manifests/{arm64_digest}"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test]
+async fn an_index_needs_only_the_children_of_the_listed_platforms() {
+    let linux_amd64 = OsArchitecture {
+        os: "linux".to_owned(),
+        architecture: "amd64".to_owned(),
+    };
+    let registry =
+        Registry::filesystem_with(with_index_children(IndexChildren::PlatformsRequired(vec![
+            linux_amd64,
+        ])))
+        .await;
+    let (amd64, amd64_digest) = registry.push_image("repo", "amd64", 31).await;
+    let absent = sha256(b"never pushed");
+    let index = index_of_platforms(&[
+        (&amd64_digest, amd64.len(), "linux", "amd64"),
+        (&absent, 700, "linux", "arm64"),
+    ]);
+    registry
+        .put_manifest("repo", "latest", OCI_INDEX, &index)
+        .await
+        .assert_empty(StatusCode::CREATED);
+
+    let index = index_of_platforms(&[(&absent, 700, "linux", "amd64")]);
+    let reply = registry
+        .put_manifest("repo", "broken", OCI_INDEX, &index)
+        .await;
+    reply.assert_error(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN");
+    assert_eq!(
+        reply.json()["errors"][0]["detail"]["digest"],
+        absent.as_str()
+    );
 }
 
 #[tokio::test]

@@ -380,6 +380,57 @@ async fn mount_from_a_repository_without_the_blob_starts_an_upload() {
 }
 
 #[tokio::test]
+async fn mount_without_from_takes_the_blob_from_any_repository_holding_it() {
+    let registry = Registry::filesystem().await;
+    registry.push_image("a/source", "v1", 12).await;
+    let layer = content(12, 300);
+    let digest = sha256(&layer);
+
+    let reply = registry
+        .send(
+            Method::POST,
+            &format!("/v2/target/blobs/uploads/?mount={digest}"),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    assert_blob_created(&reply, "target", &digest);
+    assert_blob_is(&registry, "target", &digest, &layer).await;
+
+    // Already in the repository: mounted again without looking elsewhere.
+    let reply = registry
+        .send(
+            Method::POST,
+            &format!("/v2/target/blobs/uploads/?mount={digest}&from="),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    assert_blob_created(&reply, "target", &digest);
+}
+
+#[tokio::test]
+async fn mount_without_from_of_a_blob_nobody_has_starts_an_upload() {
+    let registry = Registry::filesystem().await;
+    registry.push_image("source", "v1", 13).await;
+    let data = content(14, 1_000);
+    let digest = sha256(&data);
+
+    let reply = registry
+        .send(
+            Method::POST,
+            &format!("/v2/target/blobs/uploads/?mount={digest}"),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    reply.assert_empty(StatusCode::ACCEPTED);
+    let location = reply.header("location").to_owned();
+    let reply = registry.complete_upload(&location, &digest, &data).await;
+    assert_blob_created(&reply, "target", &digest);
+}
+
+#[tokio::test]
 async fn monolithic_sha512_upload_is_stored_under_its_sha512_digest() {
     let registry = Registry::filesystem().await;
     let data = content(11, 20_000);

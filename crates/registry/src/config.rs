@@ -52,6 +52,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use registry_auth::AccessRules;
+use registry_content::{
+    IndexChildren, ManifestValidation, OsArchitecture, UrlPatternError, UrlPolicy,
+};
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
@@ -99,8 +102,8 @@ pub struct Config {
     pub redis: Option<serde_json::Value>,
     /// registry:2's `health` section, kept as written. Not implemented: loading warns.
     pub health: Option<serde_json::Value>,
-    /// registry:2's `validation` section, kept as written. Not implemented: loading warns.
-    pub validation: Option<serde_json::Value>,
+    /// What pushed manifests are checked for (`validation`).
+    pub validation: ValidationConfig,
     /// registry:2's `compatibility` section, kept as written. Not implemented: loading warns.
     pub compatibility: Option<serde_json::Value>,
     /// registry:2's `middleware` section, kept as written. Not implemented: loading warns.
@@ -126,7 +129,7 @@ impl Default for Config {
             notifications: None,
             redis: None,
             health: None,
-            validation: None,
+            validation: ValidationConfig::default(),
             compatibility: None,
             middleware: None,
             reporting: None,
@@ -654,6 +657,121 @@ impl Default for TagsConfig {
     }
 }
 
+/// What pushed manifests are checked for (`validation`), as in registry:2: the URLs their
+/// layers may name, and which children of an index must already be in the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ValidationConfig {
+    /// Turns the checks below off (default false): any http or https URL is accepted, and an
+    /// index is accepted without its children.
+    pub disabled: bool,
+    /// registry:2's former switch, deprecated for `disabled`. As in registry:2, `true` keeps the
+    /// checks on even with `disabled: true`, and `false` does not turn them off; loading warns
+    /// either way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The checks (`validation.manifests`).
+    pub manifests: ManifestsValidationConfig,
+}
+
+/// The checks on pushed manifests (`validation.manifests`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ManifestsValidationConfig {
+    /// The URLs layers may name (`validation.manifests.urls`).
+    pub urls: UrlsValidationConfig,
+    /// Which children of an index must exist (`validation.manifests.indexes`).
+    pub indexes: IndexesValidationConfig,
+}
+
+/// The URLs a pushed manifest's layers may name for clients to fetch them from
+/// (`validation.manifests.urls`): regular expressions in Go's `regexp` syntax. With neither list,
+/// a manifest with URLs is refused; with `allow`, every URL must match one of its patterns;
+/// with `deny`, none may match one of its patterns.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UrlsValidationConfig {
+    /// Patterns of the URLs accepted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Patterns of the URLs refused, even when allowed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+/// Which children of an image index (or manifest list) must be in the repository when the index
+/// is pushed (`validation.manifests.indexes`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IndexesValidationConfig {
+    /// `all` (the default), `none` or `list`.
+    pub platforms: IndexPlatforms,
+    /// With `platforms: list`, the platforms whose children must exist; an empty list requires
+    /// every child, as in registry:2.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platformlist: Vec<PlatformConfig>,
+}
+
+/// Which children of a pushed index must exist (`validation.manifests.indexes.platforms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexPlatforms {
+    /// Every child (the default).
+    #[default]
+    All,
+    /// None: an index is accepted and served without its children (a mirror of some
+    /// platforms).
+    None,
+    /// Those whose platform is in `platformlist`.
+    List,
+}
+
+/// One platform of `validation.manifests.indexes.platformlist`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformConfig {
+    /// The operating system (`linux`, `windows`, ...).
+    pub os: String,
+    /// The CPU architecture (`amd64`, `arm64`, ...).
+    pub architecture: String,
+}
+
+impl ValidationConfig {
+    /// Whether the checks are on: unless `disabled`, or whenever the deprecated `enabled` is
+    /// true (registry:2's rule).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled == Some(true) || !self.disabled
+    }
+
+    /// The validation the content layer applies. Fails on a URL pattern that is not a valid
+    /// regular expression.
+    pub fn manifest_validation(&self) -> Result<ManifestValidation, UrlPatternError> {
+        if !self.is_enabled() {
+            return Ok(ManifestValidation::disabled());
+        }
+        let urls = &self.manifests.urls;
+        let indexes = &self.manifests.indexes;
+        let index_children = match indexes.platforms {
+            IndexPlatforms::All => IndexChildren::AllRequired,
+            IndexPlatforms::None => IndexChildren::NoneRequired,
+            IndexPlatforms::List if indexes.platformlist.is_empty() => IndexChildren::AllRequired,
+            IndexPlatforms::List => IndexChildren::PlatformsRequired(
+                indexes
+                    .platformlist
+                    .iter()
+                    .map(|platform| OsArchitecture {
+                        os: platform.os.clone(),
+                        architecture: platform.architecture.clone(),
+                    })
+                    .collect(),
+            ),
+        };
+        Ok(ManifestValidation {
+            urls: UrlPolicy::new(&urls.allow, &urls.deny)?,
+            index_children,
+        })
+    }
+}
+
 /// Pull-through cache (`proxy`). Read but not implemented yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProxyConfig {
@@ -771,7 +889,6 @@ impl Config {
             &mut config.notifications,
             &mut config.redis,
             &mut config.health,
-            &mut config.validation,
             &mut config.compatibility,
             &mut config.middleware,
             &mut config.reporting,
@@ -878,6 +995,7 @@ fn load_document(
     }
 
     check(&config, &origins)?;
+    warnings.extend(validation_warnings(&config.validation, &origins));
     Ok(LoadedConfig { config, warnings })
 }
 
@@ -932,6 +1050,43 @@ fn invalid(path: &str, message: &str, origins: &HashMap<String, Origin>) -> Conf
     }
 }
 
+/// What deserves a word in the `validation` section: the deprecated `enabled`, which does not
+/// do what its name says, and a platform list that lists nothing.
+fn validation_warnings(
+    validation: &ValidationConfig,
+    origins: &HashMap<String, Origin>,
+) -> Vec<String> {
+    let at = |path: &str| {
+        origins
+            .get(path)
+            .map(|origin| format!(" ({origin})"))
+            .unwrap_or_default()
+    };
+    let mut warnings = Vec::new();
+    match validation.enabled {
+        Some(true) => warnings.push(format!(
+            "config key validation.enabled{} is deprecated; validation is on unless validation.disabled is true, and enabled: true keeps it on even then (as in registry:2)",
+            at("validation.enabled")
+        )),
+        Some(false) => warnings.push(format!(
+            "config key validation.enabled{} is deprecated and false does not turn validation off (as in registry:2); use validation.disabled: true",
+            at("validation.enabled")
+        )),
+        None => {}
+    }
+    let indexes = &validation.manifests.indexes;
+    if validation.is_enabled()
+        && indexes.platforms == IndexPlatforms::List
+        && indexes.platformlist.is_empty()
+    {
+        warnings.push(format!(
+            "config key validation.manifests.indexes.platforms{} is list but platformlist is empty, so every child of an index must exist (as in registry:2); list the platforms to check in validation.manifests.indexes.platformlist",
+            at("validation.manifests.indexes.platforms")
+        ));
+    }
+    warnings
+}
+
 /// Checks that span several keys, after typing.
 fn check(config: &Config, origins: &HashMap<String, Origin>) -> Result<(), ConfigError> {
     let origin = |path: &str| origins.get(path).map(ToString::to_string);
@@ -953,6 +1108,17 @@ fn check(config: &Config, origins: &HashMap<String, Origin>) -> Result<(), Confi
             key: "auth.token.rootcertbundle".to_owned(),
             origin: None,
             message: "required unless auth.token.jwks is set; point it at the certificates that sign your tokens (REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE)".to_owned(),
+        });
+    }
+    if let Err(error) = config.validation.manifest_validation() {
+        let key = format!("validation.manifests.urls.{}[{}]", error.list, error.index);
+        return Err(ConfigError::Invalid {
+            origin: origin(&key),
+            key,
+            message: format!(
+                "not a valid regular expression ({}); write it in Go's regexp syntax, as registry:2 reads it",
+                error.message
+            ),
         });
     }
     for (index, rule) in config.access.iter().enumerate() {
@@ -1242,14 +1408,13 @@ impl Serialize for Config {
             ("notifications", notifications),
             ("redis", redis),
             ("health", health),
-            ("validation", validation),
             ("compatibility", compatibility),
             ("middleware", middleware),
             ("reporting", reporting),
             ("policy", policy),
         ];
         let has_auth = auth.is_some() || !access.is_empty();
-        let len = 6
+        let len = 7
             + usize::from(has_auth)
             + usize::from(proxy.is_some())
             + kept_as_written.iter().filter(|(_, v)| v.is_some()).count();
@@ -1269,6 +1434,7 @@ impl Serialize for Config {
         map.serialize_entry("http", http)?;
         map.serialize_entry("catalog", catalog)?;
         map.serialize_entry("tags", tags)?;
+        map.serialize_entry("validation", validation)?;
         if let Some(proxy) = proxy {
             map.serialize_entry("proxy", proxy)?;
         }

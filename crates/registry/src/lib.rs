@@ -29,7 +29,7 @@ pub mod tls;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
-use registry_content::{ContentOptions, ContentStore};
+use registry_content::{ContentOptions, ContentStore, ManifestValidation};
 use registry_http::{HttpOptions, RegistryService};
 use registry_storage::{FilesystemDriver, InMemoryDriver, StorageDriver};
 
@@ -78,6 +78,14 @@ impl RegistryBuilder {
     /// Allows deleting blobs, manifests and tags (registry:2's `storage.delete.enabled`).
     pub fn delete_enabled(mut self, enabled: bool) -> Self {
         self.content.delete_enabled = enabled;
+        self
+    }
+
+    /// What pushed manifests are checked for beyond their format (registry:2's
+    /// `validation.manifests`); registry:2's default refuses URLs in layers and requires every
+    /// child of an index.
+    pub fn manifest_validation(mut self, validation: ManifestValidation) -> Self {
+        self.content.manifest_validation = validation;
         self
     }
 
@@ -276,6 +284,7 @@ impl Registry {
         let mut builder = Registry::builder()
             .driver(driver_from_config(config)?)
             .delete_enabled(config.storage.delete.enabled)
+            .manifest_validation(manifest_validation(config)?)
             .access_controller(access)
             .listing_limits(config.catalog.maxentries, config.tags.maxtags);
         if let Some(prefix) = &config.http.prefix {
@@ -325,9 +334,21 @@ impl Registry {
 pub fn content_store_from_config(config: &Config) -> Result<ContentStore, BuildError> {
     let options = ContentOptions {
         delete_enabled: config.storage.delete.enabled,
+        manifest_validation: manifest_validation(config)?,
         ..ContentOptions::default()
     };
     Ok(ContentStore::new(driver_from_config(config)?, options))
+}
+
+/// The manifest validation `validation` describes.
+fn manifest_validation(config: &Config) -> Result<ManifestValidation, BuildError> {
+    config
+        .validation
+        .manifest_validation()
+        .map_err(|error| BuildError::Invalid {
+            key: format!("validation.manifests.urls.{}[{}]", error.list, error.index),
+            reason: format!("not a valid regular expression ({})", error.message),
+        })
 }
 
 /// The storage driver `storage` describes.

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use registry::config::{
     AccessRule, AuthConfig, BlobDescriptorCache, ClientAuth, Config, ConfigError, FilesystemConfig,
-    HtpasswdConfig, LoadedConfig, LogFormatter, LogLevel, Net, RuleAction, StorageDriverConfig,
-    TlsVersion,
+    HtpasswdConfig, IndexPlatforms, LoadedConfig, LogFormatter, LogLevel, Net, PlatformConfig,
+    RuleAction, StorageDriverConfig, TlsVersion,
 };
+use registry::content::{IndexChildren, ManifestValidation, OsArchitecture, UrlPolicy};
 
 fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
     vars.iter()
@@ -373,6 +374,23 @@ fn registry2_reference_options_load_with_warnings_only() {
         }))
     );
 
+    let urls = &config.validation.manifests.urls;
+    assert_eq!(urls.allow, [r"^https?://([^/]+\.)*example\.com/"]);
+    assert_eq!(urls.deny, [r"^https?://www\.example\.com/"]);
+    let indexes = &config.validation.manifests.indexes;
+    assert_eq!(
+        indexes.platforms,
+        IndexPlatforms::List,
+        "read without regard to case"
+    );
+    assert_eq!(
+        indexes.platformlist,
+        [PlatformConfig {
+            os: "linux".to_owned(),
+            architecture: "amd64".to_owned(),
+        }]
+    );
+
     let mentioned: Vec<&str> = loaded
         .warnings
         .iter()
@@ -398,7 +416,6 @@ fn registry2_reference_options_load_with_warnings_only() {
             "redis",
             "health",
             "proxy",
-            "validation",
         ],
         "{:#?}",
         loaded.warnings
@@ -1143,6 +1160,228 @@ fn env_override_into_an_unsupported_section_still_warns_about_the_section() {
     assert_eq!(
         loaded.warnings,
         vec!["config key proxy (set by REGISTRY_PROXY_REMOTEURL): the pull-through cache is not supported yet; registryd serves its own content only".to_owned()]
+    );
+}
+
+// ---- validation -----------------------------------------------------------------------------
+
+fn linux(architecture: &str) -> OsArchitecture {
+    OsArchitecture {
+        os: "linux".to_owned(),
+        architecture: architecture.to_owned(),
+    }
+}
+
+#[test]
+fn validation_defaults_to_registry2s_refuse_urls_and_require_every_child() {
+    let config = load("", &[]).config;
+    assert!(config.validation.is_enabled());
+    assert_eq!(
+        config.validation.manifest_validation(),
+        Ok(ManifestValidation {
+            urls: UrlPolicy::nothing(),
+            index_children: IndexChildren::AllRequired,
+        })
+    );
+}
+
+#[test]
+fn the_validation_section_becomes_the_content_layers_checks() {
+    let loaded = load(
+        "
+validation:
+  manifests:
+    urls:
+      allow: ['^https://cdn\\.example\\.com/']
+      deny: [secret]
+    indexes:
+      platforms: list
+      platformlist:
+        - os: linux
+          architecture: amd64
+        - os: linux
+          architecture: arm64
+",
+        &[],
+    );
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+    let validation = loaded
+        .config
+        .validation
+        .manifest_validation()
+        .expect("valid patterns");
+    assert!(validation.urls.allows("https://cdn.example.com/layer"));
+    assert!(
+        !validation
+            .urls
+            .allows("https://cdn.example.com/secret/layer")
+    );
+    assert!(!validation.urls.allows("https://other.example.com/layer"));
+    assert_eq!(
+        validation.index_children,
+        IndexChildren::PlatformsRequired(vec![linux("amd64"), linux("arm64")])
+    );
+
+    let none = load("validation: {manifests: {indexes: {platforms: none}}}", &[]).config;
+    assert_eq!(
+        none.validation
+            .manifest_validation()
+            .map(|v| v.index_children),
+        Ok(IndexChildren::NoneRequired)
+    );
+}
+
+#[test]
+fn validation_is_set_by_environment_variables_like_every_key() {
+    let loaded = load(
+        "",
+        &[
+            (
+                "REGISTRY_VALIDATION_MANIFESTS_URLS_ALLOW",
+                "['^https://a/', '^https://b/']",
+            ),
+            ("REGISTRY_VALIDATION_MANIFESTS_URLS_DENY_0", "forbidden"),
+            ("REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMS", "LIST"),
+            (
+                "REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMLIST_0_OS",
+                "linux",
+            ),
+            (
+                "REGISTRY_VALIDATION_MANIFESTS_INDEXES_PLATFORMLIST_0_ARCHITECTURE",
+                "riscv64",
+            ),
+        ],
+    );
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+    let validation = &loaded.config.validation;
+    assert_eq!(
+        validation.manifests.urls.allow,
+        ["^https://a/", "^https://b/"]
+    );
+    assert_eq!(validation.manifests.urls.deny, ["forbidden"]);
+    assert_eq!(validation.manifests.indexes.platforms, IndexPlatforms::List);
+    assert_eq!(
+        validation.manifest_validation().map(|v| v.index_children),
+        Ok(IndexChildren::PlatformsRequired(vec![linux("riscv64")]))
+    );
+
+    let disabled = load("", &[("REGISTRY_VALIDATION_DISABLED", "true")]).config;
+    assert!(!disabled.validation.is_enabled());
+    assert_eq!(
+        disabled.validation.manifest_validation(),
+        Ok(ManifestValidation::disabled())
+    );
+}
+
+#[test]
+fn an_invalid_url_pattern_names_its_key_and_origin() {
+    let error = load_error(
+        "validation:\n  manifests:\n    urls:\n      allow: ['^https://ok/', '(unclosed']\n",
+        &[],
+    );
+    assert!(
+        error.starts_with("config key validation.manifests.urls.allow[1] (line 4"),
+        "{error}"
+    );
+    assert!(error.contains("not a valid regular expression"), "{error}");
+    let error = load_error(
+        "",
+        &[("REGISTRY_VALIDATION_MANIFESTS_URLS_DENY", "['[z-a]']")],
+    );
+    assert!(
+        error.starts_with("config key validation.manifests.urls.deny[0]"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_platform_entry_without_its_architecture_names_the_key() {
+    let error = load_error(
+        "validation: {manifests: {indexes: {platforms: list, platformlist: [{os: linux}]}}}",
+        &[],
+    );
+    assert!(
+        error.starts_with(
+            "config key validation.manifests.indexes.platformlist[0].architecture: required but missing"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_deprecated_enabled_switch_and_an_empty_platform_list_warn() {
+    let loaded = load("validation:\n  disabled: true\n  enabled: false\n", &[]);
+    assert!(!loaded.config.validation.is_enabled());
+    assert_eq!(
+        loaded.warnings,
+        [
+            "config key validation.enabled (line 3) is deprecated and false does not turn validation off (as in registry:2); use validation.disabled: true"
+        ]
+    );
+
+    let loaded = load("validation:\n  disabled: true\n  enabled: true\n", &[]);
+    assert!(loaded.config.validation.is_enabled(), "enabled: true wins");
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+
+    let loaded = load("validation: {manifests: {indexes: {platforms: list}}}", &[]);
+    assert_eq!(
+        loaded
+            .config
+            .validation
+            .manifest_validation()
+            .map(|v| v.index_children),
+        Ok(IndexChildren::AllRequired)
+    );
+    assert!(
+        loaded.warnings[0].starts_with(
+            "config key validation.manifests.indexes.platforms (line 1) is list but platformlist is empty"
+        ),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
+fn a_registry_built_from_a_config_validates_manifests_as_it_says() {
+    let config = load(
+        "storage: inmemory\nvalidation: {manifests: {indexes: {platforms: none}, urls: {allow: [x]}}}",
+        &[],
+    )
+    .config;
+    let registry = registry::Registry::from_config(&config).expect("registry");
+    let service = registry.service();
+    let validation = &service.content().options().manifest_validation;
+    assert_eq!(validation.index_children, IndexChildren::NoneRequired);
+    assert_eq!(
+        validation.urls,
+        UrlPolicy::new(&["x"], &[]).expect("pattern")
+    );
+
+    let mut broken = config;
+    broken.validation.manifests.urls.deny = vec!["(".to_owned()];
+    let error = registry::Registry::from_config(&broken)
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "config key validation.manifests.urls.deny[0]: not a valid regular expression"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unknown_validation_key_is_a_warning_with_a_suggestion() {
+    let loaded = load(
+        "validation:\n  manifests:\n    url:\n      allow: [x]\n",
+        &[],
+    );
+    assert_eq!(
+        loaded.warnings,
+        [
+            "unknown config key validation.manifests.url (line 3) is ignored; did you mean validation.manifests.urls?"
+        ]
     );
 }
 

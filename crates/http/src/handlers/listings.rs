@@ -70,7 +70,8 @@ pub(super) async fn tags(
     ))
 }
 
-fn page(params: &[(String, String)]) -> Result<Page, ApiError> {
+/// The `n` and `last` parameters of a listing request.
+pub(super) fn page(params: &[(String, String)]) -> Result<Page, ApiError> {
     let n = match query::first(params, "n") {
         None | Some("") => None,
         Some(n) => Some(n.parse::<usize>().map_err(|_| {
@@ -110,12 +111,28 @@ fn listing_response<T: AsRef<str>>(
     if listing.more
         && let (Some(n), Some(last)) = (page.n, listing.last())
     {
-        let next = format!(
-            "<{}?n={n}&last={}>; rel=\"next\"",
-            context.url(path),
-            query::encode(last.as_ref())
-        );
-        set(response.headers_mut(), header::LINK, &next);
+        set_next_link(&mut response, context, path, n, last.as_ref(), &[]);
     }
     response
+}
+
+/// Sets `Link` to the next page of the listing at `path`: `n` entries after `last`, with the
+/// request's other parameters `kept` (name, value) so that the next page is cut the same way.
+pub(super) fn set_next_link(
+    response: &mut Response<ResponseBody>,
+    context: Context<'_>,
+    path: &str,
+    n: usize,
+    last: &str,
+    kept: &[(&str, &str)],
+) {
+    let mut url = format!("{}?n={n}&last={}", context.url(path), query::encode(last));
+    for (name, value) in kept {
+        url.push_str(&format!("&{name}={}", query::encode(value)));
+    }
+    set(
+        response.headers_mut(),
+        header::LINK,
+        &format!("<{url}>; rel=\"next\""),
+    );
 }

@@ -8,7 +8,7 @@ use registry_model::{Reference, RepositoryName, Tag};
 use super::{Context, OCI_SUBJECT, OCI_TAG, not_modified, set, set_digest};
 use crate::body::{self, BoxError, ResponseBody};
 use crate::error::{ApiError, ErrorCode};
-use crate::query;
+use crate::{MAX_TAGS_PER_MANIFEST_PUSH, query};
 
 /// `GET`/`HEAD`: the manifest byte for byte, typed with its media type, with
 /// `Docker-Content-Digest` on both methods.
@@ -49,7 +49,8 @@ pub(super) async fn get(
 }
 
 /// `PUT`: stores the manifest (201) with `Location`, `Docker-Content-Digest`, `OCI-Subject` when
-/// it has a subject, and one `OCI-Tag` per tag given as `?tag=` parameters.
+/// it has a subject, and `OCI-Tag` listing the tags set when `?tag=` parameters were given;
+/// more than [`MAX_TAGS_PER_MANIFEST_PUSH`] of them are 414 `TAG_INVALID`.
 pub(super) async fn put<B>(
     context: Context<'_>,
     name: RepositoryName,
@@ -62,6 +63,16 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let tag_count = query::all(params, "tag").count();
+    if tag_count > MAX_TAGS_PER_MANIFEST_PUSH {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            ErrorCode::TagInvalid,
+            format!(
+                "a manifest push may name at most {MAX_TAGS_PER_MANIFEST_PUSH} tags, this one names {tag_count}; push the rest in further requests"
+            ),
+        ));
+    }
     let extra_tags = query::all(params, "tag")
         .map(str::parse::<Tag>)
         .collect::<Result<Vec<Tag>, _>>()?;
@@ -105,11 +116,11 @@ where
         set(response_headers, OCI_SUBJECT, subject.digest.as_str());
     }
     if !extra_tags.is_empty() {
-        for tag in &pushed.tags {
-            if let Ok(value) = HeaderValue::try_from(tag.as_str()) {
-                response_headers.append(OCI_TAG, value);
-            }
-        }
+        // One field with the tags as a comma-separated list, as the spec's example allows (RFC
+        // 9110 list semantics): a hundred `OCI-Tag` lines would exceed the header count that
+        // hyper-based clients accept (100 by default).
+        let tags: Vec<&str> = pushed.tags.iter().map(Tag::as_str).collect();
+        set(response_headers, OCI_TAG, &tags.join(", "));
     }
     Ok(response)
 }

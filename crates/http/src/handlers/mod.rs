@@ -29,6 +29,8 @@ pub(crate) struct Context<'a> {
     pub(crate) catalog_max_entries: usize,
     /// The tags list's largest page when a page size is asked for.
     pub(crate) max_tags: usize,
+    /// The referrers list's largest (and default) page.
+    pub(crate) max_referrers: usize,
 }
 
 impl Context<'_> {

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode, header};
 use http_body::Body;
+use registry_auth::Action;
 use registry_content::{Blob, UploadId, UploadStatus};
 use registry_model::{Digest, DigestAlgorithm, RepositoryName};
 
@@ -14,8 +15,10 @@ use crate::query;
 use crate::range::{parse_content_range, upload_range_header};
 
 /// `POST`: with `?digest=`, the whole blob in one request (201); with `?mount=&from=`, a
-/// cross-repository mount (201), or a new upload when the blob cannot be mounted; otherwise a new
-/// upload session (202), hashed with the `digest-algorithm` parameter's algorithm when given.
+/// cross-repository mount (201); with `?mount=` alone, a mount from any repository holding the
+/// blob that the caller may pull (201); either way a new upload when the blob cannot be mounted;
+/// otherwise a new upload session (202), hashed with the `digest-algorithm` parameter's
+/// algorithm when given.
 pub(super) async fn start<B>(
     context: Context<'_>,
     name: RepositoryName,
@@ -34,10 +37,22 @@ where
     }
     if let Some(mount) = query::first(params, "mount") {
         let digest: Digest = mount.parse()?;
-        // A `from` that is not a valid name cannot hold the blob: fall back to an upload.
-        if let Some(from) = query::first(params, "from").and_then(|from| from.parse().ok())
-            && let Some(blob) = repository.mount_blob(&from, &digest).await?
-        {
+        let mounted = match query::first(params, "from").filter(|from| !from.is_empty()) {
+            Some(from) => match from.parse::<RepositoryName>() {
+                Ok(from) => repository.mount_blob(&from, &digest).await?,
+                // A `from` that is not a valid name cannot hold the blob: upload it instead.
+                Err(_) => None,
+            },
+            // Any repository holding the blob will do, as long as the caller may pull it: a
+            // digest alone must not reveal content the caller could not read.
+            None => {
+                let grant = context.grant;
+                repository
+                    .mount_blob_from_any(&digest, |name| grant.allows(name, Action::Pull))
+                    .await?
+            }
+        };
+        if let Some(blob) = mounted {
             return Ok(blob_created(context, repository.name(), &blob));
         }
     }

@@ -270,6 +270,33 @@ const PROXY: Kind = Kind::Struct(&[
     key("exec", &Kind::Any),
 ]);
 
+/// One platform of `validation.manifests.indexes.platformlist`.
+const PLATFORM: Kind = Kind::Struct(&[key("os", &Kind::Str), key("architecture", &Kind::Str)]);
+
+/// The values of `validation.manifests.indexes.platforms`.
+pub(crate) const INDEX_PLATFORMS: &[&str] = &["all", "none", "list"];
+
+const VALIDATION: Kind = Kind::Struct(&[
+    key("disabled", &Kind::Bool),
+    key("enabled", &Kind::Bool),
+    key(
+        "manifests",
+        &Kind::Struct(&[
+            key(
+                "urls",
+                &Kind::Struct(&[key("allow", &STRINGS), key("deny", &STRINGS)]),
+            ),
+            key(
+                "indexes",
+                &Kind::Struct(&[
+                    key("platforms", &Kind::Enum(INDEX_PLATFORMS)),
+                    key("platformlist", &Kind::List(&PLATFORM)),
+                ]),
+            ),
+        ]),
+    ),
+]);
+
 /// The whole configuration file.
 pub(crate) const ROOT: Kind = Kind::Struct(&[
     key("version", &Kind::Str),
@@ -300,11 +327,7 @@ pub(crate) const ROOT: Kind = Kind::Struct(&[
         &Kind::Any,
         "configurable health checks are not supported yet; the section is ignored",
     ),
-    unsupported(
-        "validation",
-        &Kind::Any,
-        "manifest validation settings are not supported yet; the section is ignored",
-    ),
+    key("validation", &VALIDATION),
     unsupported(
         "compatibility",
         &Kind::Any,

@@ -319,3 +319,12 @@ fn auth_config_alone_refuses_access_rules_rather_than_dropping_them() {
     let section = json!({ "htpasswd": { "realm": "r", "path": "/p" } });
     assert!(serde_json::from_value::<AuthConfig>(section).is_ok());
 }
+
+#[test]
+fn index_platform_choices_in_the_schema_are_the_index_platforms_names() {
+    for name in super::schema::INDEX_PLATFORMS {
+        let platforms: Result<IndexPlatforms, _> = serde_json::from_value(json!(name));
+        let platforms = platforms.unwrap_or_else(|error| panic!("{name}: {error}"));
+        assert_eq!(serde_json::to_value(platforms).ok(), Some(json!(name)));
+    }
+}
