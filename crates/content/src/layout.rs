@@ -14,7 +14,7 @@
 //!
 //! ```text
 //! /docker/registry/v2/repositories/<name>/_uploads/<id>/hashstates/registryd-<alg>/<offset>
-//! /docker/registry/v2/repositories/<name>/_uploads/<id>/{registryd-lease,registryd-completing}
+//! /docker/registry/v2/repositories/<name>/_uploads/<id>/registryd-lease
 //! /docker/registry/v2/repositories/<name>/_registryd/lease
 //! /docker/registry/v2/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>/<hex>/descriptor
 //! ```
@@ -158,15 +158,6 @@ pub(crate) fn upload_lease(
     upload_dir(name, id)?.join(UPLOAD_LEASE)
 }
 
-/// The digest a completion of the session is turning its data into, written before the data
-/// moves, so that a completion cut short can be told from a session that holds nothing.
-pub(crate) fn upload_completing(
-    name: &RepositoryName,
-    id: &UploadId,
-) -> Result<StoragePath, StorageError> {
-    repository(name, &format!("_uploads/{id}/registryd-completing"))
-}
-
 /// The lease on the manifests and tags of a repository, held while they change.
 pub(crate) fn repository_lease(name: &RepositoryName) -> Result<StoragePath, StorageError> {
     repository(name, "_registryd/lease")
@@ -179,9 +170,19 @@ pub(crate) fn upload_hash_state(
     algorithm: DigestAlgorithm,
     offset: u64,
 ) -> Result<StoragePath, StorageError> {
+    upload_hash_states(name, id, algorithm)?.join(&offset.to_string())
+}
+
+/// The directory of the saved states of the upload's running hash with `algorithm`, one file
+/// per offset.
+pub(crate) fn upload_hash_states(
+    name: &RepositoryName,
+    id: &UploadId,
+    algorithm: DigestAlgorithm,
+) -> Result<StoragePath, StorageError> {
     repository(
         name,
-        &format!("_uploads/{id}/hashstates/registryd-{algorithm}/{offset}"),
+        &format!("_uploads/{id}/hashstates/registryd-{algorithm}"),
     )
 }
 

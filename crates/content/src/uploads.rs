@@ -16,7 +16,7 @@ use registry_storage::{FileWriter, StorageError};
 
 use crate::hashing::BackgroundDigester;
 use crate::lease::{Busy, Lease};
-use crate::links::{delete_if_exists, exists, read_link};
+use crate::links::{delete_if_exists, exists};
 use crate::{Blob, BodyError, ContentError, Repository, layout, time};
 
 /// The id of an upload session.
@@ -131,10 +131,18 @@ enum PieceEnd {
 
 /// What leasing an upload session to a request found.
 enum Leased {
-    /// The session, leased to this request.
-    Session(Lease),
+    /// The session, leased to this request, and the size of its data.
+    Session(Lease, u64),
     /// An earlier request's completion was cut short after the data had become the blob
     /// `digest`; that completion is now finished and the session gone.
+    Completed(Digest),
+}
+
+/// What [`Repository::finish_interrupted_completion`] found.
+enum Unfinished {
+    /// No completion to finish: the session goes on with this many bytes.
+    Size(u64),
+    /// A completion had made the data the blob `digest`; it is finished now.
     Completed(Digest),
 }
 
@@ -175,13 +183,16 @@ impl Repository {
     /// data it holds, from which the client resumes.
     pub async fn upload_status(&self, id: &UploadId) -> Result<UploadStatus, ContentError> {
         self.ensure_upload_exists(id).await?;
-        let size = self.upload_size(id).await?;
-        if size.is_none() && self.completing_digest(id).await?.is_some() {
-            return Err(ContentError::upload_unknown(id));
-        }
+        let size = match self.upload_size(id).await? {
+            Some(size) => size,
+            None if self.moved_data(id).await?.is_some() => {
+                return Err(ContentError::upload_unknown(id));
+            }
+            None => 0,
+        };
         Ok(UploadStatus {
             id: id.clone(),
-            size: size.unwrap_or(0),
+            size,
         })
     }
 
@@ -279,7 +290,7 @@ impl Repository {
     /// while another request uses it.
     pub async fn cancel_upload(&self, id: &UploadId) -> Result<(), ContentError> {
         match self.lease_session(id).await? {
-            Leased::Session(lease) => {
+            Leased::Session(lease, _) => {
                 self.discard_upload(id).await?;
                 lease.forget();
                 Ok(())
@@ -317,11 +328,10 @@ impl Repository {
         id: &UploadId,
         start: Option<u64>,
     ) -> Result<Opened, ContentError> {
-        let lease = match self.lease_session(id).await? {
-            Leased::Session(lease) => lease,
+        let (lease, size) = match self.lease_session(id).await? {
+            Leased::Session(lease, size) => (lease, size),
             Leased::Completed(digest) => return Ok(Opened::Completed(digest)),
         };
-        let size = self.upload_size(id).await?.unwrap_or(0);
         if let Some(start) = start
             && start != size
         {
@@ -355,8 +365,8 @@ impl Repository {
             return Err(error);
         }
         match self.finish_interrupted_completion(id).await {
-            Ok(None) => Ok(Leased::Session(lease)),
-            Ok(Some(digest)) => {
+            Ok(Unfinished::Size(size)) => Ok(Leased::Session(lease, size)),
+            Ok(Unfinished::Completed(digest)) => {
                 lease.forget();
                 Ok(Leased::Completed(digest))
             }
@@ -406,9 +416,9 @@ impl Repository {
 
     /// Writes the last piece, verifies the digest and turns the data into the blob `digest`.
     ///
-    /// For a leased session (one clients can reach), a marker naming the digest is stored before
-    /// the data moves, so that a crash anywhere in between is finished by the next request
-    /// ([`Repository::finish_interrupted_completion`]) rather than leaving a session without data.
+    /// The hash of the data is saved before it moves, so that a crash anywhere in between is
+    /// finished by the next request ([`Repository::finish_interrupted_completion`]) rather than
+    /// leaving a session that seems to hold nothing.
     async fn finish_upload<S, E>(
         &self,
         id: &UploadId,
@@ -449,15 +459,7 @@ impl Repository {
         let blob_path = layout::blob_data(digest)?;
         // Content-addressed: when the blob is already stored, this upload's copy is redundant.
         if !exists(self.driver(), &blob_path).await? {
-            if session.lease.is_some() {
-                self.driver()
-                    .put_content(
-                        &layout::upload_completing(&self.name, id)?,
-                        Bytes::copy_from_slice(digest.as_str().as_bytes()),
-                    )
-                    .await?;
-                session.ensure_held()?;
-            }
+            session.ensure_held()?;
             self.driver().move_object(&data, &blob_path).await?;
         }
         self.link_blob(digest).await?;
@@ -465,42 +467,61 @@ impl Repository {
         self.blob(digest).await
     }
 
-    /// The digest a completion of the session was turning its data into, if one was begun.
-    async fn completing_digest(&self, id: &UploadId) -> Result<Option<Digest>, ContentError> {
-        read_link(self.driver(), &layout::upload_completing(&self.name, id)?).await
+    /// What a session without a data file lost it to: `Some` when a completion moved the data
+    /// away (the only thing that removes a session's data but not the session), with the digest
+    /// the data hashed to when the saved hash restores; `None` when the session never held data.
+    ///
+    /// A session's running hash is saved after every piece, before any move, so a session with
+    /// no data but a saved hash of a non-empty prefix had its data moved by a completion.
+    async fn moved_data(&self, id: &UploadId) -> Result<Option<Option<Digest>>, ContentError> {
+        for algorithm in [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512] {
+            let states = layout::upload_hash_states(&self.name, id, algorithm)?;
+            let entries = match self.driver().list(&states).await {
+                Ok(entries) => entries,
+                Err(StorageError::NotFound { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            };
+            let Some(hashed) = entries
+                .iter()
+                .filter_map(|entry| entry.file_name()?.parse::<u64>().ok())
+                .max()
+                .filter(|&hashed| hashed > 0)
+            else {
+                continue;
+            };
+            let digest = self
+                .load_hash_state(id, hashed)
+                .await?
+                .map(|digester| digester.finalize());
+            return Ok(Some(digest));
+        }
+        Ok(None)
     }
 
-    /// Finishes what an earlier completion of the session left undone. `Some(digest)` when its
-    /// data had already become the blob `digest`: the blob is linked now and the session removed.
-    /// When the data is still in the session (the crash came before the move, or a copying move
-    /// left both), the marker is dropped and the session goes on as it was.
+    /// Finishes what an earlier completion of the session left undone when a crash cut it short
+    /// after the data moved: when the data became the blob `digest`, the blob is linked now and
+    /// the session removed. A session whose data is gone without a blob to show for it is removed
+    /// and unknown. Otherwise, the size of the session's data.
     async fn finish_interrupted_completion(
         &self,
         id: &UploadId,
-    ) -> Result<Option<Digest>, ContentError> {
-        let marker = layout::upload_completing(&self.name, id)?;
-        let digest = match self.completing_digest(id).await {
-            Ok(Some(digest)) => digest,
-            Ok(None) => return Ok(None),
-            // Not written by a completion (they are written whole): no completion was begun.
-            Err(ContentError::Corrupt { .. }) => {
-                delete_if_exists(self.driver(), &marker).await?;
-                return Ok(None);
+    ) -> Result<Unfinished, ContentError> {
+        if let Some(size) = self.upload_size(id).await? {
+            return Ok(Unfinished::Size(size));
+        }
+        match self.moved_data(id).await? {
+            None => Ok(Unfinished::Size(0)),
+            Some(Some(digest)) if self.stored_blob(&digest).await?.is_some() => {
+                self.link_blob(&digest).await?;
+                self.discard_upload(id).await?;
+                Ok(Unfinished::Completed(digest))
             }
-            Err(error) => return Err(error),
-        };
-        if self.upload_size(id).await?.is_some() {
-            delete_if_exists(self.driver(), &marker).await?;
-            return Ok(None);
+            // Neither the data nor a blob it became: nothing is left to continue or to finish.
+            Some(_) => {
+                self.discard_upload(id).await?;
+                Err(ContentError::upload_unknown(id))
+            }
         }
-        if self.stored_blob(&digest).await?.is_some() {
-            self.link_blob(&digest).await?;
-            self.discard_upload(id).await?;
-            return Ok(Some(digest));
-        }
-        // Neither the data nor the blob: nothing is left to continue or to finish.
-        self.discard_upload(id).await?;
-        Err(ContentError::upload_unknown(id))
     }
 
     /// Streams `body` into the session, hashing as it goes, and closes or commits the writer;
