@@ -20,8 +20,8 @@ use std::time::SystemTime;
 use registry_storage::bytes::{Bytes, BytesMut};
 use registry_storage::futures_util::stream;
 use registry_storage::{
-    ByteStream, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver, StorageError,
-    StoragePath, async_trait, testsuite,
+    ByteStream, Durability, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver,
+    StorageError, StoragePath, async_trait, testsuite,
 };
 
 /// Objects by path. Directories are not stored: a directory exists while a key lies below it,
@@ -122,6 +122,8 @@ impl StorageDriver for HashMapDriver {
         path: &StoragePath,
         content: Bytes,
         mode: PutMode,
+        // Nothing here survives the process anyway.
+        _durability: Durability,
     ) -> Result<ObjectVersion, StorageError> {
         refuse_root(path)?;
         // The check and the insert under one lock: no other write can come in between.

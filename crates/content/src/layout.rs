@@ -180,10 +180,15 @@ pub(crate) fn upload_hash_states(
     id: &UploadId,
     algorithm: DigestAlgorithm,
 ) -> Result<StoragePath, StorageError> {
-    repository(
-        name,
-        &format!("_uploads/{id}/hashstates/registryd-{algorithm}"),
-    )
+    upload_hash_states_root(name, id)?.join(&format!("registryd-{algorithm}"))
+}
+
+/// The directory of every saved state of the upload's running hash.
+pub(crate) fn upload_hash_states_root(
+    name: &RepositoryName,
+    id: &UploadId,
+) -> Result<StoragePath, StorageError> {
+    upload_dir(name, id)?.join("hashstates")
 }
 
 /// The directory of the referrers of `subject`.

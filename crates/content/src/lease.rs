@@ -20,11 +20,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use registry_storage::{ObjectVersion, PutMode, StorageDriver, StorageError, StoragePath};
+use registry_storage::{
+    Durability, ObjectVersion, PutMode, StorageDriver, StorageError, StoragePath,
+};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::ContentError;
+
+/// How lease objects are written: a crash of the machine ends every holder that ran there, and a
+/// lease lost or left empty by it reads as free, so nothing is flushed to disk for them.
+const VOLATILE: Durability = Durability::Volatile;
 
 /// The default term of a lease: how long a crashed holder keeps others out.
 pub(crate) const DEFAULT_TERM: Duration = Duration::from_secs(10);
@@ -57,6 +63,17 @@ impl Record {
     }
 }
 
+/// What becomes of a lease object when its holder gives it up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Removed: for a lease in a directory that holds other objects (an upload session's), so
+    /// taking it is one write that creates it.
+    Removed,
+    /// Kept, marked released: for a lease alone in its directory (a repository's), which a
+    /// driver would otherwise remove and create again with each holder.
+    Kept,
+}
+
 /// A lease held by someone else, and until when at most.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Busy {
@@ -79,6 +96,7 @@ struct State {
     path: StoragePath,
     holder: String,
     term: Duration,
+    kind: Kind,
     /// The version of the lease object as this holder last wrote it.
     version: Mutex<ObjectVersion>,
     /// Until when this holder may trust the lease, on its monotonic clock.
@@ -89,36 +107,49 @@ struct State {
 
 impl Lease {
     /// Takes the lease at `path` for `term` if it is free (never held, released, expired or
-    /// unreadable), without waiting; `Err(Busy)` inside `Ok` when someone else holds it.
+    /// unreadable), without waiting; `Err(Busy)` inside `Ok` when someone else holds it. A
+    /// [`Kind::Removed`] lease is usually absent, so it is created straight away; a
+    /// [`Kind::Kept`] one is read first.
     pub(crate) async fn try_acquire(
         driver: &Arc<dyn StorageDriver>,
         path: &StoragePath,
         term: Duration,
+        kind: Kind,
     ) -> Result<Result<Lease, Busy>, ContentError> {
         let holder = uuid::Uuid::new_v4().to_string();
+        let mut create_first = kind == Kind::Removed;
         // Each refusal means another writer changed the lease object in between: try again a few
         // times with what it wrote, then report it busy.
         for _ in 0..8 {
             let began = Instant::now();
-            let written = match driver.get_content_versioned(path).await {
-                Err(StorageError::NotFound { .. }) => {
-                    let record = Record::held_by(&holder, term);
-                    driver.put_content_if(path, record, PutMode::Create).await
-                }
-                Err(error) => return Err(error.into()),
-                Ok((content, version)) => {
-                    if let Some(busy) = busy(&content) {
-                        return Ok(Err(busy));
+            let record = Record::held_by(&holder, term);
+            let written = if create_first {
+                create_first = false;
+                driver
+                    .put_content_if(path, record, PutMode::Create, VOLATILE)
+                    .await
+            } else {
+                match driver.get_content_versioned(path).await {
+                    Err(StorageError::NotFound { .. }) => {
+                        driver
+                            .put_content_if(path, record, PutMode::Create, VOLATILE)
+                            .await
                     }
-                    let record = Record::held_by(&holder, term);
-                    driver
-                        .put_content_if(path, record, PutMode::Update(version))
-                        .await
+                    Err(error) => return Err(error.into()),
+                    Ok((content, version)) => {
+                        if let Some(busy) = busy(&content) {
+                            return Ok(Err(busy));
+                        }
+                        driver
+                            .put_content_if(path, record, PutMode::Update(version), VOLATILE)
+                            .await
+                    }
                 }
             };
             match written {
                 Ok(version) => {
-                    return Ok(Ok(Lease::held(driver, path, holder, term, version, began)));
+                    let lease = Lease::held(driver, path, holder, term, kind, version, began);
+                    return Ok(Ok(lease));
                 }
                 Err(StorageError::AlreadyExists { .. } | StorageError::Precondition { .. }) => {}
                 Err(error) => return Err(error.into()),
@@ -135,12 +166,13 @@ impl Lease {
         driver: &Arc<dyn StorageDriver>,
         path: &StoragePath,
         term: Duration,
+        kind: Kind,
         patience: Duration,
     ) -> Result<Result<Lease, Busy>, ContentError> {
         let deadline = Instant::now() + patience;
         let mut pause = Duration::from_millis(1);
         loop {
-            match Lease::try_acquire(driver, path, term).await? {
+            match Lease::try_acquire(driver, path, term, kind).await? {
                 Ok(lease) => return Ok(Ok(lease)),
                 Err(busy) if Instant::now() + pause > deadline => return Ok(Err(busy)),
                 Err(_) => {
@@ -157,6 +189,7 @@ impl Lease {
         path: &StoragePath,
         holder: String,
         term: Duration,
+        kind: Kind,
         version: ObjectVersion,
         began: Instant,
     ) -> Lease {
@@ -165,6 +198,7 @@ impl Lease {
             path: path.clone(),
             holder,
             term,
+            kind,
             version: Mutex::new(version),
             trusted_until: Mutex::new(began + term * 2 / 3),
             lost: AtomicBool::new(false),
@@ -233,7 +267,7 @@ async fn renew(state: Arc<State>) {
         let record = Record::held_by(&state.holder, state.term);
         match state
             .driver
-            .put_content_if(&state.path, record, PutMode::Update(version))
+            .put_content_if(&state.path, record, PutMode::Update(version), VOLATILE)
             .await
         {
             Ok(version) => {
@@ -253,11 +287,24 @@ async fn renew(state: Arc<State>) {
 }
 
 async fn release(state: &State) -> Result<(), ContentError> {
+    if state.kind == Kind::Removed {
+        // Only while the lease is trusted can nobody else hold it: then the object is this
+        // holder's to remove. Otherwise it is left to expire, or to whoever took it over.
+        let trusted =
+            !state.lost.load(Ordering::SeqCst) && Instant::now() < *lock(&state.trusted_until);
+        if !trusted {
+            return Ok(());
+        }
+        return match state.driver.delete(&state.path).await {
+            Ok(()) | Err(StorageError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        };
+    }
     let version = lock(&state.version).clone();
     let record = Record::released(&state.holder);
     match state
         .driver
-        .put_content_if(&state.path, record, PutMode::Update(version))
+        .put_content_if(&state.path, record, PutMode::Update(version), VOLATILE)
         .await
     {
         // Gone or taken over: it is not ours to release any more.

@@ -9,7 +9,7 @@ use registry_model::{
 };
 use registry_storage::StorageError;
 
-use crate::lease::{Busy, Lease};
+use crate::lease::{Busy, Kind, Lease};
 use crate::links::{delete_if_exists, exists, read_link, write_link};
 use crate::{ContentError, Repository, layout};
 
@@ -192,7 +192,7 @@ impl Repository {
         // Long enough for a lease left by a crashed process to expire.
         let patience = term + term / 2;
         let path = layout::repository_lease(&self.name)?;
-        match Lease::acquire(&self.store.driver, &path, term, patience).await? {
+        match Lease::acquire(&self.store.driver, &path, term, Kind::Kept, patience).await? {
             Ok(lease) => Ok(lease),
             Err(Busy { retry_after }) => Err(ContentError::RepositoryBusy {
                 name: self.name.clone(),

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use registry_model::RepositoryName;
 use registry_storage::StorageError;
 
-use crate::lease::Lease;
+use crate::lease::{Kind, Lease};
 use crate::links::delete_if_exists;
 use crate::{ContentError, ContentStore, layout};
 
@@ -52,7 +52,7 @@ impl ContentStore {
                     // keeps it: the purge takes the session's lease first, as a request would.
                     let lease = session.join(layout::UPLOAD_LEASE)?;
                     let term = self.options.lease_term;
-                    match Lease::try_acquire(&self.driver, &lease, term).await? {
+                    match Lease::try_acquire(&self.driver, &lease, term, Kind::Removed).await? {
                         Ok(lease) => {
                             delete_if_exists(self.driver.as_ref(), &session).await?;
                             lease.forget();

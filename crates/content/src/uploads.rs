@@ -15,7 +15,7 @@ use registry_model::{Digest, DigestAlgorithm, Digester};
 use registry_storage::{FileWriter, StorageError};
 
 use crate::hashing::BackgroundDigester;
-use crate::lease::{Busy, Lease};
+use crate::lease::{Busy, Kind, Lease};
 use crate::links::{delete_if_exists, exists};
 use crate::{Blob, BodyError, ContentError, Repository, layout, time};
 
@@ -345,10 +345,12 @@ impl Repository {
     /// Leases the session `id` to this request, or fails at once with
     /// [`ContentError::UploadInUse`]; then finishes a completion an earlier request left cut short.
     async fn lease_session(&self, id: &UploadId) -> Result<Leased, ContentError> {
+        // Checked first so that a request naming no session writes nothing.
         self.ensure_upload_exists(id).await?;
         let lease_path = layout::upload_lease(&self.name, id)?;
+        let term = self.lease_term();
         let lease =
-            match Lease::try_acquire(&self.store.driver, &lease_path, self.lease_term()).await? {
+            match Lease::try_acquire(&self.store.driver, &lease_path, term, Kind::Removed).await? {
                 Ok(lease) => lease,
                 Err(Busy { retry_after }) => {
                     return Err(ContentError::UploadInUse {
@@ -357,9 +359,9 @@ impl Repository {
                     });
                 }
             };
+        // Checked again under the lease: a cancel or completion that came in between made the
+        // lease a lone object in a session that is gone. Remove it.
         if let Err(error) = self.ensure_upload_exists(id).await {
-            // Cancelled or completed between the check and the lease, which then made a lone
-            // lease object: remove it.
             delete_if_exists(self.driver(), &lease_path).await?;
             lease.forget();
             return Err(error);
@@ -474,6 +476,15 @@ impl Repository {
     /// A session's running hash is saved after every piece, before any move, so a session with
     /// no data but a saved hash of a non-empty prefix had its data moved by a completion.
     async fn moved_data(&self, id: &UploadId) -> Result<Option<Option<Digest>>, ContentError> {
+        // The common case, a session that has received nothing yet: one look.
+        if !exists(
+            self.driver(),
+            &layout::upload_hash_states_root(&self.name, id)?,
+        )
+        .await?
+        {
+            return Ok(None);
+        }
         for algorithm in [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512] {
             let states = layout::upload_hash_states(&self.name, id, algorithm)?;
             let entries = match self.driver().list(&states).await {

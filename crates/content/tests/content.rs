@@ -12,8 +12,8 @@ use futures_util::stream;
 use registry_content::{ContentError, ContentOptions, ContentStore, Page};
 use registry_model::{Digest, DigestAlgorithm, Reference, RepositoryName, media_type};
 use registry_storage::{
-    ByteStream, FileInfo, FileWriter, FilesystemDriver, InMemoryDriver, ObjectVersion, PutMode,
-    StorageDriver, StorageError, StoragePath, WalkVisitor,
+    ByteStream, Durability, FileInfo, FileWriter, FilesystemDriver, InMemoryDriver, ObjectVersion,
+    PutMode, StorageDriver, StorageError, StoragePath, WalkVisitor,
 };
 
 fn name(text: &str) -> RepositoryName {
@@ -240,8 +240,11 @@ impl StorageDriver for CountingDriver {
         path: &StoragePath,
         content: Bytes,
         mode: PutMode,
+        durability: Durability,
     ) -> Result<ObjectVersion, StorageError> {
-        self.inner.put_content_if(path, content, mode).await
+        self.inner
+            .put_content_if(path, content, mode, durability)
+            .await
     }
     async fn reader(
         &self,

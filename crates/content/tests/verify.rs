@@ -16,8 +16,8 @@ use registry_content::{
 };
 use registry_model::{Digest, DigestAlgorithm, Reference, media_type};
 use registry_storage::{
-    ByteStream, FileInfo, FileWriter, FilesystemDriver, InMemoryDriver, ObjectVersion, PutMode,
-    StorageDriver, StorageError, StoragePath, WalkControl,
+    ByteStream, Durability, FileInfo, FileWriter, FilesystemDriver, InMemoryDriver, ObjectVersion,
+    PutMode, StorageDriver, StorageError, StoragePath, WalkControl,
 };
 
 const REPO: &str = "/docker/registry/v2/repositories/team/app";
@@ -681,8 +681,11 @@ impl StorageDriver for Interfering {
         path: &StoragePath,
         content: Bytes,
         mode: PutMode,
+        durability: Durability,
     ) -> Result<ObjectVersion, StorageError> {
-        self.inner.put_content_if(path, content, mode).await
+        self.inner
+            .put_content_if(path, content, mode, durability)
+            .await
     }
     async fn reader(
         &self,

@@ -73,6 +73,21 @@ pub enum PutMode {
     Update(ObjectVersion),
 }
 
+/// Whether a conditional write ([`StorageDriver::put_content_if`]) must survive a crash of the
+/// machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Durable once the write returns, as [`StorageDriver::put_content`] is.
+    Durable,
+    /// Atomic and exclusive exactly as a durable write, and seen at once by every reader and
+    /// conditional writer, but a crash of the machine (not just of the process) may lose it:
+    /// afterwards the object may be missing, hold an earlier version, or be empty. For state that
+    /// such a crash ends anyway, such as a lease whose holders all ran there: it spares the
+    /// filesystem driver two flushes to disk per write. Drivers whose every write is durable
+    /// (object storage) treat it as `Durable`.
+    Volatile,
+}
+
 /// What [`StorageDriver::walk`] should do after visiting an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalkControl {
@@ -128,12 +143,13 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
     /// [`StorageError::Precondition`] or [`StorageError::AlreadyExists`] and nothing of its
     /// content is stored. Unconditional writes and deletes of the path are not excluded: keep an
     /// object that is written conditionally out of their way. Meant for small objects (leases,
-    /// links), and durable once this returns Ok.
+    /// links); kept as `durability` says.
     async fn put_content_if(
         &self,
         path: &StoragePath,
         content: Bytes,
         mode: PutMode,
+        durability: Durability,
     ) -> Result<ObjectVersion, StorageError>;
 
     /// Streams the object at `path` from byte `offset`, at most `length` bytes when given.

@@ -26,8 +26,8 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::{
-    ByteStream, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver, StorageError,
-    StoragePath, WalkVisitor,
+    ByteStream, Durability, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver,
+    StorageError, StoragePath, WalkVisitor,
 };
 
 /// An operation of a driver or of one of its writers, as a fault selects it.
@@ -342,9 +342,12 @@ impl StorageDriver for FaultyDriver {
         path: &StoragePath,
         content: Bytes,
         mode: PutMode,
+        durability: Durability,
     ) -> Result<ObjectVersion, StorageError> {
         self.check(Operation::PutContentIf, path).await?;
-        self.inner.put_content_if(path, content, mode).await
+        self.inner
+            .put_content_if(path, content, mode, durability)
+            .await
     }
 
     async fn reader(
@@ -424,6 +427,22 @@ struct FaultyWriter {
     path: StoragePath,
 }
 
+impl FaultyWriter {
+    /// Closes or commits the inner writer unless a fault fails the operation. A failed one still
+    /// closes the inner writer before it answers, as a real driver's failed close or commit has
+    /// finished its I/O by then: nothing of the writer lands after the error is returned.
+    async fn end(self: Box<Self>, operation: Operation) -> Result<(), StorageError> {
+        if let Err(error) = check(&self.faults, operation, &self.path).await {
+            let _ = self.inner.close().await;
+            return Err(error);
+        }
+        match operation {
+            Operation::Commit => self.inner.commit().await,
+            _ => self.inner.close().await,
+        }
+    }
+}
+
 #[async_trait]
 impl FileWriter for FaultyWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
@@ -436,13 +455,11 @@ impl FileWriter for FaultyWriter {
     }
 
     async fn close(self: Box<Self>) -> Result<(), StorageError> {
-        check(&self.faults, Operation::Close, &self.path).await?;
-        self.inner.close().await
+        self.end(Operation::Close).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StorageError> {
-        check(&self.faults, Operation::Commit, &self.path).await?;
-        self.inner.commit().await
+        self.end(Operation::Commit).await
     }
 
     async fn cancel(self: Box<Self>) -> Result<(), StorageError> {

@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 
 use self::output::OutputFile;
 use crate::{
-    ByteStream, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver, StorageError,
-    StoragePath, WalkControl, WalkVisitor,
+    ByteStream, Durability, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver,
+    StorageError, StoragePath, WalkControl, WalkVisitor,
 };
 
 const DRIVER: &str = "filesystem";
@@ -200,7 +200,8 @@ impl StorageDriver for FilesystemDriver {
     }
 
     /// `Create` links a finished temporary file to the object's name, which fails when a name is
-    /// there: atomic without a lock. `Update` renames the temporary file over the object while
+    /// there: atomic without a lock. A volatile write skips the flushes of the file and of its
+    /// directory. `Update` renames the temporary file over the object while
     /// holding an exclusive `flock` on the object's directory, which every conditional writer of
     /// the directory takes (in any process on the host), checking the version under it.
     async fn put_content_if(
@@ -208,13 +209,17 @@ impl StorageDriver for FilesystemDriver {
         path: &StoragePath,
         content: Bytes,
         mode: PutMode,
+        durability: Durability,
     ) -> Result<ObjectVersion, StorageError> {
         let (file_path, directory) = self.object_paths(path)?;
+        let durable = durability == Durability::Durable;
         let outcome = blocking("conditional write", path, move || {
             let (temp, mut file) = create_temp_file(&directory)?;
             let placed = (|| {
                 file.write_all(&content)?;
-                file.sync_all()?;
+                if durable {
+                    file.sync_all()?;
+                }
                 match mode {
                     PutMode::Create => link_if_absent(&temp, &file_path),
                     PutMode::Update(expected) => {
@@ -228,7 +233,9 @@ impl StorageDriver for FilesystemDriver {
             if let Err(refusal) = placed? {
                 return Ok(Err(refusal));
             }
-            sync_directory(&directory)?;
+            if durable {
+                sync_directory(&directory)?;
+            }
             // The object is this very file now, and neither a link nor a rename changes the
             // modification time the version includes.
             Ok(Ok(version_of(&file.metadata()?)))

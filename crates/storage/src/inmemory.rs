@@ -12,8 +12,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream;
 
 use crate::{
-    ByteStream, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver, StorageError,
-    StoragePath,
+    ByteStream, Durability, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver,
+    StorageError, StoragePath,
 };
 
 const DRIVER: &str = "inmemory";
@@ -117,6 +117,7 @@ impl StorageDriver for InMemoryDriver {
         path: &StoragePath,
         content: Bytes,
         mode: PutMode,
+        _durability: Durability,
     ) -> Result<ObjectVersion, StorageError> {
         check_object_path(path)?;
         let mut objects = self.write();

@@ -17,8 +17,8 @@ mod path;
 pub mod testsuite;
 
 pub use driver::{
-    ByteStream, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver, WalkControl,
-    WalkVisitor,
+    ByteStream, Durability, FileInfo, FileWriter, ObjectVersion, PutMode, StorageDriver,
+    WalkControl, WalkVisitor,
 };
 pub use error::StorageError;
 pub use filesystem::FilesystemDriver;

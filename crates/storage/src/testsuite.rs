@@ -33,8 +33,8 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 
 use crate::{
-    ByteStream, FileInfo, ObjectVersion, PutMode, StorageDriver, StorageError, StoragePath,
-    WalkControl,
+    ByteStream, Durability, FileInfo, ObjectVersion, PutMode, StorageDriver, StorageError,
+    StoragePath, WalkControl,
 };
 
 /// The directory every test works below.
@@ -1130,7 +1130,7 @@ pub async fn create_writes_only_where_nothing_is(driver: &dyn StorageDriver) {
     let first = pattern(100, 1);
     let version = t.ok(
         driver
-            .put_content_if(&path, first.clone(), PutMode::Create)
+            .put_content_if(&path, first.clone(), PutMode::Create, Durability::Durable)
             .await,
         "put_content_if(Create) of an absent object",
         &path,
@@ -1142,7 +1142,7 @@ pub async fn create_writes_only_where_nothing_is(driver: &dyn StorageDriver) {
         t.name
     );
     let refused = driver
-        .put_content_if(&path, pattern(50, 2), PutMode::Create)
+        .put_content_if(&path, pattern(50, 2), PutMode::Create, Durability::Durable)
         .await;
     assert!(
         matches!(refused, Err(StorageError::AlreadyExists { .. })),
@@ -1181,6 +1181,7 @@ pub async fn update_replaces_only_the_version_read(driver: &dyn StorageDriver) {
                 &path,
                 second_content.clone(),
                 PutMode::Update(first.clone()),
+                Durability::Durable,
             )
             .await,
         "put_content_if(Update) with the current version",
@@ -1193,7 +1194,12 @@ pub async fn update_replaces_only_the_version_read(driver: &dyn StorageDriver) {
         t.name
     );
     let stale = driver
-        .put_content_if(&path, pattern(30, 3), PutMode::Update(first))
+        .put_content_if(
+            &path,
+            pattern(30, 3),
+            PutMode::Update(first),
+            Durability::Durable,
+        )
         .await;
     assert!(
         matches!(stale, Err(StorageError::Precondition { .. })),
@@ -1204,7 +1210,12 @@ pub async fn update_replaces_only_the_version_read(driver: &dyn StorageDriver) {
         .await;
     t.delete(&path).await;
     let gone = driver
-        .put_content_if(&path, pattern(30, 4), PutMode::Update(second))
+        .put_content_if(
+            &path,
+            pattern(30, 4),
+            PutMode::Update(second),
+            Durability::Durable,
+        )
         .await;
     assert!(
         matches!(gone, Err(StorageError::Precondition { .. })),
@@ -1249,7 +1260,12 @@ pub async fn every_write_makes_a_new_version(driver: &dyn StorageDriver) {
     let current = t.get_versioned(&path).await.1;
     let updated = t.ok(
         driver
-            .put_content_if(&path, pattern(19, 5), PutMode::Update(current))
+            .put_content_if(
+                &path,
+                pattern(19, 5),
+                PutMode::Update(current),
+                Durability::Durable,
+            )
             .await,
         "put_content_if(Update)",
         &path,
@@ -1264,7 +1280,12 @@ pub async fn every_write_makes_a_new_version(driver: &dyn StorageDriver) {
     let moved = t.get_versioned(&path).await.1;
     remember(moved, "a move onto it");
     let stale = driver
-        .put_content_if(&path, pattern(1, 7), PutMode::Update(seen[0].clone()))
+        .put_content_if(
+            &path,
+            pattern(1, 7),
+            PutMode::Update(seen[0].clone()),
+            Durability::Durable,
+        )
         .await;
     assert!(
         matches!(stale, Err(StorageError::Precondition { .. })),
@@ -1274,24 +1295,32 @@ pub async fn every_write_makes_a_new_version(driver: &dyn StorageDriver) {
     t.finish().await;
 }
 
-/// 8 tasks create the same absent object at once: exactly one succeeds, the others get
-/// `AlreadyExists`, and the object holds the winner's content.
+/// 8 tasks create the same absent object at once, durably and then volatilely: exactly one
+/// succeeds, the others get `AlreadyExists`, and the object holds the winner's content.
 pub async fn concurrent_creates_have_one_winner(driver: &dyn StorageDriver) {
     let t = Scratch::new(driver, "concurrent_creates_have_one_winner");
-    let path = t.path("contended/object");
-    t.assert_one_winner(&path, PutMode::Create, "create").await;
+    for (durability, object) in [
+        (Durability::Durable, "durable"),
+        (Durability::Volatile, "volatile"),
+    ] {
+        let path = t.path(&format!("contended/{object}"));
+        t.assert_one_winner(&path, PutMode::Create, durability, "create")
+            .await;
+    }
     t.finish().await;
 }
 
-/// 8 tasks replace the same version of an object at once: exactly one succeeds, the others get
-/// `Precondition`, and the object holds the winner's content.
+/// 8 tasks replace the same version of an object at once, durably and then volatilely: exactly
+/// one succeeds, the others get `Precondition`, and the object holds the winner's content.
 pub async fn concurrent_updates_have_one_winner(driver: &dyn StorageDriver) {
     let t = Scratch::new(driver, "concurrent_updates_have_one_winner");
     let path = t.path("object");
     t.put(&path, pattern(10, 100)).await;
-    let (_, read) = t.get_versioned(&path).await;
-    t.assert_one_winner(&path, PutMode::Update(read), "update")
-        .await;
+    for durability in [Durability::Durable, Durability::Volatile] {
+        let (_, read) = t.get_versioned(&path).await;
+        t.assert_one_winner(&path, PutMode::Update(read), durability, "update")
+            .await;
+    }
     t.finish().await;
 }
 
@@ -1303,7 +1332,12 @@ pub async fn conditional_increments_lose_no_update(driver: &dyn StorageDriver) {
     let path = t.path("counter");
     t.ok(
         driver
-            .put_content_if(&path, Bytes::from_static(b"0"), PutMode::Create)
+            .put_content_if(
+                &path,
+                Bytes::from_static(b"0"),
+                PutMode::Create,
+                Durability::Durable,
+            )
             .await,
         "put_content_if(Create)",
         &path,
@@ -1320,7 +1354,7 @@ pub async fn conditional_increments_lose_no_update(driver: &dyn StorageDriver) {
                         .unwrap_or_else(|| panic!("{}: the counter reads {content:?}", t.name));
                     let next = Bytes::from((count + 1).to_string());
                     match driver
-                        .put_content_if(path, next, PutMode::Update(version))
+                        .put_content_if(path, next, PutMode::Update(version), Durability::Durable)
                         .await
                     {
                         Ok(_) => break,
@@ -1390,9 +1424,15 @@ impl<'a> Scratch<'a> {
         self.ok(result, "get_content_versioned", path)
     }
 
-    /// Writes `path` conditionally with `mode` from 8 tasks at once: exactly one may succeed,
+    /// Writes `path` conditionally with `mode` and `durability` from 8 tasks at once: exactly one may succeed,
     /// the others must be refused, and the object must hold the winner's content.
-    async fn assert_one_winner(&self, path: &StoragePath, mode: PutMode, what: &str) {
+    async fn assert_one_winner(
+        &self,
+        path: &StoragePath,
+        mode: PutMode,
+        durability: Durability,
+        what: &str,
+    ) {
         let attempts = (0..8u64).map(|task| {
             let mode = mode.clone();
             async move {
@@ -1400,7 +1440,7 @@ impl<'a> Scratch<'a> {
                 let content = pattern(1000 + task as usize, task);
                 let outcome = self
                     .driver
-                    .put_content_if(path, content.clone(), mode)
+                    .put_content_if(path, content.clone(), mode, durability)
                     .await;
                 (content, outcome)
             }

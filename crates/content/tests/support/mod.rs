@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 use registry_storage::{
-    ByteStream, FileInfo, FileWriter, InMemoryDriver, ObjectVersion, PutMode, StorageDriver,
-    StorageError, StoragePath, WalkVisitor,
+    ByteStream, Durability, FileInfo, FileWriter, InMemoryDriver, ObjectVersion, PutMode,
+    StorageDriver, StorageError, StoragePath, WalkVisitor,
 };
 
 /// A driver that counts the operations in progress at once and remembers the most there ever
@@ -91,9 +91,12 @@ impl StorageDriver for InFlightDriver {
         path: &StoragePath,
         content: Bytes,
         mode: PutMode,
+        durability: Durability,
     ) -> Result<ObjectVersion, StorageError> {
         let _running = self.enter().await;
-        self.inner.put_content_if(path, content, mode).await
+        self.inner
+            .put_content_if(path, content, mode, durability)
+            .await
     }
     async fn reader(
         &self,
