@@ -130,7 +130,7 @@ fn compile<S: AsRef<str>>(
             Regex::new(pattern.as_ref()).map_err(|error| UrlPatternError {
                 list,
                 index,
-                message: error.to_string(),
+                message: one_line(&error),
             })
         })
         .collect()
@@ -146,6 +146,16 @@ fn is_http_url(url: &str) -> bool {
         && !rest.starts_with('/')
         && !url.contains('#')
         && !url.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+/// What `error` says, on one line: the regex crate draws the pattern and a caret under the fault
+/// over several lines, which a log line or a configuration error cannot hold.
+fn one_line(error: &regex::Error) -> String {
+    let text = error.to_string();
+    match text.lines().find_map(|line| line.strip_prefix("error: ")) {
+        Some(cause) => cause.trim().to_owned(),
+        None => text.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
 }
 
 /// A pattern given to [`UrlPolicy::new`] that is not a valid regular expression.

@@ -1284,6 +1284,8 @@ fn an_invalid_url_pattern_names_its_key_and_origin() {
         "{error}"
     );
     assert!(error.contains("not a valid regular expression"), "{error}");
+    assert!(!error.contains('\n'), "{error}");
+    assert!(error.contains("unclosed group"), "{error}");
     let error = load_error(
         "",
         &[("REGISTRY_VALIDATION_MANIFESTS_URLS_DENY", "['[z-a]']")],

@@ -72,3 +72,142 @@ async fn a_dry_run_purges_nothing() {
         .build();
     assert!(upload_survives_two_hours_of_serving(registry).await);
 }
+
+/// Serves `registry` on 127.0.0.1 in the background; returns its address and the sender that
+/// stops it.
+async fn serve_in_background(
+    registry: Registry,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        registry
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (address, stop)
+}
+
+/// Sends `request` on `stream` and reads the response head, waiting at most `patience` of the
+/// test's paused clock: `None` when nothing came, which with the clock paused means the server
+/// had nothing left to do without an answer.
+async fn answer_within(
+    patience: Duration,
+    stream: &mut tokio::net::TcpStream,
+    request: &[u8],
+) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    let read = async {
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).await.expect("read") == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+    };
+    tokio::time::timeout(patience, read).await.ok()?;
+    Some(String::from_utf8_lossy(&head).to_ascii_lowercase())
+}
+
+/// [`answer_within`] an hour.
+async fn answer(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Option<String> {
+    answer_within(Duration::from_secs(3600), stream, request).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn connections_past_the_limit_wait_until_one_closes() {
+    let registry = Registry::builder()
+        .driver(Arc::new(InMemoryDriver::new()))
+        .server_options(registry::ServerOptions {
+            max_connections: 2,
+            ..registry::ServerOptions::default()
+        })
+        .build();
+    let (address, _stop) = serve_in_background(registry).await;
+    let ping = b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(address).await.expect("one");
+    let mut second = tokio::net::TcpStream::connect(address).await.expect("two");
+    for stream in [&mut first, &mut second] {
+        let head = answer(stream, ping).await.expect("an answer");
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+    }
+    // The third waits in the listen queue: no answer while the two stay open (for less than the
+    // header read timeout, which would close them).
+    let mut third = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("three");
+    assert_eq!(
+        answer_within(Duration::from_secs(20), &mut third, ping).await,
+        None,
+        "served past the limit"
+    );
+    // One closes: the third is taken and answered.
+    drop(first);
+    let head = answer(&mut third, b"")
+        .await
+        .expect("answered once a connection closed");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upload_body_idle_past_the_limit_is_ended_and_resumes() {
+    let registry = Registry::builder()
+        .driver(Arc::new(InMemoryDriver::new()))
+        .server_options(registry::ServerOptions {
+            body_idle_timeout: Duration::from_secs(30),
+            ..registry::ServerOptions::default()
+        })
+        .build();
+    let (address, _stop) = serve_in_background(registry).await;
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let head = answer(
+        &mut stream,
+        b"POST /v2/app/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await
+    .expect("started");
+    let location = head
+        .lines()
+        .find_map(|line| line.strip_prefix("location: "))
+        .expect("location")
+        .to_owned();
+
+    // 100 of 1,000 bytes, then nothing: ended after 30 s of the test's clock.
+    let mut patch = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let started = tokio::time::Instant::now();
+    let mut request =
+        format!("PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            .into_bytes();
+    request.extend_from_slice(&[7u8; 100]);
+    let head = answer(&mut patch, &request).await.expect("ended");
+    assert!(head.starts_with("http/1.1 408"), "{head}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let mut resume = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let mut request = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Range: 100-999\r\nContent-Length: 900\r\n\r\n"
+    )
+    .into_bytes();
+    request.extend_from_slice(&[7u8; 900]);
+    let head = answer(&mut resume, &request).await.expect("resumed");
+    assert!(head.starts_with("http/1.1 202"), "{head}");
+    assert!(head.contains("range: 0-999"), "{head}");
+}
