@@ -2,7 +2,8 @@
 //! restarted on the same data directory, three times over. After each restart, every blob and
 //! manifest acknowledged with a 201 is there with its exact bytes, every acknowledged tag
 //! resolves to its manifest, `registryd verify` finds nothing wrong, and every upload that was in
-//! flight either resumes from the size it reports or is unknown. Every server is on 127.0.0.1.
+//! flight either resumes from the size it reports or is unknown with its data stored as the blob
+//! in its repository. Every server is on 127.0.0.1.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -368,15 +369,18 @@ fn check_verify(server: &Server) {
 }
 
 /// Every upload in flight at the kill resumes from the size it reports and completes with the
-/// right digest, or is unknown. Waits out the leases of requests the kill cut off.
+/// right digest, or is unknown because its completion moved its data into the blob before the
+/// kill cut the 201 off. Waits out the leases of requests the kill cut off.
 fn resume_in_flight(server: &Server, ledger: &mut Ledger) -> (usize, usize) {
     let (mut resumed, mut unknown) = (0, 0);
     let in_flight = std::mem::take(&mut ledger.in_flight);
     for (location, data) in in_flight {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let before = session_files(server, &location);
         let size = loop {
             let reply = exchange(server.address, "GET", &location, &[], b"").expect("status");
             if reply.status == 404 {
+                assert_became_blob(server, &location, &reply, &data, &format!("GET; {before}"));
                 break None;
             }
             assert_eq!(reply.status, 204, "status of {location}");
@@ -421,7 +425,16 @@ fn resume_in_flight(server: &Server, ledger: &mut Ledger) -> (usize, usize) {
                     assert!(Instant::now() < deadline, "{location} stayed in use");
                     thread::sleep(Duration::from_millis(200));
                 }
-                404 => break None,
+                404 => {
+                    assert_became_blob(
+                        server,
+                        &location,
+                        &reply,
+                        &data,
+                        &format!("PUT from {size}; {before}"),
+                    );
+                    break None;
+                }
                 status => panic!(
                     "resuming {location} from {size}: {status} {}",
                     String::from_utf8_lossy(&reply.body)
@@ -434,6 +447,65 @@ fn resume_in_flight(server: &Server, ledger: &mut Ledger) -> (usize, usize) {
         }
     }
     (resumed, unknown)
+}
+
+/// `reply`, a 404 about upload `location`, says the upload is unknown, and its `data` is stored as
+/// the blob it was to become: an upload unknown after a crash is one whose completion was cut
+/// short after its data moved, never one whose data was lost.
+fn assert_became_blob(server: &Server, location: &str, reply: &Reply, data: &[u8], context: &str) {
+    let body = String::from_utf8_lossy(&reply.body);
+    assert!(body.contains("BLOB_UPLOAD_UNKNOWN"), "{location}: {body}");
+    let repository = location
+        .strip_prefix("/v2/")
+        .and_then(|rest| rest.split_once("/blobs/uploads/"))
+        .map(|(repository, _)| repository)
+        .expect("an upload location");
+    let digest = sha256(data);
+    let blob = exchange(
+        server.address,
+        "GET",
+        &format!("/v2/{repository}/blobs/{digest}"),
+        &[],
+        b"",
+    )
+    .expect("GET blob");
+    assert_eq!(
+        blob.status, 200,
+        "{location} unknown, yet {digest} absent ({context})"
+    );
+    assert!(blob.body == data, "{digest} holds what {location} uploaded");
+}
+
+/// The files of the upload session at `location` and their sizes, for failure messages.
+fn session_files(server: &Server, location: &str) -> String {
+    let (repository, id) = location
+        .strip_prefix("/v2/")
+        .and_then(|rest| rest.split_once("/blobs/uploads/"))
+        .expect("an upload location");
+    let root = server.dir.join(format!(
+        "data/docker/registry/v2/repositories/{repository}/_uploads/{id}"
+    ));
+    let mut found = Vec::new();
+    let mut pending = vec![root.clone()];
+    while let Some(directory) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&directory) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => pending.push(path),
+                Ok(meta) => found.push(format!(
+                    "{} ({} bytes)",
+                    path.strip_prefix(&root).unwrap_or(&path).display(),
+                    meta.len()
+                )),
+                Err(_) => {}
+            }
+        }
+    }
+    found.sort();
+    format!("session files: [{}]", found.join(", "))
 }
 
 #[test]
@@ -456,7 +528,11 @@ fn sigkill_during_twenty_concurrent_pushes_loses_nothing_acknowledged() {
             })
             .collect();
         let deadline = Instant::now() + Duration::from_secs(120);
-        while acknowledged.load(Ordering::SeqCst) < kill_after {
+        // The clients move almost in step, so past its count of acknowledgements the kill also
+        // waits for uploads to be in flight (all 20 may be pushing manifests at that moment).
+        while acknowledged.load(Ordering::SeqCst) < kill_after
+            || lock(&ledger).in_flight.len() < CLIENTS / 4
+        {
             assert!(Instant::now() < deadline, "the clients stalled");
             thread::sleep(Duration::from_millis(5));
         }

@@ -179,21 +179,55 @@ impl Repository {
     /// Where the session `id` stands: how many bytes it holds, read from storage.
     ///
     /// A session whose completion was cut short (a crash) after its data became the blob is
-    /// unknown, as it would be had the completion finished; one cut short before that reports the
-    /// data it holds, from which the client resumes.
+    /// unknown, as it would be had the completion finished, and the blob is linked into the
+    /// repository here so that the client, told to start over, finds it already there. One cut
+    /// short before its data moved reports the data it holds, from which the client resumes.
     pub async fn upload_status(&self, id: &UploadId) -> Result<UploadStatus, ContentError> {
         self.ensure_upload_exists(id).await?;
         let size = match self.upload_size(id).await? {
             Some(size) => size,
-            None if self.moved_data(id).await?.is_some() => {
-                return Err(ContentError::upload_unknown(id));
-            }
-            None => 0,
+            None => match self.moved_data(id).await? {
+                None => 0,
+                Some(became) => return self.status_after_move(id, became).await,
+            },
         };
         Ok(UploadStatus {
             id: id.clone(),
             size,
         })
+    }
+
+    /// [`Repository::upload_status`] of a session whose data a completion moved away, to the blob
+    /// `became` when its saved hash restores.
+    async fn status_after_move(
+        &self,
+        id: &UploadId,
+        became: Option<Digest>,
+    ) -> Result<UploadStatus, ContentError> {
+        match self.lease_session(id).await {
+            // Data arrived in between: the session goes on.
+            Ok(Leased::Session(lease, size)) => {
+                lease.release().await?;
+                Ok(UploadStatus {
+                    id: id.clone(),
+                    size,
+                })
+            }
+            // The cut-short completion is finished now.
+            Ok(Leased::Completed(_)) => Err(ContentError::upload_unknown(id)),
+            // Held by the completing request, or by one a crash cut off until its lease expires;
+            // whichever it is, the next request to lease the session removes it. Linking the blob
+            // needs no lease: the blob is named by its content.
+            Err(ContentError::UploadInUse { .. }) => {
+                if let Some(digest) = became
+                    && self.stored_blob(&digest).await?.is_some()
+                {
+                    self.link_blob(&digest).await?;
+                }
+                Err(ContentError::upload_unknown(id))
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Appends `body` to the session `id`. With `start`, the piece must begin exactly where the

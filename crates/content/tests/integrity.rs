@@ -304,9 +304,12 @@ async fn two_stores_over_one_directory_exclude_each_other() {
     assert_eq!(status.size, 14);
 }
 
-#[tokio::test]
-async fn a_completion_cut_short_after_the_data_became_the_blob_is_unknown_then_completes_again() {
-    let driver = faulty_memory();
+/// An upload of 3,000 bytes whose completion "died" right after its data moved into the blob
+/// store (linking it into the repository failed); returns the session, its content and digest.
+async fn upload_cut_short_after_the_move(
+    driver: &Arc<FaultyDriver>,
+    lease: &LeaseAfterCrash,
+) -> (UploadId, Vec<u8>, Digest) {
     let repository = store(driver.clone()).repository(name("crash/app"));
     let id = repository
         .start_upload(DigestAlgorithm::Sha256)
@@ -319,20 +322,33 @@ async fn a_completion_cut_short_after_the_data_became_the_blob_is_unknown_then_c
         .append_upload(&id, Some(0), body(&[&bytes[..1000]]))
         .await
         .expect("first chunk");
-    // The process "dies" right after the data moved: linking it into the repository fails.
     driver.inject(Fault::fail(Operation::PutContent).on_path("/_layers/"));
+    if *lease == LeaseAfterCrash::StillHeld {
+        driver.inject(Fault::fail(Operation::Delete).on_path("registryd-lease"));
+    }
     repository
         .complete_upload(&id, &digest, Some(1000), body(&[&bytes[1000..]]))
         .await
         .expect_err("the completion is cut short");
     driver.clear();
+    (id, bytes, digest)
+}
+
+/// Whether the session's lease outlives the request a crash cut short, as it does until its term
+/// ends when the process dies.
+#[derive(PartialEq)]
+enum LeaseAfterCrash {
+    Released,
+    StillHeld,
+}
+
+#[tokio::test]
+async fn a_completion_cut_short_after_the_data_became_the_blob_completes_again() {
+    let driver = faulty_memory();
+    let (id, bytes, digest) =
+        upload_cut_short_after_the_move(&driver, &LeaseAfterCrash::Released).await;
 
     let restarted = store(driver.clone()).repository(name("crash/app"));
-    let status = restarted.upload_status(&id).await;
-    assert!(
-        matches!(status, Err(ContentError::UploadUnknown { .. })),
-        "status of an upload whose data became the blob: {status:?}"
-    );
     let blob = restarted
         .complete_upload(&id, &digest, None, body(&[]))
         .await
@@ -346,6 +362,33 @@ async fn a_completion_cut_short_after_the_data_became_the_blob_is_unknown_then_c
         matches!(again, Err(ContentError::UploadUnknown { .. })),
         "{again:?}"
     );
+}
+
+#[tokio::test]
+async fn a_completion_cut_short_after_the_data_became_the_blob_is_unknown_and_the_blob_linked() {
+    for lease in [LeaseAfterCrash::Released, LeaseAfterCrash::StillHeld] {
+        let driver = faulty_memory();
+        let (id, bytes, digest) = upload_cut_short_after_the_move(&driver, &lease).await;
+
+        let restarted = store(driver.clone()).repository(name("crash/app"));
+        let status = restarted.upload_status(&id).await;
+        assert!(
+            matches!(status, Err(ContentError::UploadUnknown { .. })),
+            "status of an upload whose data became the blob: {status:?}"
+        );
+        // Told to start over, the client looks for the blob first, and finds it.
+        assert_eq!(blob_bytes(&restarted, &digest).await, bytes);
+        let again = restarted
+            .complete_upload(&id, &digest, None, body(&[]))
+            .await;
+        // Until the lease of the request the crash cut off expires, the session is in use.
+        let expected = match (&lease, &again) {
+            (LeaseAfterCrash::Released, Err(ContentError::UploadUnknown { .. })) => true,
+            (LeaseAfterCrash::StillHeld, Err(ContentError::UploadInUse { .. })) => true,
+            _ => false,
+        };
+        assert!(expected, "a repeated PUT: {again:?}");
+    }
 }
 
 #[tokio::test]
