@@ -382,11 +382,16 @@ async fn a_completion_cut_short_after_the_data_became_the_blob_is_unknown_and_th
             .complete_upload(&id, &digest, None, body(&[]))
             .await;
         // Until the lease of the request the crash cut off expires, the session is in use.
-        let expected = match (&lease, &again) {
-            (LeaseAfterCrash::Released, Err(ContentError::UploadUnknown { .. })) => true,
-            (LeaseAfterCrash::StillHeld, Err(ContentError::UploadInUse { .. })) => true,
-            _ => false,
-        };
+        let expected = matches!(
+            (&lease, &again),
+            (
+                LeaseAfterCrash::Released,
+                Err(ContentError::UploadUnknown { .. })
+            ) | (
+                LeaseAfterCrash::StillHeld,
+                Err(ContentError::UploadInUse { .. })
+            )
+        );
         assert!(expected, "a repeated PUT: {again:?}");
     }
 }
