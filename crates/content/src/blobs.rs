@@ -6,7 +6,7 @@ use futures_util::{StreamExt, stream};
 use registry_model::{Digest, RepositoryName};
 use registry_storage::{ByteStream, StorageDriver, StorageError, StoragePath};
 
-use crate::links::{delete_if_exists, read_link, write_link};
+use crate::links::{delete_if_exists, exists, read_link, write_link};
 use crate::manifests::LOOKUPS_IN_FLIGHT;
 use crate::{ContentError, Repository, layout};
 
@@ -84,10 +84,8 @@ impl Repository {
     ) -> Result<Option<Blob>, ContentError> {
         let source = self.store.repository(from.clone());
         match source.blob(digest).await {
-            Ok(blob) => {
-                self.link_blob(digest).await?;
-                Ok(Some(blob))
-            }
+            Ok(blob) if self.link_blob_or_unlink(digest).await? => Ok(Some(blob)),
+            Ok(_) => Ok(None),
             Err(ContentError::BlobUnknown { .. }) => Ok(None),
             Err(error) => Err(error),
         }
@@ -130,8 +128,8 @@ impl Repository {
         let mut looks = stream::iter(looks).buffer_unordered(LOOKUPS_IN_FLIGHT);
         while let Some(found) = looks.next().await {
             if found? {
-                self.link_blob(digest).await?;
-                return Ok(Some(stored));
+                let linked = self.link_blob_or_unlink(digest).await?;
+                return Ok(linked.then_some(stored));
             }
         }
         Ok(None)
@@ -176,10 +174,35 @@ impl Repository {
                 .await?)
     }
 
-    /// Gives this repository access to the stored blob `digest`.
-    pub(crate) async fn link_blob(&self, digest: &Digest) -> Result<(), ContentError> {
-        let dir = layout::layer_link_dir(&self.name, digest)?;
-        write_link(self.driver(), &layout::link(&dir)?, digest).await
+    /// Gives this repository access to the stored blob `digest` (a layer link, written again if
+    /// it exists, which makes it new for garbage collection's grace period), and makes sure a
+    /// garbage collection running meanwhile keeps both the link and the blob's data.
+    ///
+    /// `false` when the data is gone: a collection deleted it because no repository linked it
+    /// when it looked. The link is then there but dangling; the caller stores the data again or
+    /// takes the link back ([`Repository::link_blob_or_unlink`]).
+    pub(crate) async fn link_blob(&self, digest: &Digest) -> Result<bool, ContentError> {
+        let link = layout::link(&layout::layer_link_dir(&self.name, digest)?)?;
+        loop {
+            write_link(self.driver(), &link, digest).await?;
+            // A sweep of the repository's layer links may have listed the link before it was
+            // written again; once the sweep is over, the link is either still there or written
+            // again.
+            self.store.wait_for_sweep(&self.name).await?;
+            if exists(self.driver(), &link).await? {
+                break;
+            }
+        }
+        self.store.claim_blob(digest).await
+    }
+
+    /// [`Repository::link_blob`], taking the link back when the blob's data is gone.
+    pub(crate) async fn link_blob_or_unlink(&self, digest: &Digest) -> Result<bool, ContentError> {
+        if self.link_blob(digest).await? {
+            return Ok(true);
+        }
+        delete_if_exists(self.driver(), &layout::layer_link_dir(&self.name, digest)?).await?;
+        Ok(false)
     }
 
     /// Whether the link directory `dir` holds a link naming `digest`.

@@ -31,6 +31,9 @@ pub enum ContentError {
         /// When the other request's hold on it ends at the latest, unless renewed.
         retry_after: Duration,
     },
+    /// Another garbage collection is running over the store.
+    #[error("another garbage collection is running over this store")]
+    CollectionRunning,
     /// Other requests kept the manifests and tags of the repository busy for longer than a
     /// request waits.
     #[error("repository {name} is busy with other changes")]

@@ -17,6 +17,9 @@
 //! /docker/registry/v2/repositories/<name>/_uploads/<id>/registryd-lease
 //! /docker/registry/v2/repositories/<name>/_registryd/lease
 //! /docker/registry/v2/repositories/<name>/_referrers/<alg>/<subject hex>/<alg>/<hex>/descriptor
+//! /docker/registry/v2/repositories/<name>/_registryd/sweeping
+//! /docker/registry/v2/blobs/<alg>/<first two hex>/<hex>/registryd-gc
+//! /docker/registry/v2/registryd/gc/lease
 //! ```
 //!
 //! Every path is built from validated model types, so nothing from a request can name a location
@@ -161,6 +164,26 @@ pub(crate) fn upload_lease(
 /// The lease on the manifests and tags of a repository, held while they change.
 pub(crate) fn repository_lease(name: &RepositoryName) -> Result<StoragePath, StorageError> {
     repository(name, "_registryd/lease")
+}
+
+/// Present while garbage collection removes layer links of the repository (see `gc`).
+pub(crate) fn repository_sweep_marker(name: &RepositoryName) -> Result<StoragePath, StorageError> {
+    repository(name, "_registryd/sweeping")
+}
+
+/// The marker garbage collection puts beside a blob's data before deleting it (see `gc`).
+pub(crate) fn blob_gc_marker(digest: &Digest) -> Result<StoragePath, StorageError> {
+    let hex = digest.hex();
+    path(&format!(
+        "blobs/{}/{}/{hex}/registryd-gc",
+        digest.algorithm(),
+        &hex[..2]
+    ))
+}
+
+/// The lease held by the one garbage collection running over the store.
+pub(crate) fn gc_lease() -> Result<StoragePath, StorageError> {
+    path("registryd/gc/lease")
 }
 
 /// The saved state of the upload's running hash after `offset` bytes.

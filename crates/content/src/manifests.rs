@@ -83,14 +83,10 @@ impl Repository {
             Reference::Tag(_) => Digest::compute(DigestAlgorithm::Sha256, &bytes),
         };
         self.ensure_urls_allowed(&manifest)?;
-        stream::iter(manifest.references().map(Ok::<_, ContentError>))
-            .try_for_each_concurrent(LOOKUPS_IN_FLIGHT, |(role, descriptor)| {
-                self.ensure_referenced(role, descriptor)
-            })
-            .await?;
 
         let blob_path = layout::blob_data(&digest)?;
-        if !exists(self.driver(), &blob_path).await? {
+        let stored_before = exists(self.driver(), &blob_path).await?;
+        if !stored_before {
             self.driver().put_content(&blob_path, bytes.clone()).await?;
         }
         let cached = (manifest.media_type.to_owned(), bytes.clone());
@@ -108,11 +104,25 @@ impl Repository {
             }
         }
         let lease = self.lease_tags().await?;
-        let linked = self
-            .link_manifest(&digest, &manifest, bytes.len() as u64, &tags, &lease)
-            .await;
+        // Checked under the lease: garbage collection removes unused layer links and manifests
+        // under it too, so what is found here stays until the manifest is linked.
+        let linked = async {
+            stream::iter(manifest.references().map(Ok::<_, ContentError>))
+                .try_for_each_concurrent(LOOKUPS_IN_FLIGHT, |(role, descriptor)| {
+                    self.ensure_referenced(role, descriptor)
+                })
+                .await?;
+            self.link_manifest(&digest, &manifest, bytes.len() as u64, &tags, &lease)
+                .await
+        }
+        .await;
         lease.release().await?;
         linked?;
+        // Stored before (pushed earlier, perhaps deleted since), its bytes may be collected
+        // meanwhile: stored again then.
+        if stored_before && !self.store.claim_blob(&digest).await? {
+            self.driver().put_content(&blob_path, bytes).await?;
+        }
         Ok(PushedManifest {
             digest,
             manifest,

@@ -222,7 +222,7 @@ impl Repository {
                 if let Some(digest) = became
                     && self.stored_blob(&digest).await?.is_some()
                 {
-                    self.link_blob(&digest).await?;
+                    self.link_blob_or_unlink(&digest).await?;
                 }
                 Err(ContentError::upload_unknown(id))
             }
@@ -493,12 +493,23 @@ impl Repository {
             });
         }
         let blob_path = layout::blob_data(digest)?;
-        // Content-addressed: when the blob is already stored, this upload's copy is redundant.
-        if !exists(self.driver(), &blob_path).await? {
+        // Content-addressed: when the blob is already stored, this upload's copy is redundant,
+        // unless garbage collection deletes the stored one meanwhile.
+        let moved = !exists(self.driver(), &blob_path).await?;
+        if moved {
             session.ensure_held()?;
             self.driver().move_object(&data, &blob_path).await?;
         }
-        self.link_blob(digest).await?;
+        if !self.link_blob(digest).await? {
+            if moved {
+                return Err(ContentError::Corrupt {
+                    path: blob_path.to_string(),
+                    reason: "the data this upload moved there is gone".to_owned(),
+                });
+            }
+            session.ensure_held()?;
+            self.driver().move_object(&data, &blob_path).await?;
+        }
         self.discard_upload(id).await?;
         self.blob(digest).await
     }
@@ -556,8 +567,10 @@ impl Repository {
         }
         match self.moved_data(id).await? {
             None => Ok(Unfinished::Size(0)),
-            Some(Some(digest)) if self.stored_blob(&digest).await?.is_some() => {
-                self.link_blob(&digest).await?;
+            Some(Some(digest))
+                if self.stored_blob(&digest).await?.is_some()
+                    && self.link_blob_or_unlink(&digest).await? =>
+            {
                 self.discard_upload(id).await?;
                 Ok(Unfinished::Completed(digest))
             }

@@ -621,8 +621,8 @@ impl Repository {
         if let Link::Layer(digest) = link
             && dangling
             && self.stored_blob(digest).await?.is_some()
+            && self.link_blob_or_unlink(digest).await?
         {
-            self.link_blob(digest).await?;
             return Ok((Verdict::Fine, Repair::None));
         }
         Ok((verdict, Repair::Removed(removal)))
