@@ -6,6 +6,7 @@
 
 mod cert;
 mod config_check;
+mod garbage_collect;
 mod htpasswd;
 mod verify;
 
@@ -60,6 +61,10 @@ enum Command {
     /// Exits 0 when the store is clean, 1 when anything was wrong (even if repaired), 2 when it
     /// could not be verified.
     Verify(verify::VerifyArgs),
+    /// Delete what no tag reaches, as registry:2's `garbage-collect` does, printing what it marks
+    /// and deletes. Safe while registryd serves the same store: nothing linked within the grace
+    /// period is deleted, and pushes running meanwhile keep what they were told is stored.
+    GarbageCollect(garbage_collect::GcArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +89,9 @@ fn main() -> ExitCode {
             config_check::run(config_path(config).as_deref()),
         ),
         Some(Command::Verify(args)) => verify::run(args),
+        Some(Command::GarbageCollect(args)) => {
+            report("garbage-collect", garbage_collect::run(args))
+        }
     }
 }
 
@@ -102,6 +110,38 @@ fn report(command: &str, outcome: Result<(), String>) -> ExitCode {
 /// registry:2), else none (the built-in defaults).
 fn config_path(argument: Option<PathBuf>) -> Option<PathBuf> {
     argument.or_else(|| std::env::var_os("REGISTRY_CONFIGURATION_PATH").map(PathBuf::from))
+}
+
+/// The content of the store the configuration at `config` names, for a command that works on a
+/// store directly (`command` is its name, for messages): a store that serving would use, never
+/// one made up by a mistyped path.
+fn stored_content(
+    config: Option<PathBuf>,
+    command: &str,
+) -> Result<registry::content::ContentStore, String> {
+    let loaded = Config::load(config_path(config).as_deref()).map_err(|error| error.to_string())?;
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    match &loaded.config.storage.driver {
+        StorageDriverConfig::InMemory => {
+            return Err(format!(
+                "config key storage: an inmemory store lives only inside the process serving \
+                 it; there is nothing to {command}"
+            ));
+        }
+        // Checked here because building the driver would create the directory: a mistyped path
+        // must not pass for an empty store.
+        StorageDriverConfig::Filesystem(filesystem) if !filesystem.rootdirectory.is_dir() => {
+            return Err(format!(
+                "config key storage.filesystem.rootdirectory: {} is not a directory; point it at \
+                 the registry's data",
+                filesystem.rootdirectory.display()
+            ));
+        }
+        StorageDriverConfig::Filesystem(_) => {}
+    }
+    registry::content_store_from_config(&loaded.config).map_err(|error| error.to_string())
 }
 
 /// `registryd [serve] [CONFIG]`.

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use registry::config::{Config, StorageDriverConfig};
 use registry::content::{Problem, Repair, VerifyEvent, VerifyOptions, VerifyReport};
 
 /// Arguments of `registryd verify`.
@@ -42,32 +41,7 @@ pub(crate) fn run(args: VerifyArgs) -> ExitCode {
 }
 
 fn verify(args: VerifyArgs) -> Result<VerifyReport, String> {
-    let config_path = crate::config_path(args.config);
-    let loaded = Config::load(config_path.as_deref()).map_err(|error| error.to_string())?;
-    for warning in &loaded.warnings {
-        eprintln!("warning: {warning}");
-    }
-    match &loaded.config.storage.driver {
-        StorageDriverConfig::InMemory => {
-            return Err(
-                "config key storage: an inmemory store lives only inside the process \
-                        serving it; there is nothing to verify"
-                    .to_owned(),
-            );
-        }
-        // Checked here because building the driver would create the directory: a mistyped path
-        // must not verify as an empty, clean store.
-        StorageDriverConfig::Filesystem(filesystem) if !filesystem.rootdirectory.is_dir() => {
-            return Err(format!(
-                "config key storage.filesystem.rootdirectory: {} is not a directory; point it at \
-                 the registry's data",
-                filesystem.rootdirectory.display()
-            ));
-        }
-        StorageDriverConfig::Filesystem(_) => {}
-    }
-    let content =
-        registry::content_store_from_config(&loaded.config).map_err(|error| error.to_string())?;
+    let content = crate::stored_content(args.config, "verify")?;
     // The scan awaits one thing at a time; the driver's file work and the hashing run on the
     // blocking pool, which a current-thread runtime has too.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -184,7 +158,7 @@ fn summary(report: &VerifyReport, elapsed: Duration) -> String {
 }
 
 /// `bytes` in decimal units with one decimal: `512 B`, `1.5 kB`, `3.2 GB`.
-fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
     if bytes < 1000 {
         return format!("{bytes} B");

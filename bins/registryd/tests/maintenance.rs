@@ -1,5 +1,7 @@
-//! `registryd verify`: exit codes, output by storage path, `--repair`, and the configuration read
-//! as `serve` reads it. The stores are written by hand in registry:2's layout.
+//! The commands that work on a store directly: `registryd verify` (exit codes, output by storage
+//! path, `--repair`, the configuration read as `serve` reads it) and `registryd garbage-collect`
+//! (what it keeps and deletes, its output, `--dry-run`, the grace period). The stores are written
+//! by hand in registry:2's layout, as registry:2 2.8 writes them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -89,9 +91,64 @@ impl Store {
         dir
     }
 
+    /// Stores `manifest` and links it into the repository `name` as registry:2 does, tagged
+    /// `tag` when given; returns its hex digest.
+    fn manifest(&self, name: &str, manifest: &str, tag: Option<&str>) -> String {
+        let hex = self.blob(manifest.as_bytes());
+        let manifests = self.v2().join(format!("repositories/{name}/_manifests"));
+        let mut links = vec![manifests.join(format!("revisions/sha256/{hex}"))];
+        if let Some(tag) = tag {
+            links.push(manifests.join(format!("tags/{tag}/current")));
+            links.push(manifests.join(format!("tags/{tag}/index/sha256/{hex}")));
+        }
+        for dir in links {
+            std::fs::create_dir_all(&dir).expect("link dir");
+            std::fs::write(dir.join("link"), format!("sha256:{hex}")).expect("link");
+        }
+        hex
+    }
+
     fn verify(&self, extra: &[&str]) -> (Option<i32>, String, String) {
         run(registryd().arg("verify").arg(self.config()).args(extra))
     }
+
+    fn garbage_collect(&self, extra: &[&str]) -> (Option<i32>, String, String) {
+        run(registryd()
+            .arg("garbage-collect")
+            .arg(self.config())
+            .args(extra))
+    }
+}
+
+/// An OCI image manifest naming the blobs `config` and `layers` (hex digests, sizes made up).
+fn image_manifest(config: &str, layers: &[&str]) -> String {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|hex| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:{hex}","size":5}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{config}","size":2}},"layers":[{}]}}"#,
+        layers.join(",")
+    )
+}
+
+/// A registry:2 store with a tagged image, an untagged one and a blob nothing uses; returns the
+/// hex digests (tagged manifest, its layer, untagged manifest, its layer, the stray blob).
+fn store_with_garbage(store: &Store) -> [String; 5] {
+    let config = store.blob(b"{}");
+    store.layer_link("team/app", &config);
+    let layer = store.blob(b"kept layer");
+    store.layer_link("team/app", &layer);
+    let tagged = store.manifest("team/app", &image_manifest(&config, &[&layer]), Some("v1"));
+    let old_layer = store.blob(b"old layer");
+    store.layer_link("team/app", &old_layer);
+    let untagged = store.manifest("team/app", &image_manifest(&config, &[&old_layer]), None);
+    let stray = store.blob(b"uploaded, never linked");
+    [tagged, layer, untagged, old_layer, stray]
 }
 
 /// The storage path of `file` below the data directory, as the output names it.
@@ -240,4 +297,90 @@ fn configuration_comes_from_the_environment_as_for_serve() {
         .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", store.data()));
     assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("dangling link"), "{stdout}");
+}
+
+#[test]
+fn garbage_collect_deletes_what_no_tag_reaches_and_keeps_the_rest() {
+    let store = Store::new();
+    let [tagged, layer, untagged, old_layer, stray] = store_with_garbage(&store);
+
+    let (code, stdout, stderr) =
+        store.garbage_collect(&["--delete-untagged", "--grace-period", "0"]);
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    for line in [
+        format!("team/app: marking manifest sha256:{tagged}"),
+        format!("team/app: manifest deleting: sha256:{untagged}"),
+        format!("team/app: layer link deleting: sha256:{old_layer}"),
+    ] {
+        assert!(
+            stdout.lines().any(|printed| printed == line),
+            "{line} in\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains(&format!("blob deleting: sha256:{stray} (22 B)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with(" s")
+            && stdout.contains("deleted 1 manifests, 1 layer links and 3 blobs"),
+        "{stdout}"
+    );
+    for kept in [&tagged, &layer] {
+        assert!(store.blob_dir(kept).join("data").exists(), "{kept} kept");
+    }
+    for deleted in [&untagged, &old_layer, &stray] {
+        assert!(
+            !store.blob_dir(deleted).join("data").exists(),
+            "{deleted} deleted"
+        );
+    }
+    let (code, stdout, _) = store.verify(&[]);
+    assert_eq!(
+        code,
+        Some(0),
+        "the collected store verifies clean: {stdout}"
+    );
+}
+
+#[test]
+fn garbage_collect_dry_run_prints_the_same_and_deletes_nothing() {
+    let store = Store::new();
+    let [_, _, untagged, _, stray] = store_with_garbage(&store);
+
+    let (code, stdout, stderr) =
+        store.garbage_collect(&["--dry-run", "--delete-untagged", "--grace-period", "0"]);
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "team/app: manifest eligible for deletion: sha256:{untagged}"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("would delete 1 manifests, 1 layer links and 3 blobs"),
+        "{stdout}"
+    );
+    for hex in [&untagged, &stray] {
+        assert!(
+            store.blob_dir(hex).join("data").exists(),
+            "{hex} still there"
+        );
+    }
+}
+
+#[test]
+fn garbage_collect_keeps_what_was_written_within_the_default_grace_period() {
+    let store = Store::new();
+    let [_, _, untagged, old_layer, stray] = store_with_garbage(&store);
+
+    let (code, stdout, stderr) = store.garbage_collect(&["--delete-untagged"]);
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("deleted 0 manifests, 0 layer links and 0 blobs"),
+        "{stdout}"
+    );
+    for hex in [&untagged, &old_layer, &stray] {
+        assert!(store.blob_dir(hex).join("data").exists(), "{hex} kept");
+    }
 }
