@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{Need, RegistryConfig, Server, e2e_gate, registryd, run, run_ok};
+use harness::{Need, RegistryConfig, Server, e2e_gate, registryd, registryd_tool, run, run_ok};
 use images::{AMD64_TAG, MULTI_TAG, Tar, XorShift};
 
 const QUICK: Duration = Duration::from_secs(60);
@@ -539,6 +539,68 @@ fn registry2_data_is_served_by_registryd() {
         bin: tools.skopeo(),
     };
     same_root_served_by_both(&skopeo, tools.registry2(), &registryd());
+}
+
+/// registry:2 writes a store; `registryd garbage-collect --delete-untagged` collects it (a blob
+/// nothing links goes, every image stays, index children included); registry:2 serves the result
+/// as it served the store before.
+#[test]
+fn a_registry2_store_collected_by_registryd_is_served_as_before() {
+    let Some(tools) = e2e_gate(
+        "a_registry2_store_collected_by_registryd_is_served_as_before",
+        &[Need::Skopeo, Need::Registry2],
+    ) else {
+        return;
+    };
+    let skopeo = Skopeo {
+        bin: tools.skopeo(),
+    };
+    let work = temp_dir("registry-e2e-gc-");
+    let root = work.path().join("data");
+    let config = RegistryConfig::filesystem(&root);
+    let content = compat_content(work.path());
+    let server = Server::start(tools.registry2(), &config);
+    push_compat(&skopeo, &server.host(), &content);
+    let before = read_served(
+        &skopeo,
+        &server.host(),
+        &content,
+        &work.path().join("before"),
+    );
+    server.stop();
+    // What an abandoned push leaves: blob data no repository links.
+    let stray = "4d".repeat(32);
+    let stray_data = root.join(format!("docker/registry/v2/blobs/sha256/4d/{stray}/data"));
+    std::fs::create_dir_all(stray_data.parent().expect("blob dir")).expect("blob dir");
+    std::fs::write(&stray_data, b"abandoned").expect("stray blob");
+
+    let out = run_ok(
+        Command::new(registryd_tool())
+            .args([
+                "garbage-collect",
+                "--delete-untagged",
+                "--grace-period",
+                "0",
+            ])
+            .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &root),
+        QUICK,
+    );
+    let printed = &out.stdout;
+    assert!(
+        printed.contains(&format!("blob deleting: sha256:{stray}")),
+        "{printed}"
+    );
+    assert!(!stray_data.exists(), "the stray blob is deleted");
+
+    let server = Server::start(tools.registry2(), &config);
+    let after = read_served(
+        &skopeo,
+        &server.host(),
+        &content,
+        &work.path().join("after"),
+    );
+    assert_eq!(before, after, "registry:2 serves every image as before");
+    server.stop();
 }
 
 #[test]
