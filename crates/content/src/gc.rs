@@ -181,6 +181,9 @@ impl ContentStore {
                 MarkerState::Rescued => return self.blob_data_stored(digest).await,
                 // The collector is deleting the data now: wait until it is done, then tell the
                 // caller to store its own.
+                // The marker lives in storage, possibly written by another process: nothing
+                // notifies its change, so it is read again shortly. The collector's next steps
+                // are one delete each, so this rarely waits more than a few polls.
                 MarkerState::Deleting if !marked.expired() && Instant::now() < patience => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -207,6 +210,9 @@ impl ContentStore {
         let marker = layout::repository_sweep_marker(name)?;
         loop {
             match self.driver.get_content(&marker).await {
+                // Written by a collection in any process: nothing notifies its removal, so it is
+                // read again shortly. A sweep removes a few links, so the wait is short; a
+                // collection that died leaves a marker that expires within a lease term.
                 Ok(content) if !SweepMarker::expired(&content) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -655,18 +661,26 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
         let mut found = Vec::new();
         for algorithm in layout::ALGORITHMS {
             let dir = layout::referrer_entries_dir(repository.name(), subject, algorithm)?;
-            let entries = match self.store.driver.list(&dir).await {
-                Ok(entries) => entries,
-                Err(StorageError::NotFound { .. }) => continue,
-                Err(error) => return Err(error.into()),
-            };
-            found.extend(
-                entries
-                    .iter()
-                    .filter_map(|entry| Digest::new(algorithm, entry.file_name()?).ok()),
-            );
+            found.extend(self.digests_in(&dir, algorithm).await?);
         }
         Ok(found)
+    }
+
+    /// The digests naming the entries of `dir` (hex of `algorithm`); none when `dir` is absent.
+    async fn digests_in(
+        &self,
+        dir: &StoragePath,
+        algorithm: DigestAlgorithm,
+    ) -> Result<Vec<Digest>, ContentError> {
+        let entries = match self.store.driver.list(dir).await {
+            Ok(entries) => entries,
+            Err(StorageError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(error) => return Err(error.into()),
+        };
+        Ok(entries
+            .iter()
+            .filter_map(|entry| Digest::new(algorithm, entry.file_name()?).ok())
+            .collect())
     }
 
     /// Removes the manifest from the repository: its record among its subject's referrers, the
@@ -706,16 +720,7 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
                 layout::revision_links_dir(name, algorithm)?,
                 layout::layer_links_dir(name, algorithm)?,
             ] {
-                let entries = match self.store.driver.list(&dir).await {
-                    Ok(entries) => entries,
-                    Err(StorageError::NotFound { .. }) => continue,
-                    Err(error) => return Err(error.into()),
-                };
-                digests.extend(
-                    entries
-                        .iter()
-                        .filter_map(|entry| Digest::new(algorithm, entry.file_name()?).ok()),
-                );
+                digests.extend(self.digests_in(&dir, algorithm).await?);
             }
         }
         Ok(digests)

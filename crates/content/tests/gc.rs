@@ -490,6 +490,11 @@ async fn collections_in_a_loop_beside_twenty_pushers_lose_nothing_acknowledged()
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let runs = collector.await.expect("collector");
     assert!(runs > 1, "collections ran during the pushes: {runs}");
+    assert!(
+        acknowledged.len() >= 20,
+        "most pushes succeed beside the collections: {} acknowledged",
+        acknowledged.len()
+    );
 
     for (repository, tag, image, data) in &acknowledged {
         let repository = store.repository(repository.clone());
