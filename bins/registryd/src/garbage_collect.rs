@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use registry::content::{DEFAULT_GRACE_PERIOD, GcEvent, GcOptions, GcReport};
+use registry::content::{GcEvent, GcOptions, GcReport};
 
 use crate::verify::human_bytes;
 
@@ -22,22 +22,34 @@ pub(crate) struct GcArgs {
     delete_untagged: bool,
     /// Keep whatever was pushed, linked or mounted within this long, in seconds: a push in
     /// progress has uploaded its layers but not yet its manifest. 0 is safe only when nothing
-    /// pushes meanwhile.
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_GRACE_PERIOD.as_secs())]
-    grace_period: u64,
+    /// pushes meanwhile. [default: storage.maintenance.gc.graceperiod, else 3600]
+    #[arg(long, value_name = "SECONDS")]
+    grace_period: Option<u64>,
 }
 
 /// Collects garbage in the store the configuration names.
 pub(crate) fn run(args: GcArgs) -> Result<(), String> {
-    let content = crate::stored_content(args.config, "collect")?;
+    let (content, config) = crate::stored_content(args.config, "collect")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    // The retention policies and grace period are the configuration's; the flags are
+    // registry:2's and decide alone whether to delete and what to do with untagged manifests.
+    let configured = registry::gc_options(&config).map_err(|error| error.to_string())?;
+    if !configured.retention.is_empty() {
+        println!(
+            "applying {} retention policies (storage.maintenance.gc.retention)",
+            configured.retention.len()
+        );
+    }
     let options = GcOptions {
         dry_run: args.dry_run,
         delete_untagged: args.delete_untagged,
-        grace_period: Duration::from_secs(args.grace_period),
+        grace_period: args
+            .grace_period
+            .map_or(configured.grace_period, Duration::from_secs),
+        retention: configured.retention,
     };
     let started = Instant::now();
     let report = runtime
@@ -65,6 +77,11 @@ fn event_line(event: &GcEvent, dry_run: bool) -> Option<String> {
         GcEvent::MarkManifest { repository, digest } => {
             format!("{repository}: marking manifest {digest}")
         }
+        GcEvent::DeleteTag {
+            repository,
+            tag,
+            digest,
+        } => format!("{repository}: tag {deleting} by retention: {tag} ({digest})"),
         GcEvent::DeleteManifest { repository, digest } => {
             format!("{repository}: manifest {deleting}: {digest}")
         }
@@ -84,11 +101,12 @@ fn event_line(event: &GcEvent, dry_run: bool) -> Option<String> {
 fn summary(report: &GcReport, dry_run: bool, seconds: f64) -> String {
     let verb = if dry_run { "would delete" } else { "deleted" };
     format!(
-        "{} repositories, {} manifests and {} blobs marked; {verb} {} manifests, {} layer links \
-         and {} blobs, freeing {} ({} bytes), in {seconds:.1} s",
+        "{} repositories, {} manifests and {} blobs marked; {verb} {} tags, {} manifests, {} layer \
+         links and {} blobs, freeing {} ({} bytes), in {seconds:.1} s",
         report.repositories,
         report.manifests_marked,
         report.blobs_marked,
+        report.tags_deleted,
         report.manifests_deleted,
         report.layer_links_deleted,
         report.blobs_deleted,

@@ -112,13 +112,13 @@ fn config_path(argument: Option<PathBuf>) -> Option<PathBuf> {
     argument.or_else(|| std::env::var_os("REGISTRY_CONFIGURATION_PATH").map(PathBuf::from))
 }
 
-/// The content of the store the configuration at `config` names, for a command that works on a
-/// store directly (`command` is its name, for messages): a store that serving would use, never
-/// one made up by a mistyped path.
+/// The content of the store the configuration at `config` names, and that configuration, for a
+/// command that works on a store directly (`command` is its name, for messages): a store that
+/// serving would use, never one made up by a mistyped path.
 fn stored_content(
     config: Option<PathBuf>,
     command: &str,
-) -> Result<registry::content::ContentStore, String> {
+) -> Result<(registry::content::ContentStore, Config), String> {
     let loaded = Config::load(config_path(config).as_deref()).map_err(|error| error.to_string())?;
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
@@ -141,7 +141,9 @@ fn stored_content(
         }
         StorageDriverConfig::Filesystem(_) => {}
     }
-    registry::content_store_from_config(&loaded.config).map_err(|error| error.to_string())
+    let content =
+        registry::content_store_from_config(&loaded.config).map_err(|error| error.to_string())?;
+    Ok((content, loaded.config))
 }
 
 /// `registryd [serve] [CONFIG]`.
@@ -189,10 +191,14 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
     // Installed before listening: from then on SIGHUP reloads instead of ending the process.
     match signal(SignalKind::hangup()) {
         Ok(hangups) => {
-            tokio::spawn(reload_on_hangup(registry.clone(), hangups));
+            tokio::spawn(reload_on_hangup(
+                registry.clone(),
+                config_path.clone(),
+                hangups,
+            ));
         }
         Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGHUP; TLS files cannot be reloaded")
+            tracing::warn!(%error, "cannot listen for SIGHUP; the configuration cannot be reloaded")
         }
     }
     let addr = listen_address(&config.http.addr)?;
@@ -245,10 +251,34 @@ fn listen_address(addr: &str) -> Result<SocketAddr, String> {
         })
 }
 
-/// On every SIGHUP, reloads the TLS certificate, key and client CAs; a failed reload is logged
-/// and the previous files stay in use.
-async fn reload_on_hangup(registry: Registry, mut hangups: Signal) {
+/// On every SIGHUP, reads the configuration again and switches read-only mode
+/// (`storage.maintenance.readonly.enabled`) as it now says, and reloads the TLS certificate, key
+/// and client CAs. A failed reload is logged and changes nothing. Other settings need a restart.
+async fn reload_on_hangup(registry: Registry, config_path: Option<PathBuf>, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
+        let path = config_path.clone();
+        match tokio::task::spawn_blocking(move || Config::load(path.as_deref())).await {
+            Ok(Ok(loaded)) => {
+                let read_only = loaded.config.storage.maintenance.readonly.enabled;
+                if read_only != registry.is_read_only() {
+                    registry.set_read_only(read_only);
+                    if read_only {
+                        tracing::info!(
+                            "SIGHUP received: read-only mode on; pushes and deletes are refused"
+                        );
+                    } else {
+                        tracing::info!("SIGHUP received: read-only mode off; pushes accepted");
+                    }
+                }
+            }
+            Ok(Err(error)) => tracing::error!(
+                "SIGHUP received: the configuration does not load, read-only mode unchanged: \
+                 {error}"
+            ),
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP received: reading the configuration did not finish")
+            }
+        }
         let reloading = registry.clone();
         match tokio::task::spawn_blocking(move || reloading.reload_tls()).await {
             Ok(Ok(true)) => tracing::info!(

@@ -41,7 +41,7 @@ pub(crate) fn run(args: VerifyArgs) -> ExitCode {
 }
 
 fn verify(args: VerifyArgs) -> Result<VerifyReport, String> {
-    let content = crate::stored_content(args.config, "verify")?;
+    let (content, _) = crate::stored_content(args.config, "verify")?;
     // The scan awaits one thing at a time; the driver's file work and the hashing run on the
     // blocking pool, which a current-thread runtime has too.
     let runtime = tokio::runtime::Builder::new_current_thread()

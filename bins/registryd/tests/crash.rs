@@ -6,101 +6,19 @@
 //! in its repository. Every server is on 127.0.0.1.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sha2::Digest as _;
+mod common;
 
-const REGISTRYD: &str = env!("CARGO_BIN_EXE_registryd");
+use common::{REGISTRYD, Reply, Server, exchange, pattern, sha256};
+
 const CLIENTS: usize = 20;
 const CHUNK: usize = 48 * 1024;
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
-}
-
-/// `len` bytes that differ with `seed`.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[0]
-        })
-        .collect()
-}
-
-/// One HTTP/1.1 exchange on a fresh connection: status, headers (lowercase names) and body.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    }
-}
-
-fn exchange(
-    address: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<Reply> {
-    let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: registry\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut reader = BufReader::new(stream);
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line)?;
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-        }
-    }
-    let mut body = Vec::new();
-    reader.read_to_end(&mut body)?;
-    Ok(Reply {
-        status,
-        headers,
-        body,
-    })
-}
 
 /// What the clients were told: acknowledged blobs and tags, and uploads still in flight.
 #[derive(Default)]
@@ -113,67 +31,6 @@ struct Ledger {
     in_flight: BTreeMap<String, Vec<u8>>,
     /// Answers a live server should never have given.
     unexpected: Vec<String>,
-}
-
-/// The registry under test, on one data directory across restarts.
-struct Server {
-    dir: PathBuf,
-    config: PathBuf,
-    address: SocketAddr,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn new(dir: &Path) -> Server {
-        let address = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port");
-        let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
-                dir.join("data").display()
-            ),
-        )
-        .expect("config");
-        Server {
-            dir: dir.to_owned(),
-            config,
-            address,
-            child: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let child = Command::new(REGISTRYD)
-            .arg("serve")
-            .arg(&self.config)
-            .env_remove("REGISTRY_LOG_LEVEL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn registryd");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(self.address).is_err() {
-            assert!(Instant::now() < deadline, "registryd did not start");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// One client pushing images until `stop`: each a layer in chunks, a config, and a manifest

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 
@@ -323,7 +324,7 @@ fn garbage_collect_deletes_what_no_tag_reaches_and_keeps_the_rest() {
     );
     assert!(
         stdout.trim_end().ends_with(" s")
-            && stdout.contains("deleted 1 manifests, 1 layer links and 3 blobs"),
+            && stdout.contains("deleted 0 tags, 1 manifests, 1 layer links and 3 blobs"),
         "{stdout}"
     );
     for kept in [&tagged, &layer] {
@@ -358,7 +359,7 @@ fn garbage_collect_dry_run_prints_the_same_and_deletes_nothing() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("would delete 1 manifests, 1 layer links and 3 blobs"),
+        stdout.contains("would delete 0 tags, 1 manifests, 1 layer links and 3 blobs"),
         "{stdout}"
     );
     for hex in [&untagged, &stray] {
@@ -377,10 +378,82 @@ fn garbage_collect_keeps_what_was_written_within_the_default_grace_period() {
     let (code, stdout, stderr) = store.garbage_collect(&["--delete-untagged"]);
     assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
     assert!(
-        stdout.contains("deleted 0 manifests, 0 layer links and 0 blobs"),
+        stdout.contains("deleted 0 tags, 0 manifests, 0 layer links and 0 blobs"),
         "{stdout}"
     );
     for hex in [&untagged, &old_layer, &stray] {
         assert!(store.blob_dir(hex).join("data").exists(), "{hex} kept");
     }
 }
+
+#[test]
+fn garbage_collect_applies_the_retention_policies_of_the_configuration() {
+    let store = Store::new();
+    let config = store.blob(b"{}");
+    store.layer_link("team/app", &config);
+    let mut manifests = Vec::new();
+    // Tagged an hour apart, in this order: `c` is the newest.
+    for (hours_ago, tag) in [(3, "a"), (2, "b"), (1, "c")] {
+        let layer = store.blob(format!("layer of {tag}").as_bytes());
+        store.layer_link("team/app", &layer);
+        let manifest = image_manifest(&config, &[&layer]);
+        manifests.push(store.manifest("team/app", &manifest, Some(tag)));
+        let link = store
+            .data()
+            .join(TAGS_OF_APP)
+            .join(tag)
+            .join("current/link");
+        std::fs::File::options()
+            .write(true)
+            .open(link)
+            .and_then(|file| {
+                file.set_modified(SystemTime::now() - Duration::from_secs(hours_ago * 3600))
+            })
+            .expect("tag pushed hours ago");
+    }
+    let mut yaml = std::fs::read_to_string(store.config()).expect("config");
+    yaml.push_str(
+        "  maintenance:\n    gc:\n      retention:\n        - repositories: [\"team/*\"]\n          keepnewest: 1\n          keeptags: [a]\n",
+    );
+    std::fs::write(store.config(), yaml).expect("config with retention");
+    let args = ["--delete-untagged", "--grace-period", "0"];
+
+    let (code, stdout, stderr) = store.garbage_collect(&[&["--dry-run"][..], &args].concat());
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    let planned = format!(
+        "team/app: tag eligible for deletion by retention: b (sha256:{})",
+        manifests[1]
+    );
+    assert!(
+        stdout.lines().any(|line| line == planned),
+        "{planned} in\n{stdout}"
+    );
+    assert!(
+        stdout.contains("would delete 1 tags, 1 manifests"),
+        "{stdout}"
+    );
+    assert!(store.data().join(TAGS_OF_APP).join("b").exists());
+
+    let (code, stdout, stderr) = store.garbage_collect(&args);
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.starts_with("applying 1 retention policies"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("deleted 1 tags, 1 manifests"), "{stdout}");
+    for (tag, manifest) in ["a", "b", "c"].iter().zip(&manifests) {
+        let kept = *tag != "b";
+        assert_eq!(
+            store.data().join(TAGS_OF_APP).join(tag).exists(),
+            kept,
+            "tag {tag}"
+        );
+        assert_eq!(
+            store.blob_dir(manifest).join("data").exists(),
+            kept,
+            "manifest of {tag}"
+        );
+    }
+}
+
+const TAGS_OF_APP: &str = "docker/registry/v2/repositories/team/app/_manifests/tags";

@@ -34,6 +34,9 @@ pub enum ContentError {
     /// Another garbage collection is running over the store.
     #[error("another garbage collection is running over this store")]
     CollectionRunning,
+    /// The store is in read-only mode: nothing may change it.
+    #[error("the registry is in read-only mode (storage.maintenance.readonly.enabled)")]
+    ReadOnly,
     /// Other requests kept the manifests and tags of the repository busy for longer than a
     /// request waits.
     #[error("repository {name} is busy with other changes")]

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lease::{Busy, Kind, Lease};
 use crate::links::{delete_if_exists, read_link};
+use crate::retention::{RetentionPolicy, policy_for};
 use crate::{ContentError, ContentStore, Repository, layout};
 
 /// The grace period when none is configured: content linked or uploaded within the last hour is
@@ -50,6 +51,9 @@ pub struct GcOptions {
     /// Nothing linked, uploaded or mounted within this long is collected, whatever references it:
     /// a push in progress has uploaded its layers but not yet its manifest.
     pub grace_period: Duration,
+    /// Which tags to remove and how long to keep untagged manifests, per repository (the first
+    /// policy that applies to a repository is its policy); none: every tag is kept.
+    pub retention: Vec<RetentionPolicy>,
 }
 
 impl Default for GcOptions {
@@ -58,6 +62,7 @@ impl Default for GcOptions {
             dry_run: false,
             delete_untagged: false,
             grace_period: DEFAULT_GRACE_PERIOD,
+            retention: Vec::new(),
         }
     }
 }
@@ -71,6 +76,8 @@ pub struct GcReport {
     pub manifests_marked: u64,
     /// Distinct blobs some repository still links (layers, configs and manifests).
     pub blobs_marked: u64,
+    /// Tags removed by a retention policy (with `dry_run`: that would be).
+    pub tags_deleted: u64,
     /// Manifests removed from their repository (with `dry_run`: that would be).
     pub manifests_deleted: u64,
     /// Layer links removed from their repository.
@@ -92,6 +99,15 @@ pub enum GcEvent {
         /// Where.
         repository: RepositoryName,
         /// Which.
+        digest: Digest,
+    },
+    /// A retention policy removes the tag, as a `DELETE` of the tag would.
+    DeleteTag {
+        /// Where.
+        repository: RepositoryName,
+        /// Which.
+        tag: Tag,
+        /// The manifest it named.
         digest: Digest,
     },
     /// The manifest is removed from the repository (its revision link, tag history entries and
@@ -127,11 +143,16 @@ impl ContentStore {
     /// Collects garbage as the module documentation describes, telling `observe` what it keeps
     /// and deletes, and returns the totals. `Err` when another collection is running or storage
     /// fails; what was deleted until then stays deleted, and nothing reachable ever is.
+    /// [`ContentError::ReadOnly`] when the store is in read-only mode, or is switched to it
+    /// before the collection ends (it stops at the next repository).
     pub async fn collect_garbage(
         &self,
         options: &GcOptions,
         mut observe: impl FnMut(&GcEvent) + Send,
     ) -> Result<GcReport, ContentError> {
+        if self.is_read_only() {
+            return Err(ContentError::ReadOnly);
+        }
         let term = self.options.lease_term;
         let lease = match Lease::acquire(
             &self.driver,
@@ -353,6 +374,9 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
     async fn run(&mut self) -> Result<(), ContentError> {
         let mut linked = HashSet::new();
         for name in self.store.repository_names().await? {
+            if self.store.is_read_only() {
+                return Err(ContentError::ReadOnly);
+            }
             self.report.repositories += 1;
             let repository = self.store.repository(name);
             self.repository(&repository, &mut linked).await?;
@@ -422,15 +446,32 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
         let layers = self
             .digest_links(|algorithm| layout::layer_links_dir(name, algorithm))
             .await?;
-        let tags = self.tags(repository).await?;
+        let policy = policy_for(&self.options.retention, name);
+        let mut tags = self.tags(repository).await?;
+        if let Some(policy) = policy.filter(|policy| policy.has_tag_rules()) {
+            tags = self
+                .apply_retention(repository, policy, tags, lease)
+                .await?;
+        }
         let held: HashMap<&Digest, Option<SystemTime>> = revisions
             .iter()
             .map(|link| (&link.digest, link.written))
             .collect();
 
-        let roots = revisions
-            .iter()
-            .filter(|link| !self.options.delete_untagged || self.within_grace(link.written));
+        // Manifests no tag reaches are kept without delete_untagged, and while they are new.
+        let untagged_cutoff = match policy.and_then(|policy| policy.untagged_older_than) {
+            Some(age) => Some(
+                SystemTime::now()
+                    .checked_sub(age)
+                    .unwrap_or(UNIX_EPOCH)
+                    .min(self.cutoff),
+            ),
+            None if self.options.delete_untagged => Some(self.cutoff),
+            None => None,
+        };
+        let roots = revisions.iter().filter(|link| {
+            untagged_cutoff.is_none_or(|cutoff| link.written.is_none_or(|written| written > cutoff))
+        });
         let mut pending: VecDeque<Digest> = tags
             .iter()
             .map(|(_, digest)| digest.clone())
@@ -561,6 +602,48 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
             delete_if_exists(driver, &marker).await?;
         }
         swept
+    }
+
+    /// Removes the tags `policy` does not keep, as a `DELETE` of each would; returns the others.
+    async fn apply_retention(
+        &mut self,
+        repository: &Repository,
+        policy: &RetentionPolicy,
+        tags: Vec<(Tag, Digest)>,
+        lease: &Lease,
+    ) -> Result<Vec<(Tag, Digest)>, ContentError> {
+        let name = repository.name();
+        let mut pushed = Vec::with_capacity(tags.len());
+        for (tag, _) in &tags {
+            let link = layout::tag_current_link(name, tag)?;
+            let written = match self.store.driver.stat(&link).await {
+                Ok(info) => info.modified,
+                Err(StorageError::NotFound { .. }) => None,
+                Err(error) => return Err(error.into()),
+            };
+            pushed.push((tag.clone(), written));
+        }
+        let removed: HashSet<&Tag> = policy
+            .tags_to_remove(&pushed, self.cutoff)
+            .into_iter()
+            .collect();
+        let mut kept = Vec::with_capacity(tags.len() - removed.len());
+        for (tag, digest) in tags {
+            if !removed.contains(&tag) {
+                kept.push((tag, digest));
+                continue;
+            }
+            if !self.options.dry_run {
+                repository.delete_tag_leased(&tag, lease).await?;
+            }
+            self.report.tags_deleted += 1;
+            (self.observe)(&GcEvent::DeleteTag {
+                repository: name.clone(),
+                tag,
+                digest,
+            });
+        }
+        Ok(kept)
     }
 
     fn within_grace(&self, written: Option<SystemTime>) -> bool {

@@ -26,12 +26,14 @@ mod listing_cache;
 mod manifests;
 mod purge;
 mod referrers;
+mod retention;
 mod time;
 mod uploads;
 mod validation;
 mod verify;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use registry_model::RepositoryName;
@@ -44,6 +46,7 @@ pub use gc::{DEFAULT_GRACE_PERIOD, GcEvent, GcOptions, GcReport};
 pub use manifests::{PushedManifest, StoredManifest};
 pub use purge::PurgeReport;
 pub use referrers::{MAX_REFERRER_RECORDS_PER_PAGE, ReferrersPage};
+pub use retention::{PatternError, RepositoryPattern, RetentionPolicy, TagPattern};
 pub use uploads::{UploadId, UploadStatus};
 pub use validation::{
     IndexChildren, ManifestValidation, OsArchitecture, UrlPatternError, UrlPolicy,
@@ -105,6 +108,7 @@ pub struct ContentStore {
     manifests: Arc<cache::ManifestCache>,
     catalog_index: Arc<catalog_index::CatalogIndex>,
     tag_cache: Arc<listing_cache::TagCache>,
+    read_only: Arc<AtomicBool>,
 }
 
 impl ContentStore {
@@ -118,7 +122,21 @@ impl ContentStore {
             )),
             tag_cache: Arc::new(listing_cache::TagCache::new(options.listing_cache_bytes, 2)),
             options: Arc::new(options),
+            read_only: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Switches read-only mode (registry:2's `storage.maintenance.readonly`) on or off for this
+    /// store and every clone of it. While it is on, the HTTP API refuses every write, and garbage
+    /// collection and upload purging do nothing: what is stored stays exactly as it is. It can be
+    /// switched at any time; a write already under way finishes.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.read_only.store(read_only, Ordering::SeqCst);
+    }
+
+    /// Whether read-only mode is on (see [`set_read_only`](Self::set_read_only)).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.load(Ordering::SeqCst)
     }
 
     /// The driver everything is stored in.

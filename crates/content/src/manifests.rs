@@ -277,15 +277,7 @@ impl Repository {
         lease: &Lease,
     ) -> Result<(), ContentError> {
         match reference {
-            Reference::Tag(tag) => {
-                let dir = layout::tag_dir(&self.name, tag)?;
-                lease.ensure_held()?;
-                match self.driver().delete(&dir).await {
-                    Ok(()) => Ok(()),
-                    Err(StorageError::NotFound { .. }) => Err(manifest_unknown(reference)),
-                    Err(error) => Err(error.into()),
-                }
-            }
+            Reference::Tag(tag) => self.delete_tag_leased(tag, lease).await,
             Reference::Digest(digest) => {
                 let stored = self.manifest(reference).await?;
                 if let Ok(manifest) = parse_manifest(&stored.bytes, None)
@@ -302,6 +294,23 @@ impl Repository {
                 lease.ensure_held()?;
                 delete_if_exists(self.driver(), &revision).await
             }
+        }
+    }
+
+    /// Deletes `tag`, under the repository's lease.
+    pub(crate) async fn delete_tag_leased(
+        &self,
+        tag: &Tag,
+        lease: &Lease,
+    ) -> Result<(), ContentError> {
+        let dir = layout::tag_dir(&self.name, tag)?;
+        lease.ensure_held()?;
+        match self.driver().delete(&dir).await {
+            Ok(()) => Ok(()),
+            Err(StorageError::NotFound { .. }) => {
+                Err(manifest_unknown(&Reference::Tag(tag.clone())))
+            }
+            Err(error) => Err(error.into()),
         }
     }
 

@@ -24,12 +24,16 @@ impl ContentStore {
     ///
     /// A session's start is the modification time of its `startedat` file, which is written once
     /// when the session starts. A session without one (a half-created directory) counts as old.
-    /// A session a request is using is kept, however old.
+    /// A session a request is using is kept, however old. [`ContentError::ReadOnly`] in
+    /// read-only mode.
     pub async fn purge_uploads(
         &self,
         cutoff: SystemTime,
         dry_run: bool,
     ) -> Result<PurgeReport, ContentError> {
+        if self.is_read_only() && !dry_run {
+            return Err(ContentError::ReadOnly);
+        }
         let mut report = PurgeReport::default();
         for (name, uploads) in self.repository_folders("_uploads").await? {
             let sessions = match self.driver.list(&uploads).await {

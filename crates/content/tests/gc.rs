@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 use registry_content::{
-    ContentError, ContentOptions, ContentStore, GcEvent, GcOptions, GcReport, Repository,
+    ContentError, ContentOptions, ContentStore, GcEvent, GcOptions, GcReport, Page, Repository,
+    RepositoryPattern, RetentionPolicy, TagPattern,
 };
 use registry_model::{Digest, Reference, RepositoryName, Tag, media_type};
 use registry_storage::faults::{Fault, FaultyDriver, Operation, Stall};
@@ -49,6 +50,7 @@ fn at_once(delete_untagged: bool) -> GcOptions {
         dry_run: false,
         delete_untagged,
         grace_period: Duration::ZERO,
+        ..GcOptions::default()
     }
 }
 
@@ -334,6 +336,98 @@ async fn a_dry_run_reports_what_a_collection_deletes_and_deletes_nothing() {
     let (done, _) = collect(&store, &at_once(true)).await;
     assert_eq!(planned, done);
     assert!(done.bytes_freed > 0);
+}
+
+async fn tag_names(repository: &Repository) -> Vec<String> {
+    let listing = repository
+        .tags(&Page::default())
+        .await
+        .expect("tags of the repository");
+    listing.items().map(|tag| tag.as_str().to_owned()).collect()
+}
+
+/// `team/*` keeps its 2 newest tags and its `release-*` tags, and drops what they no longer
+/// reach; other repositories keep every tag.
+fn team_retention() -> GcOptions {
+    GcOptions {
+        retention: vec![RetentionPolicy {
+            repositories: vec![RepositoryPattern::new("team/*").expect("valid pattern")],
+            keep_newest: Some(2),
+            keep_tags: vec![TagPattern::new("release-.*").expect("valid pattern")],
+            untagged_older_than: Some(Duration::ZERO),
+        }],
+        ..at_once(false)
+    }
+}
+
+#[tokio::test]
+async fn a_retention_policy_keeps_the_newest_and_matching_tags_and_drops_what_the_rest_reached() {
+    let store = memory();
+    let app = store.repository(name("team/app"));
+    let other = store.repository(name("other/app"));
+    let mut images = Vec::new();
+    for (number, tag) in ["release-1", "old-1", "old-2", "new-1", "new-2"]
+        .into_iter()
+        .enumerate()
+    {
+        let image = image(&app, tag, &[format!("layer {number}").as_bytes()]).await;
+        push(&app, &image, &[tag]).await;
+        let elsewhere = self::image(&other, tag, &[format!("other {number}").as_bytes()]).await;
+        push(&other, &elsewhere, &[tag]).await;
+        // Tags are ranked by when they were pushed, each push later than the last.
+        images.push((tag, image));
+    }
+
+    let (planned, planned_events) = collect(
+        &store,
+        &GcOptions {
+            dry_run: true,
+            ..team_retention()
+        },
+    )
+    .await;
+    assert_eq!(tag_names(&app).await.len(), 5);
+    let (report, events) = collect(&store, &team_retention()).await;
+
+    assert_eq!(planned, report, "the dry run foretold the collection");
+    assert_eq!(planned_events, events);
+    assert_eq!(tag_names(&app).await, ["new-1", "new-2", "release-1"]);
+    assert_eq!(tag_names(&other).await.len(), 5);
+    for (tag, image) in &images {
+        let kept = !tag.starts_with("old");
+        assert_eq!(has_manifest(&app, &image.digest).await, kept, "{tag}");
+        assert_eq!(
+            stored(&store, &image.layers[0]).await,
+            kept,
+            "{tag}'s layer"
+        );
+    }
+    assert_eq!(report.tags_deleted, 2);
+    assert_eq!(report.manifests_deleted, 2);
+    assert!(events.contains(&GcEvent::DeleteTag {
+        repository: name("team/app"),
+        tag: tag("old-1"),
+        digest: images[1].1.digest.clone(),
+    }));
+}
+
+#[tokio::test]
+async fn nothing_is_collected_in_read_only_mode() {
+    let store = memory();
+    let app = store.repository(name("gc/app"));
+    let stray = upload(&app, b"stray").await;
+    store.set_read_only(true);
+
+    let refused = store.collect_garbage(&at_once(true), |_| {}).await;
+
+    assert!(
+        matches!(refused, Err(ContentError::ReadOnly)),
+        "{refused:?}"
+    );
+    assert!(stored(&store, &stray).await);
+    store.set_read_only(false);
+    let (report, _) = collect(&store, &at_once(true)).await;
+    assert_eq!(report.blobs_deleted, 1);
 }
 
 #[tokio::test]

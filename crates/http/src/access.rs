@@ -42,6 +42,17 @@ pub fn required_access(route: &Route, method: &Method, params: &[(String, String
     }
 }
 
+/// Whether a request needing `accesses` changes what is stored: it pushes or deletes. These are
+/// the requests read-only mode refuses.
+pub(crate) fn changes_content(accesses: &[Access]) -> bool {
+    accesses.iter().any(|access| {
+        access
+            .actions
+            .iter()
+            .any(|action| matches!(action, Action::Push | Action::Delete))
+    })
+}
+
 /// Decides a request: the grant to serve it with, or the 401/403 to answer instead (503 when the
 /// authenticator cannot decide).
 pub(crate) async fn authorize(

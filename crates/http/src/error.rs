@@ -243,6 +243,11 @@ impl From<ContentError> for ApiError {
                 ErrorCode::Unsupported,
                 "deletes are disabled on this registry (storage.delete.enabled is false)",
             ),
+            ContentError::ReadOnly => ApiError::new(
+                S::METHOD_NOT_ALLOWED,
+                ErrorCode::Unsupported,
+                "the registry is in read-only mode: pulls work, pushes and deletes do not",
+            ),
             ContentError::Body(error) => match error.downcast_ref::<BodyCut>() {
                 Some(BodyCut::Idle(idle)) => ApiError::new(
                     S::REQUEST_TIMEOUT,

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use registry_auth::AccessController;
-use registry_content::ContentStore;
+use registry_content::{ContentError, ContentStore};
 
 pub use access::required_access;
 pub use body::{BoxError, ResponseBody};
@@ -187,6 +187,9 @@ impl RegistryService {
             &accesses,
         )
         .await?;
+        if self.inner.content.is_read_only() && access::changes_content(&accesses) {
+            return Err(ContentError::ReadOnly.into());
+        }
         let context = handlers::Context {
             content: &self.inner.content,
             prefix: &self.inner.prefix,

@@ -53,7 +53,8 @@ use std::time::Duration;
 
 use registry_auth::AccessRules;
 use registry_content::{
-    IndexChildren, ManifestValidation, OsArchitecture, UrlPatternError, UrlPolicy,
+    DEFAULT_GRACE_PERIOD, GcOptions, IndexChildren, ManifestValidation, OsArchitecture,
+    PatternError, RepositoryPattern, RetentionPolicy, TagPattern, UrlPatternError, UrlPolicy,
 };
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
@@ -342,6 +343,8 @@ pub struct MaintenanceConfig {
     pub uploadpurging: UploadPurgingConfig,
     /// Read-only mode (`readonly`).
     pub readonly: ReadOnlyConfig,
+    /// Garbage collection while serving, and retention policies (`gc`, registryd only).
+    pub gc: GcConfig,
 }
 
 /// Removal of abandoned uploads (`storage.maintenance.uploadpurging`). Keys left out keep their
@@ -378,6 +381,104 @@ impl Default for UploadPurgingConfig {
 pub struct ReadOnlyConfig {
     /// Refuses every write (pushes, deletes), for example while garbage collection runs.
     pub enabled: bool,
+}
+
+/// Garbage collection inside the server (`storage.maintenance.gc`, registryd only; registry:2
+/// collects only offline). Off by default: nothing is deleted unasked. The retention policies
+/// also apply to `registryd garbage-collect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GcConfig {
+    /// Whether the server collects on a schedule (default false).
+    pub enabled: bool,
+    /// How often (default 24h).
+    #[serde(with = "serde_duration")]
+    pub interval: Duration,
+    /// Nothing pushed, linked or mounted within this long is collected (default 1h).
+    #[serde(with = "serde_duration")]
+    pub graceperiod: Duration,
+    /// Also delete manifests no tag reaches, as `garbage-collect --delete-untagged` (default
+    /// false).
+    pub deleteuntagged: bool,
+    /// Only log what would be deleted (default false).
+    pub dryrun: bool,
+    /// Retention policies, in order: the first whose `repositories` match a repository is its
+    /// policy.
+    pub retention: Vec<RetentionConfig>,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            enabled: false,
+            interval: Duration::from_secs(24 * 3600),
+            graceperiod: DEFAULT_GRACE_PERIOD,
+            deleteuntagged: false,
+            dryrun: false,
+            retention: Vec::new(),
+        }
+    }
+}
+
+/// One retention policy (`storage.maintenance.gc.retention[N]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// Repository patterns: `*` within one path component, `**` across them.
+    pub repositories: Vec<String>,
+    /// Keep this many of the most recently pushed tags.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keepnewest: Option<usize>,
+    /// Keep tags matching any of these regular expressions (each matches the whole tag).
+    pub keeptags: Vec<String>,
+    /// Delete manifests no kept tag reaches once they are older than this.
+    #[serde(
+        with = "serde_option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub untaggedolderthan: Option<Duration>,
+}
+
+impl GcConfig {
+    /// The options of a collection as configured; `dry_run` and `delete_untagged` are also set
+    /// when the command line asks for them. Fails on a pattern that does not compile, naming
+    /// its key.
+    pub fn gc_options(&self) -> Result<GcOptions, (String, PatternError)> {
+        let mut retention = Vec::with_capacity(self.retention.len());
+        for (index, policy) in self.retention.iter().enumerate() {
+            let key = |list: &str, at: usize| {
+                format!("storage.maintenance.gc.retention[{index}].{list}[{at}]")
+            };
+            let repositories = policy
+                .repositories
+                .iter()
+                .enumerate()
+                .map(|(at, text)| {
+                    RepositoryPattern::new(text).map_err(|error| (key("repositories", at), error))
+                })
+                .collect::<Result<_, _>>()?;
+            let keep_tags = policy
+                .keeptags
+                .iter()
+                .enumerate()
+                .map(|(at, text)| {
+                    TagPattern::new(text).map_err(|error| (key("keeptags", at), error))
+                })
+                .collect::<Result<_, _>>()?;
+            retention.push(RetentionPolicy {
+                repositories,
+                keep_newest: policy.keepnewest,
+                keep_tags,
+                untagged_older_than: policy.untaggedolderthan,
+            });
+        }
+        Ok(GcOptions {
+            dry_run: self.dryrun,
+            delete_untagged: self.deleteuntagged,
+            grace_period: self.graceperiod,
+            retention,
+        })
+    }
 }
 
 /// Tag lookup (`storage.tag`).

@@ -29,13 +29,13 @@ pub mod tls;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
-use registry_content::{ContentOptions, ContentStore, ManifestValidation};
+use registry_content::{ContentOptions, ContentStore, GcOptions, ManifestValidation};
 use registry_http::{HttpOptions, RegistryService};
 use registry_storage::{FilesystemDriver, InMemoryDriver, StorageDriver};
 
 pub use config::Config;
 use config::{AuthConfig, StorageDriverConfig};
-pub use maintenance::UploadPurging;
+pub use maintenance::{GarbageCollection, UploadPurging};
 pub use registry_auth as auth;
 use registry_auth::htpasswd::HtpasswdAuthenticator;
 use registry_auth::token::{TokenAuthenticator, TokenSettings};
@@ -53,11 +53,13 @@ pub struct Registry {
     service: RegistryService,
     server: ServerOptions,
     upload_purging: Option<UploadPurging>,
+    garbage_collection: Option<GarbageCollection>,
     tls: Option<ReloadableTls>,
 }
 
 /// Builds a [`Registry`] piece by piece. Starts from the in-memory driver and registry:2's
-/// defaults (deletes disabled, 4 MiB manifests, no prefix), without upload purging.
+/// defaults (deletes disabled, 4 MiB manifests, no prefix), without upload purging or garbage
+/// collection, writable.
 #[derive(Debug, Default)]
 pub struct RegistryBuilder {
     driver: Option<Arc<dyn StorageDriver>>,
@@ -65,6 +67,8 @@ pub struct RegistryBuilder {
     http: HttpOptions,
     server: ServerOptions,
     upload_purging: Option<UploadPurging>,
+    garbage_collection: Option<GarbageCollection>,
+    read_only: bool,
     tls: Option<ReloadableTls>,
 }
 
@@ -128,6 +132,21 @@ impl RegistryBuilder {
         self
     }
 
+    /// Collects garbage on a schedule while [`Registry::serve`] runs; `None` (the default) never
+    /// does.
+    pub fn garbage_collection(mut self, schedule: Option<GarbageCollection>) -> Self {
+        self.garbage_collection = schedule;
+        self
+    }
+
+    /// Starts in read-only mode (registry:2's `storage.maintenance.readonly`): pulls work, every
+    /// push and delete is refused with 405 `UNSUPPORTED`, and purging and collection pause.
+    /// [`Registry::set_read_only`] switches it later.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
     /// Serves over TLS with this configuration (registry:2's `http.tls`); `None` serves plain
     /// HTTP.
     pub fn tls(mut self, tls: Option<ReloadableTls>) -> Self {
@@ -141,10 +160,12 @@ impl RegistryBuilder {
             .driver
             .unwrap_or_else(|| Arc::new(InMemoryDriver::new()));
         let content = ContentStore::new(driver, self.content);
+        content.set_read_only(self.read_only);
         Registry {
             service: RegistryService::new(content, self.http),
             server: self.server,
             upload_purging: self.upload_purging,
+            garbage_collection: self.garbage_collection,
             tls: self.tls,
         }
     }
@@ -184,18 +205,36 @@ impl Registry {
         }
     }
 
+    /// Switches read-only mode on or off at once, for every connection (see
+    /// [`RegistryBuilder::read_only`]). A request already past its check finishes.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.service.content().set_read_only(read_only);
+    }
+
+    /// Whether the registry is in read-only mode.
+    pub fn is_read_only(&self) -> bool {
+        self.service.content().is_read_only()
+    }
+
     /// Serves the API on `listener` (HTTP/1.1 and HTTP/2, over TLS when configured) until
     /// `shutdown` completes, then stops accepting and lets in-flight requests finish (up to the
-    /// drain timeout). Upload purging, when configured, runs alongside.
+    /// drain timeout). Upload purging and garbage collection, when configured, run alongside.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
+        let content = self.service.content();
         let purging = self.upload_purging.clone().map(|policy| {
             tokio::spawn(maintenance::purge_uploads_periodically(
-                self.service.content().clone(),
+                content.clone(),
                 policy,
+            ))
+        });
+        let collecting = self.garbage_collection.clone().map(|schedule| {
+            tokio::spawn(maintenance::collect_garbage_periodically(
+                content.clone(),
+                schedule,
             ))
         });
         let served = server::serve(
@@ -206,8 +245,8 @@ impl Registry {
             shutdown,
         )
         .await;
-        if let Some(purging) = purging {
-            purging.abort();
+        for task in purging.into_iter().chain(collecting) {
+            task.abort();
         }
         served
     }
@@ -260,7 +299,7 @@ impl Registry {
     ///
     /// Loads everything the configuration names (htpasswd file, token keys, TLS certificates),
     /// so a broken file stops start-up instead of the first request. Refuses, rather than ignores,
-    /// settings whose absence would surprise: read-only mode is not implemented yet.
+    /// settings whose absence would surprise (unix sockets, silly auth).
     pub fn from_config(config: &Config) -> Result<Registry, BuildError> {
         if config.http.net == config::Net::Unix {
             return Err(BuildError::Unsupported {
@@ -275,12 +314,6 @@ impl Registry {
             .as_ref()
             .map(|tls| ReloadableTls::load(tls, !config.http.http2.disabled))
             .transpose()?;
-        if config.storage.maintenance.readonly.enabled {
-            return Err(BuildError::Unsupported {
-                key: "storage.maintenance.readonly.enabled",
-                reason: "read-only mode is not implemented in this version of registryd",
-            });
-        }
         let mut builder = Registry::builder()
             .driver(driver_from_config(config)?)
             .delete_enabled(config.storage.delete.enabled)
@@ -320,9 +353,23 @@ impl Registry {
             interval: purging.interval,
             dry_run: purging.dryrun,
         });
+        let gc = &config.storage.maintenance.gc;
+        let gc_options = gc_options(config)?;
+        if gc.enabled && gc.interval.is_zero() {
+            return Err(BuildError::Invalid {
+                key: "storage.maintenance.gc.interval".to_owned(),
+                reason: "must be longer than 0 (for example 24h)".to_owned(),
+            });
+        }
+        let garbage_collection = gc.enabled.then_some(GarbageCollection {
+            interval: gc.interval,
+            options: gc_options,
+        });
         Ok(builder
             .server_options(server)
             .upload_purging(upload_purging)
+            .garbage_collection(garbage_collection)
+            .read_only(config.storage.maintenance.readonly.enabled)
             .tls(tls)
             .build())
     }
@@ -338,6 +385,20 @@ pub fn content_store_from_config(config: &Config) -> Result<ContentStore, BuildE
         ..ContentOptions::default()
     };
     Ok(ContentStore::new(driver_from_config(config)?, options))
+}
+
+/// The garbage collection `storage.maintenance.gc` describes, retention policies included: what
+/// the server's scheduled collections and `registryd garbage-collect` do.
+pub fn gc_options(config: &Config) -> Result<GcOptions, BuildError> {
+    config
+        .storage
+        .maintenance
+        .gc
+        .gc_options()
+        .map_err(|(key, error)| BuildError::Invalid {
+            key,
+            reason: error.to_string(),
+        })
 }
 
 /// The manifest validation `validation` describes.

@@ -1,9 +1,10 @@
 //! Background upkeep of the store while the registry serves: removing abandoned uploads
-//! (registry:2's `storage.maintenance.uploadpurging`).
+//! (registry:2's `storage.maintenance.uploadpurging`) and collecting garbage
+//! (`storage.maintenance.gc`). Both pause while the store is read-only.
 
 use std::time::{Duration, SystemTime};
 
-use registry_content::ContentStore;
+use registry_content::{ContentError, ContentStore, GcEvent, GcOptions};
 
 /// Removal of upload sessions that were started long ago and never finished.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +28,9 @@ pub(crate) async fn purge_uploads_periodically(content: ContentStore, policy: Up
             .checked_sub(policy.age)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         match content.purge_uploads(cutoff, policy.dry_run).await {
+            Err(ContentError::ReadOnly) => {
+                tracing::debug!("upload purging paused: the registry is read-only");
+            }
             Ok(report) if policy.dry_run => tracing::info!(
                 would_purge = report.purged.len(),
                 kept = report.kept,
@@ -39,5 +43,77 @@ pub(crate) async fn purge_uploads_periodically(content: ContentStore, policy: Up
             ),
             Err(error) => tracing::warn!(%error, "upload purging failed; will retry"),
         }
+    }
+}
+
+/// Garbage collection on a schedule while the registry serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GarbageCollection {
+    /// How often to collect. The first collection is after this interval or one minute,
+    /// whichever is shorter. With several processes over one store, each collects on its own
+    /// schedule and a collection finding another running is skipped.
+    pub interval: Duration,
+    /// What each collection keeps and deletes.
+    pub options: GcOptions,
+}
+
+/// Collects on `schedule` until the future is dropped, logging what each collection removes.
+pub(crate) async fn collect_garbage_periodically(
+    content: ContentStore,
+    schedule: GarbageCollection,
+) {
+    let mut wait = schedule.interval.min(Duration::from_secs(60));
+    let dry_run = schedule.options.dry_run;
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = schedule.interval;
+        let collected = content
+            .collect_garbage(&schedule.options, |event| log_event(event, dry_run))
+            .await;
+        match collected {
+            Ok(report) => tracing::info!(
+                dry_run,
+                repositories = report.repositories,
+                tags_deleted = report.tags_deleted,
+                manifests_deleted = report.manifests_deleted,
+                layer_links_deleted = report.layer_links_deleted,
+                blobs_deleted = report.blobs_deleted,
+                bytes_freed = report.bytes_freed,
+                repositories_skipped = report.repositories_skipped,
+                "garbage collection done"
+            ),
+            Err(ContentError::CollectionRunning) => {
+                tracing::info!("garbage collection skipped: another one is running over the store")
+            }
+            Err(ContentError::ReadOnly) => {
+                tracing::info!("garbage collection paused: the registry is read-only")
+            }
+            Err(error) => tracing::warn!(%error, "garbage collection stopped; will retry"),
+        }
+    }
+}
+
+/// Removed tags and manifests are logged at info (with a dry run: what would be), everything
+/// else a collection does at debug.
+fn log_event(event: &GcEvent, dry_run: bool) {
+    match event {
+        GcEvent::DeleteTag {
+            repository,
+            tag,
+            digest,
+        } => tracing::info!(%repository, %tag, %digest, dry_run, "gc: tag removed by retention"),
+        GcEvent::DeleteManifest { repository, digest } => {
+            tracing::info!(%repository, %digest, dry_run, "gc: manifest deleted")
+        }
+        GcEvent::DeleteLayerLink { repository, digest } => {
+            tracing::debug!(%repository, %digest, dry_run, "gc: layer link deleted")
+        }
+        GcEvent::DeleteBlob { digest, size } => {
+            tracing::debug!(%digest, size, dry_run, "gc: blob deleted")
+        }
+        GcEvent::SkipRepository { repository } => {
+            tracing::info!(%repository, "gc: repository busy throughout, left as it is")
+        }
+        _ => {}
     }
 }

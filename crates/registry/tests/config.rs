@@ -1809,3 +1809,58 @@ fn an_unknown_key_beside_the_provider_names_access() {
         "config key auth.acess (line 3): unknown auth provider acess; use htpasswd, token or silly (the only other key here is access)"
     );
 }
+
+#[test]
+fn garbage_collection_is_off_by_default_and_read_with_its_retention_policies() {
+    let defaults = load("", &[]).config.storage.maintenance.gc;
+    assert!(!defaults.enabled, "nothing is deleted unasked");
+    assert_eq!(defaults.interval, Duration::from_secs(24 * 3600));
+    assert_eq!(defaults.graceperiod, Duration::from_secs(3600));
+
+    let yaml = "storage:\n  maintenance:\n    gc:\n      enabled: true\n      interval: 6h\n      graceperiod: 30m\n      retention:\n        - repositories: [\"team/*\"]\n          keepnewest: 10\n          keeptags: [\"v.*\", latest]\n          untaggedolderthan: 720h\n";
+    let config = load(
+        yaml,
+        &[("REGISTRY_STORAGE_MAINTENANCE_GC_DELETEUNTAGGED", "true")],
+    )
+    .config;
+    let gc = &config.storage.maintenance.gc;
+    assert!(gc.enabled && gc.deleteuntagged && !gc.dryrun);
+    assert_eq!(gc.interval, Duration::from_secs(6 * 3600));
+    let options = registry::gc_options(&config).expect("valid policies");
+    assert_eq!(options.grace_period, Duration::from_secs(1800));
+    let policy = &options.retention[0];
+    assert!(policy.applies_to(&"team/app".parse().expect("name")));
+    assert!(!policy.applies_to(&"team/app/cache".parse().expect("name")));
+    assert_eq!(policy.keep_newest, Some(10));
+    assert_eq!(policy.keep_tags.len(), 2);
+    assert_eq!(
+        policy.untagged_older_than,
+        Some(Duration::from_secs(720 * 3600))
+    );
+}
+
+#[test]
+fn a_retention_pattern_that_does_not_compile_stops_start_up_naming_its_key() {
+    let yaml = "storage:\n  inmemory:\n  maintenance:\n    gc:\n      retention:\n        - repositories: [\"**\"]\n          keeptags: [\"v1\", \"v(\"]\n";
+    let config = load(yaml, &[]).config;
+    let error = registry::Registry::from_config(&config)
+        .expect_err("a broken pattern")
+        .to_string();
+    assert!(
+        error.starts_with("config key storage.maintenance.gc.retention[0].keeptags[1]: \"v(\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn read_only_mode_is_served_not_refused() {
+    let config = load(
+        "storage:\n  inmemory:\n  maintenance:\n    readonly:\n      enabled: true\n",
+        &[],
+    )
+    .config;
+    let registry = registry::Registry::from_config(&config).expect("read-only registry");
+    assert!(registry.is_read_only());
+    registry.set_read_only(false);
+    assert!(!registry.is_read_only());
+}

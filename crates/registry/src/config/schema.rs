@@ -166,9 +166,28 @@ const STORAGE: Kind = Kind::Struct(&[
                 ]),
             ),
             key("readonly", &Kind::Struct(&[key("enabled", &Kind::Bool)])),
+            key(
+                "gc",
+                &Kind::Struct(&[
+                    key("enabled", &Kind::Bool),
+                    key("interval", &Kind::Duration),
+                    key("graceperiod", &Kind::Duration),
+                    key("deleteuntagged", &Kind::Bool),
+                    key("dryrun", &Kind::Bool),
+                    key("retention", &Kind::List(&RETENTION_POLICY)),
+                ]),
+            ),
         ]),
     ),
     key("tag", &Kind::Struct(&[key("concurrencylimit", &Kind::Int)])),
+]);
+
+/// One retention policy (`storage.maintenance.gc.retention[N]`, a registryd extension).
+const RETENTION_POLICY: Kind = Kind::Struct(&[
+    key("repositories", &STRINGS),
+    key("keepnewest", &Kind::Int),
+    key("keeptags", &STRINGS),
+    key("untaggedolderthan", &Kind::Duration),
 ]);
 
 /// The actions an access rule may name.
