@@ -281,7 +281,11 @@ mod tests {
             keep_newest: Some(1),
             ..RetentionPolicy::default()
         };
-        let tags = [(tag("v1"), at(10)), (tag("v2"), at(10)), (tag("v0"), at(10))];
+        let tags = [
+            (tag("v1"), at(10)),
+            (tag("v2"), at(10)),
+            (tag("v0"), at(10)),
+        ];
         assert_eq!(removed(&policy, &tags), ["v0", "v1"]);
     }
 

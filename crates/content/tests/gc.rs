@@ -524,6 +524,55 @@ async fn a_layer_link_written_again_during_its_sweep_stays() {
     assert_eq!(blob(&app, &digest).await.as_deref(), Some(&data[..]));
 }
 
+/// A collection that died between marking a blob `deleting` and deleting its data (its delete
+/// fails here, as a crash would leave it).
+async fn collection_dies_while_deleting(driver: &FaultyDriver, store: &ContentStore) {
+    driver.inject(Fault::fail(Operation::Delete).on_path("/data"));
+    let died = store.collect_garbage(&at_once(true), |_| {}).await;
+    assert!(died.is_err(), "the collection failed: {died:?}");
+    driver.clear();
+}
+
+#[tokio::test]
+async fn the_next_collection_finishes_what_a_dead_one_left_deleting() {
+    let driver = Arc::new(FaultyDriver::new(Arc::new(InMemoryDriver::new())));
+    let store = store(driver.clone());
+    let app = store.repository(name("gc/app"));
+    let stray = upload(&app, b"unlinked, old").await;
+    app.delete_blob(&stray).await.expect("unlink");
+    collection_dies_while_deleting(&driver, &store).await;
+    assert!(
+        stored(&store, &stray).await,
+        "the data outlived the dead collection"
+    );
+
+    let (report, _) = collect(&store, &at_once(true)).await;
+
+    assert_eq!(report.blobs_deleted, 1);
+    assert!(!stored(&store, &stray).await);
+}
+
+#[tokio::test]
+async fn an_upload_waits_out_a_dead_collections_deleting_marker_and_keeps_the_blob() {
+    let driver = Arc::new(FaultyDriver::new(Arc::new(InMemoryDriver::new())));
+    let store = store(driver.clone());
+    let app = store.repository(name("gc/app"));
+    let data = b"unlinked, old, wanted again";
+    let digest = upload(&app, data).await;
+    app.delete_blob(&digest).await.expect("unlink");
+    collection_dies_while_deleting(&driver, &store).await;
+
+    // The marker says `deleting` until it expires (one lease term): the upload waits that long,
+    // then finds the data still there and keeps it.
+    assert_eq!(upload(&app, data).await, digest);
+    assert_eq!(blob(&app, &digest).await.as_deref(), Some(&data[..]));
+    // Linked again just now: a collection with a grace period keeps it.
+    let (report, _) = collect(&store, &GcOptions::default()).await;
+
+    assert_eq!(report.blobs_deleted, 0);
+    assert_eq!(blob(&app, &digest).await.as_deref(), Some(&data[..]));
+}
+
 #[tokio::test]
 async fn two_collections_never_run_at_once() {
     let driver = Arc::new(FaultyDriver::new(Arc::new(InMemoryDriver::new())));
