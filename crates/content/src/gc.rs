@@ -634,7 +634,11 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
                 continue;
             }
             if !self.options.dry_run {
-                repository.delete_tag_leased(&tag, lease).await?;
+                match repository.delete_tag_leased(&tag, lease).await {
+                    // Gone already: what the policy wanted.
+                    Ok(()) | Err(ContentError::ManifestUnknown { .. }) => {}
+                    Err(error) => return Err(error),
+                }
             }
             self.report.tags_deleted += 1;
             (self.observe)(&GcEvent::DeleteTag {
