@@ -29,16 +29,17 @@ pub struct SmallImage {
     pub layer: String,
 }
 
-/// Pushes a config blob, one layer of `layer_size` pseudo-random bytes and an OCI manifest
-/// tagged `tag` to `name`.
+/// Pushes a config blob, one layer of `layer_size` pseudo-random bytes (which differ with
+/// `seed`) and an OCI manifest tagged `tag` to `name`.
 pub async fn push_small_image(
     client: &RegistryClient,
     name: &str,
     tag: &str,
     layer_size: usize,
+    seed: u64,
 ) -> Result<SmallImage, Error> {
     let mut layer = vec![0u8; layer_size];
-    XorShift::new(7).fill(&mut layer);
+    XorShift::new(seed).fill(&mut layer);
     let layer = Bytes::from(layer);
     let layer_size = layer.len();
     let layer_digest = client.upload_bytes(name, layer).await?;

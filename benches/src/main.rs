@@ -55,7 +55,8 @@ usage: registry-bench [--compare registry2] [--quick] [--only WORKLOADS] [option
   --server PATH        the registryd binary (env REGISTRYD_BIN; default: registryd next to
                        this executable)
   --quick              smoke test: 64 MiB blob, 2 s load, 1,000 repositories and tags
-  --only LIST          comma-separated workloads: blob,load,list,push32,docker,startup,bounds
+  --only LIST          comma-separated workloads: blob,load,list,push32,smallpush,docker,
+                       startup,bounds
   --blob SIZE          the large blob (default 1GiB; --quick 64MiB)
   --seconds S          measured load period (default 10; --quick 2)
   --connections N      load connections (default 64)
@@ -65,8 +66,15 @@ usage: registry-bench [--compare registry2] [--quick] [--only WORKLOADS] [option
   --direct-io          run registryd with storage.filesystem.directio: true (large uploads
                        bypass the page cache)";
 
-const WORKLOADS: [&str; 7] = [
-    "blob", "load", "list", "push32", "docker", "startup", "bounds",
+const WORKLOADS: [&str; 8] = [
+    "blob",
+    "load",
+    "list",
+    "push32",
+    "smallpush",
+    "docker",
+    "startup",
+    "bounds",
 ];
 
 /// The small image the load workload asks for.
@@ -940,6 +948,55 @@ fn push32_workload(
     Ok(())
 }
 
+/// Images pushed one after another by the smallpush workload, per server and round.
+const SMALL_PUSHES: usize = 300;
+
+/// Small pushes one after another: where the fixed cost of a push (storage operations, leases,
+/// the checks beside garbage collection) shows, since the bytes are few.
+fn smallpush_workload(
+    rt: &Runtime,
+    options: &Options,
+    subjects: &[Subject],
+    report: &mut Report,
+) -> Result<(), Error> {
+    println!(
+        "\n## {SMALL_PUSHES} small images pushed one after another (1 KiB layer, config, manifest)"
+    );
+    let rounds = options.rounds.max(3);
+    let mut per_image = Samples::default();
+    for round in 0..rounds {
+        for &i in &order(subjects.len(), round) {
+            let s = &subjects[i];
+            let started = Instant::now();
+            rt.block_on(async {
+                for k in 0..SMALL_PUSHES {
+                    let seed = 1_000_000 + (round * SMALL_PUSHES + k) as u64;
+                    let tag = format!("r{round}-{k}");
+                    image::push_small_image(&s.client, "bench/smallpush", &tag, 1024, seed).await?;
+                }
+                Ok::<(), Error>(())
+            })?;
+            let micros = micros(started.elapsed()) / SMALL_PUSHES as f64;
+            println!(
+                "  {:<10} round {}: {} an image",
+                s.label,
+                round + 1,
+                format_micros(micros.round() as u64)
+            );
+            per_image.push(i, micros);
+        }
+    }
+    report.add(
+        &format!(
+            "push of a small image, one at a time (median of {rounds} rounds of {SMALL_PUSHES})"
+        ),
+        Unit::Micros,
+        per_image.medians(),
+        None,
+    );
+    Ok(())
+}
+
 fn startup_workload(
     options: &Options,
     subjects: &[Subject],
@@ -1303,15 +1360,16 @@ fn run(options: &Options) -> Result<Report, Error> {
         .build()?;
     for s in &mut subjects {
         let small = rt.block_on(image::push_small_image(
-            &s.client, SMALL_REPO, SMALL_TAG, 4096,
+            &s.client, SMALL_REPO, SMALL_TAG, 4096, 7,
         ));
         s.small = Some(small.map_err(|e| format!("{}: {e}\n{}", s.label, s.server.log_tail(20)))?);
     }
 
     type Step = fn(&Runtime, &Options, &[Subject], &mut Report) -> Result<(), Error>;
-    let steps: [(&str, Step); 7] = [
+    let steps: [(&str, Step); 8] = [
         ("blob", blob_workload),
         ("push32", push32_workload),
+        ("smallpush", smallpush_workload),
         ("load", load_workload),
         ("list", list_workload),
         ("docker", |_, o, s, r| docker_workload(o, s, r)),

@@ -1,12 +1,13 @@
-//! Serving through the facade: maintenance runs beside the server and stops with it.
+//! Serving through the facade: maintenance (upload purging, garbage collection) runs beside the
+//! server, pauses in read-only mode, and stops with the server.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use registry::content::ContentError;
+use registry::content::{ContentError, GcOptions};
 use registry::model::DigestAlgorithm;
 use registry::storage::InMemoryDriver;
-use registry::{Registry, UploadPurging};
+use registry::{GarbageCollection, Registry, UploadPurging};
 
 /// Serves `registry` on 127.0.0.1 for two hours of the test's clock, with one upload started
 /// before; returns whether the upload is still there afterwards.
@@ -210,4 +211,66 @@ async fn an_upload_body_idle_past_the_limit_is_ended_and_resumes() {
     let head = answer(&mut resume, &request).await.expect("resumed");
     assert!(head.starts_with("http/1.1 202"), "{head}");
     assert!(head.contains("range: 0-999"), "{head}");
+}
+
+/// Serves `registry` for two hours of the test's paused clock with a blob uploaded before and
+/// linked nowhere (its link removed); returns whether the blob's data is still stored.
+async fn unlinked_blob_survives_two_hours_of_serving(registry: Registry) -> bool {
+    use futures_util::stream;
+    let content = registry.service().content().clone();
+    let repository = content.repository("app".parse().expect("name"));
+    let data = bytes::Bytes::from_static(b"unlinked blob");
+    let digest = registry::model::Digest::sha256(&data);
+    let body = stream::iter([Ok::<_, std::convert::Infallible>(data)]);
+    repository.put_blob(&digest, body).await.expect("upload");
+    // Read-only mode is the HTTP API's: the content layer still takes the link away.
+    repository.delete_blob(&digest).await.expect("unlink");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    registry
+        .serve(listener, tokio::time::sleep(Duration::from_secs(2 * 3600)))
+        .await
+        .expect("serve ended cleanly");
+    let path = format!(
+        "/docker/registry/v2/blobs/sha256/{}/{}/data",
+        &digest.hex()[..2],
+        digest.hex()
+    );
+    registry
+        .driver()
+        .stat(&registry::storage::StoragePath::parse(&path).expect("storage path"))
+        .await
+        .is_ok()
+}
+
+fn collecting_every_hour() -> Option<GarbageCollection> {
+    Some(GarbageCollection {
+        interval: Duration::from_secs(3600),
+        options: GcOptions {
+            grace_period: Duration::ZERO,
+            ..GcOptions::default()
+        },
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn garbage_is_collected_on_schedule_while_serving() {
+    let registry = Registry::builder()
+        .driver(Arc::new(InMemoryDriver::new()))
+        .delete_enabled(true)
+        .garbage_collection(collecting_every_hour())
+        .build();
+    assert!(!unlinked_blob_survives_two_hours_of_serving(registry).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn collection_pauses_while_read_only() {
+    let registry = Registry::builder()
+        .driver(Arc::new(InMemoryDriver::new()))
+        .delete_enabled(true)
+        .garbage_collection(collecting_every_hour())
+        .read_only(true)
+        .build();
+    assert!(unlinked_blob_survives_two_hours_of_serving(registry).await);
 }
