@@ -14,10 +14,10 @@
 //!    written, and fails if anything a tag reaches is gone, or garbage is left after the real
 //!    run;
 //! 3. starts `registryd serve` over a root populated again, and pushes distinct 1 MiB blobs from
-//!    16 concurrent POST + PUT loops for a fixed time, three times: alone, while
-//!    `registryd garbage-collect --delete-untagged` (default grace period) runs over the same root
-//!    back to back, and alone again; the loss is against the mean of the two runs alone. Every
-//!    pushed blob must still be stored afterwards;
+//!    16 concurrent POST + PUT loops three times: alone for `--seconds`, for exactly as long as
+//!    one `registryd garbage-collect --delete-untagged` (default grace period) takes over the same
+//!    root, and alone again; the loss is against the mean of the two runs alone. Every pushed blob
+//!    must still be stored afterwards;
 //! 4. prints a Markdown report and exits 1 when the collector's peak RSS exceeds the limit or the
 //!    loss exceeds the target (unless `--no-fail`), or when a check of the store failed.
 
@@ -46,7 +46,7 @@ usage: gc [--server PATH] [--repositories N] [--blobs N] [--seconds S] [--concur
   --repositories N    repositories written (default 10000)
   --blobs N           blobs written in all, at least 9 a repository and one more
                       (default 100000)
-  --seconds S         each upload period: alone, during collections, alone again (default 15)
+  --seconds S         each upload period alone, before and after the collection (default 15)
   --concurrency N     concurrent POST + PUT loops (default 16)
   --push-size SIZE    size of each pushed blob (default 1MiB)
   --limit SIZE        fail when a collection's peak RSS exceeds this (default 64MiB)
@@ -126,13 +126,14 @@ fn parse_args() -> Result<Options, Error> {
 // One collection
 
 /// The totals line `registryd garbage-collect` ends with: "R repositories, M manifests and B blobs
-/// marked; deleted m manifests, l layer links and b blobs, freeing 1.0 MiB (N bytes), in S s"
-/// (`would delete` with `--dry-run`).
+/// marked; deleted t tags, m manifests, l layer links and b blobs, freeing 1.0 MiB (N bytes), in
+/// S s" (`would delete` with `--dry-run`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Totals {
     repositories: u64,
     manifests_marked: u64,
     blobs_marked: u64,
+    tags_deleted: u64,
     manifests_deleted: u64,
     layer_links_deleted: u64,
     blobs_deleted: u64,
@@ -154,15 +155,17 @@ impl Totals {
             repositories: number(&marked, 0)?,
             manifests_marked: number(&marked, 2)?,
             blobs_marked: number(&marked, 5)?,
-            manifests_deleted: number(&counts, 0)?,
-            layer_links_deleted: number(&counts, 2)?,
-            blobs_deleted: number(&counts, 6)?,
+            tags_deleted: number(&counts, 0)?,
+            manifests_deleted: number(&counts, 2)?,
+            layer_links_deleted: number(&counts, 4)?,
+            blobs_deleted: number(&counts, 8)?,
             bytes_freed: bytes.parse().ok()?,
         };
         let shape = marked.get(1) == Some(&"repositories,")
             && marked.get(3..5) == Some(&["manifests", "and"][..])
             && marked.get(6..8) == Some(&["blobs", "marked"][..])
-            && counts.get(7) == Some(&"blobs");
+            && counts.get(1) == Some(&"tags,")
+            && counts.get(9) == Some(&"blobs");
         shape.then_some(totals)
     }
 }
@@ -437,6 +440,7 @@ fn check_totals(
             repositories,
             manifests_marked: repositories,
             blobs_marked: store.kept_blobs() as u64,
+            tags_deleted: 0,
             manifests_deleted: repositories,
             layer_links_deleted: store.garbage_layer_links() as u64,
             blobs_deleted: store.garbage_blobs() as u64,
@@ -547,24 +551,32 @@ impl Pushed {
     }
 }
 
-/// `concurrency` loops of POST + PUT of distinct blobs for `period`: each blob is `base` with a
-/// stamp of its own (period, loop, count) in its first 8 bytes, copied and hashed by the client.
+/// `concurrency` loops of POST + PUT of distinct blobs, for `--seconds` or, given `stop`, until
+/// it is set: each blob is `base` with a stamp of its own (period, loop, count) in its first 8
+/// bytes, copied and hashed by the client. Each period has a client (and connections) of its own.
 async fn push_for(
-    client: &RegistryClient,
+    server: &RegistryProcess,
     options: &Options,
     base: &Bytes,
     period: u64,
+    stop: Option<Arc<AtomicBool>>,
 ) -> Result<Pushed, Error> {
+    let client = RegistryClient::new(&server.base_url());
     let started = Instant::now();
     let deadline = started + options.seconds;
     let mut loops = tokio::task::JoinSet::new();
     for worker in 0..options.concurrency as u64 {
         let client = client.clone();
         let base = base.clone();
+        let stop = stop.clone();
         loops.spawn(async move {
             let mut digests = Vec::new();
             let mut count = 0u64;
-            while Instant::now() < deadline {
+            let going = || match &stop {
+                Some(stop) => !stop.load(Ordering::Relaxed),
+                None => Instant::now() < deadline,
+            };
+            while going() {
                 let mut data = base.to_vec();
                 let stamp = (period << 56) | (worker << 32) | count;
                 data[..8].copy_from_slice(&stamp.to_le_bytes());
@@ -643,35 +655,29 @@ fn uploads(options: &Options, problems: &mut Problems) -> Result<Uploads, Error>
     let mut base = vec![0u8; options.push_size];
     XorShift::new(0x6c_0c01).fill(&mut base);
     let base = Bytes::from(base);
-    let client = RegistryClient::new(&server.base_url());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
 
-    let alone_before = runtime.block_on(push_for(&client, options, &base, 1))?;
+    let alone_before = runtime.block_on(push_for(&server, options, &base, 1, None))?;
     report_push("alone", &alone_before);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let looping = {
-        let stop = Arc::clone(&stop);
+    // Uploads run for exactly one collection, from its start to its end.
+    let collected = Arc::new(AtomicBool::new(false));
+    let collecting = {
+        let collected = Arc::clone(&collected);
         let binary = options.server.clone();
         let config = config.clone();
         std::thread::spawn(move || {
-            let mut collections = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                match collect(&binary, &config, &["--delete-untagged"]) {
-                    Ok(collection) => collections.push(collection),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-            Ok(collections)
+            let collection = collect(&binary, &config, &["--delete-untagged"]);
+            collected.store(true, Ordering::Relaxed);
+            collection
+                .map(|collection| vec![collection])
+                .map_err(|e| e.to_string())
         })
     };
-    let during = runtime.block_on(push_for(&client, options, &base, 2));
-    stop.store(true, Ordering::Relaxed);
-    let collections = looping
-        .join()
-        .map_err(|_| "the collection loop panicked")??;
+    let during = runtime.block_on(push_for(&server, options, &base, 2, Some(collected)));
+    let collections = collecting.join().map_err(|_| "the collection panicked")??;
     let during = during?;
     report_push("during collections", &during);
     for (i, collection) in collections.iter().enumerate() {
@@ -683,7 +689,7 @@ fn uploads(options: &Options, problems: &mut Problems) -> Result<Uploads, Error>
         }
     }
 
-    let alone_after = runtime.block_on(push_for(&client, options, &base, 3))?;
+    let alone_after = runtime.block_on(push_for(&server, options, &base, 3, None))?;
     report_push("alone again", &alone_after);
 
     let root = server.data_dir();
@@ -803,10 +809,11 @@ fn markdown(options: &Options, offline: &Offline, uploads: Option<&Uploads>) -> 
             .max()
             .unwrap_or_default();
         rows.push((
-            "uploads while collections run back to back".to_string(),
+            "uploads while a collection runs".to_string(),
             format!(
-                "{:.1} MB/s ({} collections, peak RSS {}; root populated again in {})",
+                "{:.1} MB/s for {} ({} collection, peak RSS {}; root populated again in {})",
                 uploads.during.mb_per_s(),
+                seconds(uploads.during.elapsed),
                 uploads.collections.len(),
                 human_bytes(peak),
                 seconds(uploads.populate)
@@ -900,15 +907,16 @@ mod tests {
 
     #[test]
     fn totals_line_is_parsed() {
-        let line = "10000 repositories, 10000 manifests and 50001 blobs marked; deleted 10000 \
-                    manifests, 30000 layer links and 49999 blobs, freeing 40.1 MiB (42000000 \
-                    bytes), in 31.2 s";
+        let line = "10000 repositories, 10000 manifests and 50001 blobs marked; deleted 0 tags, \
+                    10000 manifests, 30000 layer links and 49999 blobs, freeing 40.1 MiB \
+                    (42000000 bytes), in 31.2 s";
         assert_eq!(
             Totals::parse(line),
             Some(Totals {
                 repositories: 10_000,
                 manifests_marked: 10_000,
                 blobs_marked: 50_001,
+                tags_deleted: 0,
                 manifests_deleted: 10_000,
                 layer_links_deleted: 30_000,
                 blobs_deleted: 49_999,

@@ -214,7 +214,12 @@ impl ContentStore {
                     let rescued = Marker::encode(MarkerState::Rescued, Duration::ZERO);
                     match self
                         .driver
-                        .put_content_if(&marker, rescued, PutMode::Update(version), DURABLE)
+                        .put_content_if(
+                            &marker,
+                            rescued,
+                            PutMode::Update(version),
+                            MARKER_DURABILITY,
+                        )
                         .await
                     {
                         Ok(_) => return self.blob_data_stored(digest).await,
@@ -281,8 +286,12 @@ impl ContentStore {
     }
 }
 
-/// Markers are few and decide whether data is deleted: they are flushed.
-const DURABLE: Durability = Durability::Durable;
+/// Markers are not flushed to disk. Their conditional writes decide, between live processes,
+/// whether data is deleted; a machine crash that loses one loses no acknowledged content: a
+/// blob is deleted only after its `deleting` marker was written over the `condemned` one, which
+/// no linker had rescued, and the next collection looks at every link again. Flushing them made
+/// collecting 10,000 repositories and deleting 50,000 blobs take 210 s instead of 65 s.
+const MARKER_DURABILITY: Durability = Durability::Volatile;
 
 /// Where a blob the collector found unlinked stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,6 +372,37 @@ struct Linked {
     written: Option<SystemTime>,
 }
 
+/// The blobs a collection found linked, in 8 bytes each: the first 8 bytes of each digest's
+/// hash, which for a cryptographic hash are as good as random. Two digests sharing them make the
+/// collector keep a blob it could have deleted, never the reverse; with a million blobs that
+/// happens in about one collection in twenty million. A set of whole digests took about 160
+/// bytes a blob.
+#[derive(Default)]
+struct MarkSet(HashSet<u64>);
+
+impl MarkSet {
+    fn insert(&mut self, digest: &Digest) {
+        self.0.insert(Self::fingerprint(digest));
+    }
+
+    fn contains(&self, digest: &Digest) -> bool {
+        self.0.contains(&Self::fingerprint(digest))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn fingerprint(digest: &Digest) -> u64 {
+        // A digest's hex is at least 64 characters (sha256), so never short.
+        digest
+            .hex()
+            .get(..16)
+            .and_then(|prefix| u64::from_str_radix(prefix, 16).ok())
+            .unwrap_or(0)
+    }
+}
+
 /// A blob the collector found unlinked and old, and its marker's version.
 struct Candidate {
     digest: Digest,
@@ -372,7 +412,7 @@ struct Candidate {
 
 impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
     async fn run(&mut self) -> Result<(), ContentError> {
-        let mut linked = HashSet::new();
+        let mut linked = MarkSet::default();
         for name in self.store.repository_names().await? {
             if self.store.is_read_only() {
                 return Err(ContentError::ReadOnly);
@@ -413,7 +453,7 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
     async fn repository(
         &mut self,
         repository: &Repository,
-        linked: &mut HashSet<Digest>,
+        linked: &mut MarkSet,
     ) -> Result<(), ContentError> {
         let lease = match repository.lease_tags().await {
             Ok(lease) => lease,
@@ -423,7 +463,9 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
                 (self.observe)(&GcEvent::SkipRepository {
                     repository: repository.name().clone(),
                 });
-                linked.extend(self.links_of(repository).await?);
+                for digest in self.links_of(repository).await? {
+                    linked.insert(&digest);
+                }
                 return Ok(());
             }
             Err(error) => return Err(error),
@@ -437,7 +479,7 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
         &mut self,
         repository: &Repository,
         lease: &Lease,
-        linked: &mut HashSet<Digest>,
+        linked: &mut MarkSet,
     ) -> Result<(), ContentError> {
         let name = repository.name();
         let revisions = self
@@ -510,7 +552,7 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
 
         for link in &revisions {
             if kept.contains(&link.digest) {
-                linked.insert(link.digest.clone());
+                linked.insert(&link.digest);
                 continue;
             }
             (self.observe)(&GcEvent::DeleteManifest {
@@ -528,7 +570,7 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
             let keep =
                 every_layer_used || used.contains(&link.digest) || self.within_grace(link.written);
             if keep {
-                linked.insert(link.digest);
+                linked.insert(&link.digest);
             } else {
                 unused.push(link.digest);
             }
@@ -552,7 +594,7 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
         repository: &Repository,
         unused: Vec<Digest>,
         lease: &Lease,
-        linked: &mut HashSet<Digest>,
+        linked: &mut MarkSet,
     ) -> Result<(), ContentError> {
         let driver = self.store.driver.as_ref();
         let name = repository.name();
@@ -583,7 +625,7 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
                         Err(error) => return Err(error.into()),
                     };
                     if self.within_grace(written) {
-                        linked.insert(digest);
+                        linked.insert(&digest);
                         continue;
                     }
                     lease.ensure_held()?;
@@ -814,19 +856,18 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
     }
 
     /// Every blob any repository links now.
-    async fn all_links(&self) -> Result<HashSet<Digest>, ContentError> {
-        let mut linked = HashSet::new();
+    async fn all_links(&self) -> Result<MarkSet, ContentError> {
+        let mut linked = MarkSet::default();
         for name in self.store.repository_names().await? {
-            linked.extend(self.links_of(&self.store.repository(name)).await?);
+            for digest in self.links_of(&self.store.repository(name)).await? {
+                linked.insert(&digest);
+            }
         }
         Ok(linked)
     }
 
     /// The blobs not in `linked` whose data was written before the grace period.
-    async fn unlinked_blobs(
-        &self,
-        linked: &HashSet<Digest>,
-    ) -> Result<Vec<Candidate>, ContentError> {
+    async fn unlinked_blobs(&self, linked: &MarkSet) -> Result<Vec<Candidate>, ContentError> {
         let driver = self.store.driver.as_ref();
         let mut candidates = Vec::new();
         for algorithm in layout::ALGORITHMS {
@@ -879,7 +920,7 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
         let marker = layout::blob_gc_marker(digest)?;
         let condemned = || Marker::encode(MarkerState::Condemned, Duration::ZERO);
         match driver
-            .put_content_if(&marker, condemned(), PutMode::Create, DURABLE)
+            .put_content_if(&marker, condemned(), PutMode::Create, MARKER_DURABILITY)
             .await
         {
             Ok(version) => return Ok(Some(version)),
@@ -893,7 +934,12 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
             Err(error) => return Err(error.into()),
         };
         match driver
-            .put_content_if(&marker, condemned(), PutMode::Update(version), DURABLE)
+            .put_content_if(
+                &marker,
+                condemned(),
+                PutMode::Update(version),
+                MARKER_DURABILITY,
+            )
             .await
         {
             Ok(version) => Ok(Some(version)),
@@ -913,7 +959,12 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
         let began = Instant::now();
         let deleting = Marker::encode(MarkerState::Deleting, term);
         match driver
-            .put_content_if(&marker, deleting, PutMode::Update(version), DURABLE)
+            .put_content_if(
+                &marker,
+                deleting,
+                PutMode::Update(version),
+                MARKER_DURABILITY,
+            )
             .await
         {
             Ok(_) => {}
