@@ -11,6 +11,7 @@ mod access;
 mod body;
 mod body_guard;
 mod error;
+mod events;
 mod handlers;
 mod query;
 mod range;
@@ -27,11 +28,13 @@ use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, heade
 use http_body::Body;
 use registry_auth::AccessController;
 use registry_content::{ContentError, ContentStore};
+use registry_events::EventSink;
 
 pub use access::required_access;
 pub use body::{BoxError, ResponseBody};
 pub use body_guard::{BodyCut, BodyGuard, GuardedBody};
 pub use error::{ApiError, ErrorCode};
+pub use events::{ClientConnection, REQUEST_ID};
 pub use route::Route;
 
 /// The crate's private header parsers, for the coverage-guided fuzz targets in `fuzz/`. Built only
@@ -86,6 +89,9 @@ pub struct HttpOptions {
     /// The most referrers one `/v2/<name>/referrers/<digest>` page lists, and its size when the
     /// client gives no `n` ([`DEFAULT_MAX_REFERRERS`]); further pages are linked with `Link`.
     pub max_referrers: usize,
+    /// Where the events of requests that succeeded go (registry:2's `notifications`); `None`
+    /// for none.
+    pub events: Option<Arc<dyn EventSink>>,
 }
 
 /// The default of [`HttpOptions::max_referrers`]: the largest page of referrers, 1,000, as for the
@@ -102,6 +108,7 @@ impl Default for HttpOptions {
             catalog_max_entries: 1000,
             max_tags: 1000,
             max_referrers: DEFAULT_MAX_REFERRERS,
+            events: None,
         }
     }
 }
@@ -121,6 +128,7 @@ struct Inner {
     catalog_max_entries: usize,
     max_tags: usize,
     max_referrers: usize,
+    events: Option<Arc<dyn EventSink>>,
 }
 
 impl RegistryService {
@@ -136,6 +144,7 @@ impl RegistryService {
                 catalog_max_entries: options.catalog_max_entries.max(1),
                 max_tags: options.max_tags.max(1),
                 max_referrers: options.max_referrers.max(1),
+                events: options.events,
             }),
         }
     }
@@ -190,8 +199,12 @@ impl RegistryService {
         if self.inner.content.is_read_only() && access::changes_content(&accesses) {
             return Err(ContentError::ReadOnly.into());
         }
+        let notice = self.inner.events.as_ref().map(|sink| {
+            events::Notice::new(Arc::clone(sink), &request, &grant, &self.inner.prefix)
+        });
         let context = handlers::Context {
             content: &self.inner.content,
+            notice: notice.as_ref(),
             prefix: &self.inner.prefix,
             grant: &grant,
             catalog_max_entries: self.inner.catalog_max_entries,

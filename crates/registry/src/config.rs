@@ -2,7 +2,7 @@
 //! overrides, read into typed settings.
 //!
 //! A registry:2 `config.yml` loads as it is. Sections registryd does not implement yet
-//! (`notifications`, `redis`, `health`, `proxy`, `middleware`, ...) are accepted with a warning,
+//! (`redis`, `health`, `proxy`, `middleware`, ...) are accepted with a warning,
 //! unknown keys are warnings that name their path, and a wrong value is an error that names its
 //! key, where it came from and what to write instead:
 //!
@@ -97,8 +97,8 @@ pub struct Config {
     pub tags: TagsConfig,
     /// Pull-through cache settings (`proxy`). Read but not acted on yet: loading warns.
     pub proxy: Option<ProxyConfig>,
-    /// registry:2's `notifications` section, kept as written. Not implemented: loading warns.
-    pub notifications: Option<serde_json::Value>,
+    /// Webhooks that receive the registry's events (`notifications`).
+    pub notifications: NotificationsConfig,
     /// registry:2's `redis` section, kept as written. Not implemented: loading warns.
     pub redis: Option<serde_json::Value>,
     /// registry:2's `health` section, kept as written. Not implemented: loading warns.
@@ -127,7 +127,7 @@ impl Default for Config {
             catalog: CatalogConfig::default(),
             tags: TagsConfig::default(),
             proxy: None,
-            notifications: None,
+            notifications: NotificationsConfig::default(),
             redis: None,
             health: None,
             validation: ValidationConfig::default(),
@@ -758,6 +758,82 @@ impl Default for TagsConfig {
     }
 }
 
+/// Webhooks that receive the registry's events (`notifications`), as registry:2 configures
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotificationsConfig {
+    /// What events carry (`notifications.events`).
+    pub events: NotificationEventsConfig,
+    /// The endpoints events are sent to, each with its own queue in the outbox.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+impl NotificationsConfig {
+    /// Whether the section says nothing (no endpoint, no event setting).
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty() && self.events == NotificationEventsConfig::default()
+    }
+}
+
+/// What events carry (`notifications.events`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotificationEventsConfig {
+    /// Whether manifest events list the manifest's references (default false).
+    pub includereferences: bool,
+}
+
+/// One endpoint (`notifications.endpoints[N]`). registry:2 requires `timeout`, `threshold` and
+/// `backoff`; registryd takes 1s, 10 and 1s when they are left out.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointConfig {
+    /// A name for logs and metrics; it also names the endpoint's queue in the outbox.
+    pub name: String,
+    /// Leaves the endpoint out (default false).
+    pub disabled: bool,
+    /// Where events are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// Headers sent with every delivery: name -> values.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// How long one delivery may take.
+    #[serde(
+        with = "serde_option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    /// Failed deliveries in a row before backing off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+    /// How long to back off after `threshold` failures (doubling while failures go on).
+    #[serde(
+        with = "serde_option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backoff: Option<Duration>,
+    /// Target media types not sent to this endpoint (registry:2's older form of
+    /// `ignore.mediatypes`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignoredmediatypes: Vec<String>,
+    /// Media types and actions not sent to this endpoint.
+    pub ignore: IgnoreConfig,
+}
+
+/// What an endpoint is not sent (`notifications.endpoints[N].ignore`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IgnoreConfig {
+    /// Target media types.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mediatypes: Vec<String>,
+    /// Actions: `push`, `pull`, `mount`, `delete`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+}
+
 /// What pushed manifests are checked for (`validation`), as in registry:2: the URLs their
 /// layers may name, and which children of an index must already be in the repository.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -986,8 +1062,16 @@ impl Config {
             }
         });
         config.log.hooks.iter_mut().for_each(redact_value);
+        for endpoint in &mut config.notifications.endpoints {
+            for (name, values) in &mut endpoint.headers {
+                if is_secret_key(name) {
+                    values
+                        .iter_mut()
+                        .for_each(|value| *value = REDACTED.to_owned());
+                }
+            }
+        }
         [
-            &mut config.notifications,
             &mut config.redis,
             &mut config.health,
             &mut config.compatibility,
@@ -1506,7 +1590,6 @@ impl Serialize for Config {
             policy,
         } = self;
         let kept_as_written = [
-            ("notifications", notifications),
             ("redis", redis),
             ("health", health),
             ("compatibility", compatibility),
@@ -1515,7 +1598,7 @@ impl Serialize for Config {
             ("policy", policy),
         ];
         let has_auth = auth.is_some() || !access.is_empty();
-        let len = 7
+        let len = 8
             + usize::from(has_auth)
             + usize::from(proxy.is_some())
             + kept_as_written.iter().filter(|(_, v)| v.is_some()).count();
@@ -1539,6 +1622,7 @@ impl Serialize for Config {
         if let Some(proxy) = proxy {
             map.serialize_entry("proxy", proxy)?;
         }
+        map.serialize_entry("notifications", notifications)?;
         for (key, section) in kept_as_written {
             if let Some(section) = section {
                 map.serialize_entry(key, section)?;

@@ -23,6 +23,7 @@
 
 pub mod config;
 mod maintenance;
+mod notifications;
 mod server;
 pub mod tls;
 
@@ -36,11 +37,14 @@ use registry_storage::{FilesystemDriver, InMemoryDriver, StorageDriver};
 pub use config::Config;
 use config::{AuthConfig, StorageDriverConfig};
 pub use maintenance::{GarbageCollection, UploadPurging};
+pub use notifications::notifier_options;
 pub use registry_auth as auth;
 use registry_auth::htpasswd::HtpasswdAuthenticator;
 use registry_auth::token::{TokenAuthenticator, TokenSettings};
 use registry_auth::{AccessController, Authenticator};
 pub use registry_content as content;
+pub use registry_events as events;
+use registry_events::{EventSink, Notifier};
 pub use registry_http as http_api;
 pub use registry_model as model;
 pub use registry_storage as storage;
@@ -55,6 +59,7 @@ pub struct Registry {
     upload_purging: Option<UploadPurging>,
     garbage_collection: Option<GarbageCollection>,
     tls: Option<ReloadableTls>,
+    notifier: Option<Arc<Notifier>>,
 }
 
 /// Builds a [`Registry`] piece by piece. Starts from the in-memory driver and registry:2's
@@ -70,6 +75,7 @@ pub struct RegistryBuilder {
     garbage_collection: Option<GarbageCollection>,
     read_only: bool,
     tls: Option<ReloadableTls>,
+    notifier: Option<Arc<Notifier>>,
 }
 
 impl RegistryBuilder {
@@ -154,6 +160,25 @@ impl RegistryBuilder {
         self
     }
 
+    /// Sends events to `notifier`, whose tasks start and stop with [`Registry::serve`] (or with
+    /// the first event, for a service mounted elsewhere). Replaces any
+    /// [`event_sink`](RegistryBuilder::event_sink).
+    pub fn notifier(mut self, notifier: Option<Arc<Notifier>>) -> Self {
+        self.http.events = notifier
+            .clone()
+            .map(|notifier| notifier as Arc<dyn EventSink>);
+        self.notifier = notifier;
+        self
+    }
+
+    /// Sends events to a sink of your own (no outbox, no delivery unless it does them).
+    /// Replaces any [`notifier`](RegistryBuilder::notifier).
+    pub fn event_sink(mut self, sink: Option<Arc<dyn EventSink>>) -> Self {
+        self.http.events = sink;
+        self.notifier = None;
+        self
+    }
+
     /// The registry.
     pub fn build(self) -> Registry {
         let driver = self
@@ -167,6 +192,7 @@ impl RegistryBuilder {
             upload_purging: self.upload_purging,
             garbage_collection: self.garbage_collection,
             tls: self.tls,
+            notifier: self.notifier,
         }
     }
 }
@@ -225,6 +251,9 @@ impl Registry {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
         let content = self.service.content();
+        if let Some(notifier) = &self.notifier {
+            notifier.start();
+        }
         let purging = self.upload_purging.clone().map(|policy| {
             tokio::spawn(maintenance::purge_uploads_periodically(
                 content.clone(),
@@ -247,6 +276,9 @@ impl Registry {
         .await;
         for task in purging.into_iter().chain(collecting) {
             task.abort();
+        }
+        if let Some(notifier) = &self.notifier {
+            notifier.shutdown().await;
         }
         served
     }
@@ -314,8 +346,11 @@ impl Registry {
             .as_ref()
             .map(|tls| ReloadableTls::load(tls, !config.http.http2.disabled))
             .transpose()?;
+        let driver = driver_from_config(config)?;
+        let notifier = notifications::notifier(config, Arc::clone(&driver))?;
         let mut builder = Registry::builder()
-            .driver(driver_from_config(config)?)
+            .driver(driver)
+            .notifier(notifier)
             .delete_enabled(config.storage.delete.enabled)
             .manifest_validation(manifest_validation(config)?)
             .access_controller(access)

@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use registry_http::{BodyGuard, RegistryService};
+use registry_http::{BodyGuard, ClientConnection, RegistryService};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -203,8 +203,8 @@ async fn handle_connection(
         _ = stopping.wait_for(|stopping| *stopping) => return,
     };
     match prepared {
-        Some(Prepared::Plain(stream)) => serve_http(&context, stream, peer, watcher).await,
-        Some(Prepared::Tls(stream)) => serve_http(&context, *stream, peer, watcher).await,
+        Some(Prepared::Plain(stream)) => serve_http(&context, stream, peer, false, watcher).await,
+        Some(Prepared::Tls(stream)) => serve_http(&context, *stream, peer, true, watcher).await,
         None => {}
     }
 }
@@ -309,8 +309,13 @@ async fn refuse_plain_http(mut stream: TcpStream, peer: SocketAddr) {
     .await;
 }
 
-async fn serve_http<S>(context: &ConnectionContext, stream: S, peer: SocketAddr, watcher: Watcher)
-where
+async fn serve_http<S>(
+    context: &ConnectionContext,
+    stream: S,
+    peer: SocketAddr,
+    tls: bool,
+    watcher: Watcher,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = context.service.clone();
@@ -318,7 +323,10 @@ where
     let bodies = context.bodies.clone();
     let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
         let service = service.clone();
-        let request = request.map(|body| bodies.guard(body));
+        let mut request = request.map(|body| bodies.guard(body));
+        request
+            .extensions_mut()
+            .insert(ClientConnection { remote: peer, tls });
         async move {
             if !access_log {
                 return Ok::<_, Infallible>(service.handle(request).await);

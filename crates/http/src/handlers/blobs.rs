@@ -1,6 +1,7 @@
 //! `/v2/<name>/blobs/<digest>`: download (whole or a range) and delete.
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use registry_events::Action;
 use registry_model::{Digest, RepositoryName};
 
 use super::{Context, not_modified, set, set_digest};
@@ -17,8 +18,15 @@ pub(super) async fn get(
     request_headers: &HeaderMap,
     head: bool,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let blob = context.content.repository(name).blob(&digest).await?;
+    let blob = context
+        .content
+        .repository(name.clone())
+        .blob(&digest)
+        .await?;
     let size = blob.size();
+    if !head && let Some(notice) = context.notice {
+        notice.blob(Action::Pull, &name, &digest, size, None).await;
+    }
     if !head && let Some(url) = blob.redirect_url().await? {
         let mut response = body::empty_response(StatusCode::TEMPORARY_REDIRECT);
         set(response.headers_mut(), header::LOCATION, &url);
@@ -83,9 +91,12 @@ pub(super) async fn delete(
 ) -> Result<Response<ResponseBody>, ApiError> {
     context
         .content
-        .repository(name)
+        .repository(name.clone())
         .delete_blob(&digest)
         .await?;
+    if let Some(notice) = context.notice {
+        notice.deleted(&name, &digest).await;
+    }
     let mut response = body::empty_response(StatusCode::ACCEPTED);
     set_digest(response.headers_mut(), &digest);
     Ok(response)

@@ -3,11 +3,13 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body::Body;
-use registry_model::{Reference, RepositoryName, Tag};
+use registry_events::Action;
+use registry_model::{Reference, RepositoryName, Tag, parse_manifest};
 
 use super::{Context, OCI_SUBJECT, OCI_TAG, not_modified, set, set_digest};
 use crate::body::{self, BoxError, ResponseBody};
 use crate::error::{ApiError, ErrorCode};
+use crate::events::ManifestEvent;
 use crate::{MAX_TAGS_PER_MANIFEST_PUSH, query};
 
 /// `GET`/`HEAD`: the manifest byte for byte, typed with its media type, with
@@ -21,9 +23,28 @@ pub(super) async fn get(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let manifest = context
         .content
-        .repository(name)
+        .repository(name.clone())
         .manifest(&reference)
         .await?;
+    if let Some(notice) = context.notice {
+        let parsed = if notice.include_references() {
+            parse_manifest(&manifest.bytes, Some(&manifest.media_type)).ok()
+        } else {
+            None
+        };
+        let tag = match &reference {
+            Reference::Tag(tag) => vec![tag],
+            Reference::Digest(_) => Vec::new(),
+        };
+        let seen = ManifestEvent {
+            repository: &name,
+            digest: &manifest.digest,
+            media_type: &manifest.media_type,
+            size: manifest.bytes.len() as u64,
+            parsed: parsed.as_ref(),
+        };
+        notice.manifest(Action::Pull, seen, &tag).await;
+    }
     if not_modified(request_headers, &manifest.digest) {
         let mut response = body::empty_response(StatusCode::NOT_MODIFIED);
         set_digest(response.headers_mut(), &manifest.digest);
@@ -96,6 +117,7 @@ where
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok());
+    let size = bytes.len() as u64;
     let repository = context.content.repository(name);
     let pushed = repository
         .put_manifest(&reference, content_type, bytes, &extra_tags)
@@ -122,6 +144,17 @@ where
         let tags: Vec<&str> = pushed.tags.iter().map(Tag::as_str).collect();
         set(response_headers, OCI_TAG, &tags.join(", "));
     }
+    if let Some(notice) = context.notice {
+        let tags: Vec<&Tag> = pushed.tags.iter().collect();
+        let seen = ManifestEvent {
+            repository: repository.name(),
+            digest: &pushed.digest,
+            media_type: pushed.manifest.media_type,
+            size,
+            parsed: Some(&pushed.manifest),
+        };
+        notice.manifest(Action::Push, seen, &tags).await;
+    }
     Ok(response)
 }
 
@@ -133,8 +166,14 @@ pub(super) async fn delete(
 ) -> Result<Response<ResponseBody>, ApiError> {
     context
         .content
-        .repository(name)
+        .repository(name.clone())
         .delete_manifest(&reference)
         .await?;
+    if let Some(notice) = context.notice {
+        match &reference {
+            Reference::Tag(tag) => notice.tag_deleted(&name, tag).await,
+            Reference::Digest(digest) => notice.deleted(&name, digest).await,
+        }
+    }
     Ok(body::empty_response(StatusCode::ACCEPTED))
 }

@@ -15,6 +15,7 @@ use registry_content::ContentStore;
 use registry_model::Digest;
 
 use crate::body::{self, BoxError, ResponseBody};
+use crate::events::Notice;
 use crate::{ApiError, Route, method_not_allowed};
 
 /// What every handler may use.
@@ -31,6 +32,8 @@ pub(crate) struct Context<'a> {
     pub(crate) max_tags: usize,
     /// The referrers list's largest (and default) page.
     pub(crate) max_referrers: usize,
+    /// Where events go, with what they share; `None` when no one listens.
+    pub(crate) notice: Option<&'a Notice>,
 }
 
 impl Context<'_> {

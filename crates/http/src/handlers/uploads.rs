@@ -6,6 +6,7 @@ use http::{HeaderMap, Response, StatusCode, header};
 use http_body::Body;
 use registry_auth::Action;
 use registry_content::{Blob, UploadId, UploadStatus};
+use registry_events::Action as EventAction;
 use registry_model::{Digest, DigestAlgorithm, RepositoryName};
 
 use super::{Context, DOCKER_UPLOAD_UUID, set, set_digest};
@@ -33,16 +34,17 @@ where
     if let Some(digest) = query::first(params, "digest") {
         let digest: Digest = digest.parse()?;
         let blob = repository.put_blob(&digest, request_stream(body)).await?;
-        return Ok(blob_created(context, repository.name(), &blob));
+        return Ok(blob_created(context, repository.name(), &blob, EventAction::Push, None).await);
     }
     if let Some(mount) = query::first(params, "mount") {
         let digest: Digest = mount.parse()?;
-        let mounted = match query::first(params, "from").filter(|from| !from.is_empty()) {
-            Some(from) => match from.parse::<RepositoryName>() {
-                Ok(from) => repository.mount_blob(&from, &digest).await?,
-                // A `from` that is not a valid name cannot hold the blob: upload it instead.
-                Err(_) => None,
-            },
+        let from = query::first(params, "from")
+            .filter(|from| !from.is_empty())
+            .map(str::parse::<RepositoryName>);
+        let mounted = match &from {
+            Some(Ok(from)) => repository.mount_blob(from, &digest).await?,
+            // A `from` that is not a valid name cannot hold the blob: upload it instead.
+            Some(Err(_)) => None,
             // Any repository holding the blob will do, as long as the caller may pull it: a
             // digest alone must not reveal content the caller could not read.
             None => {
@@ -53,7 +55,15 @@ where
             }
         };
         if let Some(blob) = mounted {
-            return Ok(blob_created(context, repository.name(), &blob));
+            let from = from.and_then(Result::ok);
+            return Ok(blob_created(
+                context,
+                repository.name(),
+                &blob,
+                EventAction::Mount,
+                from.as_ref(),
+            )
+            .await);
         }
     }
     let algorithm = match query::first(params, "digest-algorithm") {
@@ -139,7 +149,7 @@ where
     let blob = repository
         .complete_upload(&id, &digest, start, request_stream(body))
         .await?;
-    Ok(blob_created(context, repository.name(), &blob))
+    Ok(blob_created(context, repository.name(), &blob, EventAction::Push, None).await)
 }
 
 /// `DELETE`: cancels the upload (204).
@@ -206,12 +216,20 @@ fn upload_response(
     response
 }
 
-/// 201 for a blob now in the repository: `Location` and `Docker-Content-Digest`.
-fn blob_created(
+/// 201 for a blob now in the repository (`Location` and `Docker-Content-Digest`), after its
+/// event (a push, or a mount from `from`) is recorded.
+async fn blob_created(
     context: Context<'_>,
     name: &RepositoryName,
     blob: &Blob,
+    action: EventAction,
+    from: Option<&RepositoryName>,
 ) -> Response<ResponseBody> {
+    if let Some(notice) = context.notice {
+        notice
+            .blob(action, name, blob.digest(), blob.size(), from)
+            .await;
+    }
     let mut response = body::empty_response(StatusCode::CREATED);
     let headers = response.headers_mut();
     set(

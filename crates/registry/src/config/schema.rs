@@ -281,6 +281,35 @@ const HTTP: Kind = Kind::Struct(&[
     key("h2c", &Kind::Struct(&[key("enabled", &Kind::Bool)])),
 ]);
 
+/// The actions an endpoint may ignore (`notifications.endpoints[N].ignore.actions`).
+pub(crate) const EVENT_ACTIONS: &[&str] = &["push", "pull", "mount", "delete"];
+
+const ENDPOINT: Kind = Kind::Struct(&[
+    key("name", &Kind::Str),
+    key("disabled", &Kind::Bool),
+    key("url", &Kind::Str),
+    key("headers", &Kind::Map(&STRINGS)),
+    key("timeout", &Kind::Duration),
+    key("threshold", &Kind::Int),
+    key("backoff", &Kind::Duration),
+    key("ignoredmediatypes", &STRINGS),
+    key(
+        "ignore",
+        &Kind::Struct(&[
+            key("mediatypes", &STRINGS),
+            key("actions", &Kind::List(&Kind::Enum(EVENT_ACTIONS))),
+        ]),
+    ),
+]);
+
+const NOTIFICATIONS: Kind = Kind::Struct(&[
+    key(
+        "events",
+        &Kind::Struct(&[key("includereferences", &Kind::Bool)]),
+    ),
+    key("endpoints", &Kind::List(&ENDPOINT)),
+]);
+
 const PROXY: Kind = Kind::Struct(&[
     key("remoteurl", &Kind::Str),
     key("username", &Kind::Str),
@@ -331,11 +360,7 @@ pub(crate) const ROOT: Kind = Kind::Struct(&[
         &PROXY,
         "the pull-through cache is not supported yet; registryd serves its own content only",
     ),
-    unsupported(
-        "notifications",
-        &Kind::Any,
-        "notifications are not supported yet; no events are sent",
-    ),
+    key("notifications", &NOTIFICATIONS),
     unsupported(
         "redis",
         &Kind::Any,

@@ -371,7 +371,7 @@ fn nesting_deeper_than_32_is_refused_with_an_error() {
 /// nested as deep as a file may, loads.
 #[test]
 fn variable_names_of_thousands_of_parts_are_ignored_with_a_warning() {
-    let name = format!("REGISTRY_NOTIFICATIONS{}", "_A".repeat(20_000));
+    let name = format!("REGISTRY_REDIS{}", "_A".repeat(20_000));
     let loaded = Config::from_yaml("version: 0.1", [(name, "x".to_owned())])
         .expect("the variable is ignored");
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
@@ -381,8 +381,8 @@ fn variable_names_of_thousands_of_parts_are_ignored_with_a_warning() {
         loaded.warnings[0]
     );
 
-    let name = format!("REGISTRY_NOTIFICATIONS{}", "_A".repeat(31));
+    let name = format!("REGISTRY_REDIS{}", "_A".repeat(31));
     let value = format!("{}1{}", "[".repeat(31), "]".repeat(31));
     let loaded = Config::from_yaml("version: 0.1", [(name, value)]).expect("loads");
-    assert!(loaded.config.notifications.is_some());
+    assert!(loaded.config.redis.is_some());
 }

@@ -1,0 +1,287 @@
+//! registry:2's event and envelope, field for field, as its notifications send them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The media type of an envelope, sent as the delivery's `Content-Type` (registry:2's
+/// `EventsMediaType`).
+pub const ENVELOPE_MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
+
+/// What happened to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// A manifest or blob was stored (manifest PUT, upload completed).
+    Push,
+    /// A manifest or blob was served (GET).
+    Pull,
+    /// A blob was linked into a repository from another one (cross-repository mount).
+    Mount,
+    /// A manifest, tag or blob was deleted from a repository.
+    Delete,
+}
+
+impl Action {
+    /// The action's name as registry:2 writes it: `push`, `pull`, `mount`, `delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Push => "push",
+            Action::Pull => "pull",
+            Action::Mount => "mount",
+            Action::Delete => "delete",
+        }
+    }
+
+    /// Whether the action changed what is stored (everything but a pull). The request that
+    /// caused such an event is answered only after the event is recorded.
+    pub fn changes_content(self) -> bool {
+        self != Action::Pull
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An action name that is not one of registry:2's four.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event action {0:?}: use push, pull, mount or delete")]
+pub struct UnknownAction(pub String);
+
+impl FromStr for Action {
+    type Err = UnknownAction;
+
+    fn from_str(name: &str) -> Result<Action, UnknownAction> {
+        match name.to_ascii_lowercase().as_str() {
+            "push" => Ok(Action::Push),
+            "pull" => Ok(Action::Pull),
+            "mount" => Ok(Action::Mount),
+            "delete" => Ok(Action::Delete),
+            _ => Err(UnknownAction(name.to_owned())),
+        }
+    }
+}
+
+/// One event: what happened (`action`) to what (`target`), caused by which request and user,
+/// seen by which registry instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique for the event, and the same on every delivery of it: a receiver drops duplicates
+    /// by it.
+    pub id: String,
+    /// When the event happened, RFC 3339 in UTC with nanoseconds.
+    pub timestamp: String,
+    /// What happened.
+    pub action: Action,
+    /// What it happened to.
+    pub target: Target,
+    /// The request that caused it.
+    pub request: RequestRecord,
+    /// Who made the request.
+    pub actor: ActorRecord,
+    /// The registry instance that saw it.
+    pub source: SourceRecord,
+}
+
+impl Event {
+    /// A new event happening now, with a fresh id and no source yet (the notifier stamps it).
+    pub fn new(
+        action: Action,
+        target: Target,
+        request: RequestRecord,
+        actor: ActorRecord,
+    ) -> Event {
+        Event {
+            id: uuid::Uuid::new_v4().to_string(),
+            timestamp: now_rfc3339(),
+            action,
+            target,
+            request,
+            actor,
+            source: SourceRecord::default(),
+        }
+    }
+}
+
+/// The current time as RFC 3339 in UTC with nanoseconds, as Go's `time.Time` marshals.
+fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// The object of an event. A delete's target holds only the repository and the digest (or the
+/// tag), as registry:2's does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// The media type of the manifest, or `application/octet-stream` for a blob.
+    #[serde(
+        rename = "mediaType",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub media_type: String,
+    /// Its size in bytes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    /// Its digest.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+    /// The size again (registry:2 keeps the deprecated field for old receivers).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub length: u64,
+    /// The repository it happened in.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub repository: String,
+    /// For a mount, the repository the blob was mounted from.
+    #[serde(
+        rename = "fromRepository",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub from_repository: String,
+    /// A URL the content can be fetched from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    /// The tag, for a manifest pushed, pulled or deleted by tag.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tag: String,
+    /// For a manifest, what it references (layers, config, child manifests), when
+    /// `notifications.events.includereferences` is on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<Descriptor>,
+}
+
+/// A referenced object: its media type, size and digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    /// The media type.
+    #[serde(
+        rename = "mediaType",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub media_type: String,
+    /// The size in bytes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    /// The digest.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+}
+
+/// The request that caused an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The request's id (its `X-Request-Id`, or one made for it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// The client's address, `ip:port`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub addr: String,
+    /// The `Host` the request was sent to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    /// The request's method.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub method: String,
+    /// The client's `User-Agent`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub useragent: String,
+}
+
+/// Who made the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorRecord {
+    /// The authenticated user's name; empty for an anonymous request.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// The registry instance that saw an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// The instance's host name and port.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub addr: String,
+    /// Made afresh each time the process starts.
+    #[serde(
+        rename = "instanceID",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub instance_id: String,
+}
+
+/// What a delivery's body holds: one or more events with no implied relation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The events.
+    pub events: Vec<Event>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delete_target_serializes_only_digest_and_repository() {
+        let target = Target {
+            digest: "sha256:abc".into(),
+            repository: "library/test".into(),
+            ..Target::default()
+        };
+        let json = serde_json::to_value(&target).ok();
+        assert_eq!(
+            json,
+            Some(serde_json::json!({"digest": "sha256:abc", "repository": "library/test"}))
+        );
+    }
+
+    #[test]
+    fn an_event_uses_registry2_field_names() {
+        let mut event = Event::new(
+            Action::Push,
+            Target {
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                size: 7,
+                length: 7,
+                from_repository: "a/b".into(),
+                ..Target::default()
+            },
+            RequestRecord {
+                useragent: "docker/27".into(),
+                ..RequestRecord::default()
+            },
+            ActorRecord::default(),
+        );
+        event.source.instance_id = "i".into();
+        let json = serde_json::to_value(&event).unwrap_or_default();
+        assert_eq!(json["action"], "push");
+        assert_eq!(
+            json["target"]["mediaType"],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        assert_eq!(json["target"]["fromRepository"], "a/b");
+        assert_eq!(json["target"]["length"], 7);
+        assert_eq!(json["request"]["useragent"], "docker/27");
+        assert_eq!(json["source"]["instanceID"], "i");
+        assert_eq!(json["actor"], serde_json::json!({}));
+        assert!(event.timestamp.ends_with('Z'), "{}", event.timestamp);
+        assert_eq!(event.id.len(), 36);
+    }
+
+    #[test]
+    fn actions_parse_without_regard_to_case() {
+        assert_eq!("PULL".parse::<Action>(), Ok(Action::Pull));
+        assert!("pulls".parse::<Action>().is_err());
+    }
+}

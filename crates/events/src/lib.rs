@@ -1,0 +1,41 @@
+//! registryd's notifications: what happened in the registry, sent to webhooks as registry:2
+//! sends it, but durably.
+//!
+//! The HTTP handlers build an [`Event`] for each push, pull, mount and delete that succeeded and
+//! hand it to an [`EventSink`]. The [`Notifier`] is the sink that delivers: it writes events to
+//! a durable outbox in storage (one queue per [`Endpoint`]) before the request that caused them is
+//! answered, and a task per endpoint POSTs them as registry:2's [`Envelope`], deleting a batch
+//! only once the endpoint took it. Events survive restarts and crashes and are delivered at least
+//! once, each with a stable id; a dead or slow endpoint never slows a push and never grows memory,
+//! as its events wait in storage.
+
+mod delivery;
+mod endpoint;
+mod event;
+mod notifier;
+mod outbox;
+
+use async_trait::async_trait;
+
+pub use endpoint::{Endpoint, MAX_BACKOFF_FACTOR};
+pub use event::{
+    Action, ActorRecord, Descriptor, ENVELOPE_MEDIA_TYPE, Envelope, Event, RequestRecord,
+    SourceRecord, Target, UnknownAction,
+};
+pub use notifier::{Notifier, NotifierOptions};
+pub use outbox::MAX_BATCH;
+
+/// Where the HTTP handlers put the events of requests that succeeded.
+#[async_trait]
+pub trait EventSink: Send + Sync + std::fmt::Debug {
+    /// Takes `events`. Returns once events that changed content (everything but a pull) are
+    /// recorded as durably as the sink promises; the handler answers the request after that.
+    /// Never fails the request: the change is already stored, so a sink logs its own errors.
+    async fn record(&self, events: Vec<Event>);
+
+    /// Whether manifest events carry the manifest's references
+    /// (`notifications.events.includereferences`).
+    fn include_references(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,287 @@
+//! The [`Notifier`]: the [`EventSink`] that records events in the outbox and runs a delivery task
+//! per endpoint.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use registry_storage::StorageDriver;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::EventSink;
+use crate::delivery::{Delivery, HttpsClient, https_client};
+use crate::endpoint::Endpoint;
+use crate::event::{Envelope, Event, SourceRecord};
+use crate::outbox::{MAX_BATCH, Outbox};
+
+/// How many submissions may wait for the outbox writer before handlers wait too.
+const QUEUE_CAPACITY: usize = 1024;
+
+/// What the notifier needs besides storage.
+#[derive(Debug, Clone)]
+pub struct NotifierOptions {
+    /// The endpoints events go to; disabled ones left out.
+    pub endpoints: Vec<Endpoint>,
+    /// Whether manifest events list the manifest's references.
+    pub include_references: bool,
+    /// This instance's `host:port`, sent as each event's `source.addr`.
+    pub source_addr: String,
+    /// How often an idle delivery task looks for batches written by other processes over the
+    /// same storage (its own are delivered at once).
+    pub poll_interval: Duration,
+}
+
+impl Default for NotifierOptions {
+    fn default() -> Self {
+        NotifierOptions {
+            endpoints: Vec::new(),
+            include_references: false,
+            source_addr: String::new(),
+            poll_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Records events durably and delivers them to every endpoint that wants them. Cheap to share
+/// behind an `Arc`. Its tasks (the outbox writer, a delivery task per endpoint) start with
+/// [`Notifier::start`] or with the first event, on the tokio runtime of the caller;
+/// [`Notifier::shutdown`] stops them.
+#[derive(Debug)]
+pub struct Notifier {
+    queue: mpsc::Sender<Submission>,
+    source: SourceRecord,
+    include_references: bool,
+    stop: CancellationToken,
+    /// What the tasks need, until they are started.
+    unstarted: Mutex<Option<Unstarted>>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+/// The parts of a notifier whose tasks have not started yet.
+#[derive(Debug)]
+struct Unstarted {
+    submissions: mpsc::Receiver<Submission>,
+    outbox: Outbox,
+    endpoints: Vec<Endpoint>,
+    client: HttpsClient,
+    poll_interval: Duration,
+}
+
+/// Events from one request, and who to tell once they are stored.
+#[derive(Debug)]
+struct Submission {
+    events: Vec<Event>,
+    stored: Option<oneshot::Sender<()>>,
+}
+
+impl Notifier {
+    /// A notifier writing to the outbox in `driver`'s storage. Nothing runs until
+    /// [`Notifier::start`] or the first event.
+    ///
+    /// Fails only when no TLS client can be made for `https://` endpoints.
+    pub fn new(
+        driver: Arc<dyn StorageDriver>,
+        options: NotifierOptions,
+    ) -> Result<Notifier, rustls::Error> {
+        let (queue, submissions) = mpsc::channel(QUEUE_CAPACITY);
+        Ok(Notifier {
+            queue,
+            source: SourceRecord {
+                addr: options.source_addr,
+                instance_id: uuid::Uuid::new_v4().to_string(),
+            },
+            include_references: options.include_references,
+            stop: CancellationToken::new(),
+            unstarted: Mutex::new(Some(Unstarted {
+                submissions,
+                outbox: Outbox::new(driver),
+                endpoints: options.endpoints,
+                client: https_client()?,
+                poll_interval: options.poll_interval,
+            })),
+            tasks: Mutex::new(JoinSet::new()),
+        })
+    }
+
+    /// Starts the outbox writer and one delivery task per endpoint on the current tokio runtime,
+    /// unless they run already. Batches left in the outbox by an earlier run are delivered first.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn start(&self) {
+        let Some(unstarted) = lock(&self.unstarted).take() else {
+            return;
+        };
+        let mut tasks = lock(&self.tasks);
+        let mut queues = Vec::with_capacity(unstarted.endpoints.len());
+        for endpoint in unstarted.endpoints {
+            tracing::info!(
+                endpoint = endpoint.name,
+                url = %endpoint.url,
+                timeout = ?endpoint.timeout,
+                threshold = endpoint.threshold,
+                backoff = ?endpoint.backoff,
+                "configuring notification endpoint"
+            );
+            let written = Arc::new(Notify::new());
+            let delivery = Delivery::new(
+                endpoint.clone(),
+                unstarted.outbox.clone(),
+                Arc::clone(&written),
+                unstarted.poll_interval,
+                self.stop.clone(),
+                unstarted.client.clone(),
+            );
+            tasks.spawn(delivery.run());
+            queues.push((endpoint, written));
+        }
+        let writer = Writer {
+            outbox: unstarted.outbox,
+            queues,
+            instance: self.source.instance_id.chars().take(8).collect(),
+            sequence: AtomicU64::new(0),
+        };
+        tasks.spawn(writer.run(unstarted.submissions, self.stop.clone()));
+    }
+
+    /// This instance as events name it.
+    pub fn source(&self) -> &SourceRecord {
+        &self.source
+    }
+
+    /// Stops delivering and waits for the tasks to end. Events already submitted are written to
+    /// the outbox first; batches not yet delivered stay there for the next start.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let mut tasks = std::mem::take(&mut *lock(&self.tasks));
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The lock's value, also after a panic while it was held (the values stay consistent).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[async_trait]
+impl EventSink for Notifier {
+    async fn record(&self, mut events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        self.start();
+        for event in &mut events {
+            event.source = self.source.clone();
+        }
+        let wait = events.iter().any(|event| event.action.changes_content());
+        let (stored, written) = oneshot::channel();
+        let submission = Submission {
+            events,
+            stored: wait.then_some(stored),
+        };
+        if self.queue.send(submission).await.is_err() {
+            tracing::warn!("notifications are shut down; events of a request were not recorded");
+            return;
+        }
+        if wait {
+            // An error means the writer ended without storing them; it logged why.
+            let _ = written.await;
+        }
+    }
+
+    fn include_references(&self) -> bool {
+        self.include_references
+    }
+}
+
+/// Takes submissions off the queue and writes them to each endpoint's queue in the outbox, as
+/// many at once as are waiting (up to a batch), so concurrent pushes share one write.
+struct Writer {
+    outbox: Outbox,
+    queues: Vec<(Endpoint, Arc<Notify>)>,
+    instance: String,
+    sequence: AtomicU64,
+}
+
+impl Writer {
+    async fn run(self, mut submissions: mpsc::Receiver<Submission>, stop: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                submission = submissions.recv() => submission,
+                () = stop.cancelled() => {
+                    // Write what was submitted before the stop, then end.
+                    submissions.close();
+                    submissions.recv().await
+                }
+            };
+            let Some(first) = first else { return };
+            let mut batch = vec![first];
+            let mut count = batch[0].events.len();
+            while count < MAX_BATCH {
+                match submissions.try_recv() {
+                    Ok(submission) => {
+                        count += submission.events.len();
+                        batch.push(submission);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.write(&batch).await;
+            for submission in batch {
+                if let Some(stored) = submission.stored {
+                    let _ = stored.send(());
+                }
+            }
+        }
+    }
+
+    /// Writes the events of `batch` that each endpoint wants as one batch file in its queue.
+    async fn write(&self, batch: &[Submission]) {
+        let name = self.batch_name();
+        for (endpoint, written) in &self.queues {
+            let events: Vec<Event> = batch
+                .iter()
+                .flat_map(|submission| &submission.events)
+                .filter(|event| endpoint.wants(event))
+                .cloned()
+                .collect();
+            if events.is_empty() {
+                continue;
+            }
+            let count = events.len();
+            let body = match serde_json::to_vec(&Envelope { events }) {
+                Ok(body) => Bytes::from(body),
+                Err(error) => {
+                    tracing::error!(endpoint = endpoint.name, %error, "events could not be encoded; {count} dropped");
+                    continue;
+                }
+            };
+            match self.outbox.append(&endpoint.name, &name, body).await {
+                Ok(()) => written.notify_one(),
+                Err(error) => tracing::error!(
+                    endpoint = endpoint.name,
+                    %error,
+                    "{count} events could not be stored in the outbox and will not be delivered"
+                ),
+            }
+        }
+    }
+
+    /// A name that sorts by time and is unique to this process: nanoseconds since the epoch,
+    /// the instance, and a sequence number.
+    fn batch_name(&self) -> String {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|since| since.as_nanos())
+            .unwrap_or(0);
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        format!("{nanos:020}-{}-{sequence:010}.json", self.instance)
+    }
+}

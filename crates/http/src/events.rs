@@ -1,0 +1,234 @@
+//! Turning requests that succeeded into [`Event`]s for the configured [`EventSink`].
+//!
+//! [`Notice`] gathers what every event of a request shares (the request record, the actor, the
+//! base of the URLs) before the handler runs; the handlers call it after success with what
+//! happened, as registry:2 emits: manifest push, pull (GET and HEAD) and delete (by digest, or
+//! by tag), blob push (upload completed), pull (GET), mount and delete.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, Request, header};
+use registry_auth::{Grant, Identity};
+use registry_events::{Action, ActorRecord, Descriptor, Event, EventSink, RequestRecord, Target};
+use registry_model::{Digest, Manifest, RepositoryName, Tag};
+
+/// The connection a request came on, which the server puts in the request's extensions: the
+/// client's address (events' `request.addr`) and whether it spoke TLS (the scheme of events'
+/// URLs). A request without it is recorded with no address, as plain HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConnection {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// `X-Request-Id`: a request's id, kept from the client or made here.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The media type of a blob's events, as registry:2 sends it.
+const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// What the events of one request share.
+pub(crate) struct Notice {
+    sink: Arc<dyn EventSink>,
+    request: RequestRecord,
+    actor: ActorRecord,
+    /// `scheme://host` and the prefix, without a trailing slash.
+    base_url: String,
+}
+
+impl Notice {
+    pub(crate) fn new<B>(
+        sink: Arc<dyn EventSink>,
+        request: &Request<B>,
+        grant: &Grant,
+        prefix: &str,
+    ) -> Notice {
+        let headers = request.headers();
+        let connection = request.extensions().get::<ClientConnection>();
+        let host = first_value(headers, &HeaderName::from_static("x-forwarded-host"))
+            .or_else(|| header_str(headers, &header::HOST))
+            .or_else(|| {
+                request
+                    .uri()
+                    .authority()
+                    .map(|authority| authority.as_str())
+            })
+            .unwrap_or_default()
+            .to_owned();
+        let scheme = first_value(headers, &HeaderName::from_static("x-forwarded-proto")).unwrap_or(
+            match connection {
+                Some(connection) if connection.tls => "https",
+                _ => "http",
+            },
+        );
+        let record = RequestRecord {
+            id: header_str(headers, &REQUEST_ID)
+                .map(str::to_owned)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            addr: connection
+                .map(|connection| connection.remote.to_string())
+                .unwrap_or_default(),
+            host: host.clone(),
+            method: request.method().as_str().to_owned(),
+            useragent: header_str(headers, &header::USER_AGENT)
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let actor = ActorRecord {
+            name: match grant.identity() {
+                Identity::User(name) => name.clone(),
+                Identity::Anonymous => String::new(),
+            },
+        };
+        Notice {
+            sink,
+            request: record,
+            actor,
+            base_url: format!("{scheme}://{host}{prefix}"),
+        }
+    }
+
+    /// Whether manifest events list references, so the handler knows to parse a pulled
+    /// manifest.
+    pub(crate) fn include_references(&self) -> bool {
+        self.sink.include_references()
+    }
+
+    /// A manifest pushed or pulled: one event for each of `tags`, or one without a tag.
+    pub(crate) async fn manifest(
+        &self,
+        action: Action,
+        manifest: ManifestEvent<'_>,
+        tags: &[&Tag],
+    ) {
+        let ManifestEvent {
+            repository,
+            digest,
+            media_type,
+            size,
+            parsed,
+        } = manifest;
+        let target = Target {
+            media_type: media_type.to_owned(),
+            size,
+            digest: digest.to_string(),
+            length: size,
+            repository: repository.to_string(),
+            url: format!("{}/v2/{repository}/manifests/{digest}", self.base_url),
+            references: match parsed {
+                Some(parsed) if self.include_references() => references(parsed),
+                _ => Vec::new(),
+            },
+            ..Target::default()
+        };
+        let events = if tags.is_empty() {
+            vec![self.event(action, target)]
+        } else {
+            tags.iter()
+                .map(|tag| {
+                    let mut target = target.clone();
+                    target.tag = tag.to_string();
+                    self.event(action, target)
+                })
+                .collect()
+        };
+        self.sink.record(events).await;
+    }
+
+    /// A blob pushed, pulled or mounted (`from`: the repository it was mounted from, when
+    /// named).
+    pub(crate) async fn blob(
+        &self,
+        action: Action,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+        from: Option<&RepositoryName>,
+    ) {
+        let target = Target {
+            media_type: BLOB_MEDIA_TYPE.to_owned(),
+            size,
+            digest: digest.to_string(),
+            length: size,
+            repository: repository.to_string(),
+            from_repository: from.map(ToString::to_string).unwrap_or_default(),
+            url: format!("{}/v2/{repository}/blobs/{digest}", self.base_url),
+            ..Target::default()
+        };
+        self.sink.record(vec![self.event(action, target)]).await;
+    }
+
+    /// A manifest or blob deleted by digest: the target holds only the digest and repository.
+    pub(crate) async fn deleted(&self, repository: &RepositoryName, digest: &Digest) {
+        let target = Target {
+            digest: digest.to_string(),
+            repository: repository.to_string(),
+            ..Target::default()
+        };
+        self.sink
+            .record(vec![self.event(Action::Delete, target)])
+            .await;
+    }
+
+    /// A tag deleted: the target holds the repository and the tag.
+    pub(crate) async fn tag_deleted(&self, repository: &RepositoryName, tag: &Tag) {
+        let target = Target {
+            repository: repository.to_string(),
+            tag: tag.to_string(),
+            ..Target::default()
+        };
+        self.sink
+            .record(vec![self.event(Action::Delete, target)])
+            .await;
+    }
+
+    fn event(&self, action: Action, target: Target) -> Event {
+        Event::new(action, target, self.request.clone(), self.actor.clone())
+    }
+}
+
+/// The manifest an event is about.
+pub(crate) struct ManifestEvent<'a> {
+    pub(crate) repository: &'a RepositoryName,
+    pub(crate) digest: &'a Digest,
+    pub(crate) media_type: &'a str,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+    /// The manifest parsed, for its references; `None` when they are not wanted.
+    pub(crate) parsed: Option<&'a Manifest>,
+}
+
+/// What a manifest references, as registry:2 lists it: the config and layers of an image, the
+/// child manifests of an index.
+fn references(manifest: &Manifest) -> Vec<Descriptor> {
+    manifest
+        .config
+        .iter()
+        .chain(&manifest.layers)
+        .chain(&manifest.manifests)
+        .map(|descriptor| Descriptor {
+            media_type: descriptor.media_type.clone(),
+            size: descriptor.size,
+            digest: descriptor.digest.to_string(),
+        })
+        .collect()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+}
+
+/// The first of a comma-separated header's values (proxies append theirs).
+fn first_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    header_str(headers, name)
+        .and_then(|value| value.split(',').next())
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+}
