@@ -7,7 +7,8 @@
 //! Run it with `cargo run -p registry --example embed`.
 //!
 //! With axum the mounting is one line: `Router::new().route("/healthz", get(health))
-//! .fallback_service(registry.service())`; `RegistryService` implements `tower_service::Service`.
+//! .fallback_service(registry.service())`: the service is a `tower_service::Service`, with
+//! request ids, the access log and metrics around the API.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,13 +20,15 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use registry::Registry;
-use registry::http_api::ResponseBody;
+use registry::http_api::layers::ObservedService;
+use registry::http_api::{RegistryService, ResponseBody};
 use registry::storage::InMemoryDriver;
 use tokio::net::TcpListener;
+use tower_service::Service as _;
 
 /// The application's own routes, with the registry mounted for the rest.
 async fn app(
-    registry: registry::http_api::RegistryService,
+    mut registry: ObservedService<RegistryService>,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     if request.uri().path() == "/healthz" {
@@ -34,7 +37,7 @@ async fn app(
             .boxed_unsync();
         return Ok(Response::new(body));
     }
-    Ok(registry.handle(request).await)
+    registry.call(request).await
 }
 
 #[tokio::main]

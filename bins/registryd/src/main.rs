@@ -205,6 +205,33 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|error| format!("config key http.addr: cannot listen on {addr}: {error}"))?;
+    // The debug server (metrics, health, readiness) runs until the registry has stopped.
+    let (stop_debug, debug_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(debug) = &config.http.debug {
+        let addr = registry::config::listen_address("http.debug.addr", &debug.addr)?;
+        let listener = TcpListener::bind(addr).await.map_err(|error| {
+            format!("config key http.debug.addr: cannot listen on {addr}: {error}")
+        })?;
+        let local = listener.local_addr().unwrap_or(addr);
+        let metrics = debug
+            .prometheus
+            .enabled
+            .then_some(debug.prometheus.path.as_str());
+        tracing::info!(
+            metrics,
+            health = registry::HEALTH_PATH,
+            ready = registry::READY_PATH,
+            "debug server listening on http://{local}"
+        );
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            registry
+                .serve_debug(listener, async {
+                    let _ = debug_stopped.await;
+                })
+                .await;
+        });
+    }
     let storage = match &config.storage.driver {
         StorageDriverConfig::Filesystem(filesystem) => {
             let root = &filesystem.rootdirectory;
@@ -225,30 +252,16 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
         delete_enabled = config.storage.delete.enabled,
         "registryd listening on {scheme}://{local}"
     );
-    registry
-        .serve(listener, shutdown_signal())
-        .await
-        .map_err(|error| error.to_string())?;
+    let served = registry.serve(listener, shutdown_signal()).await;
+    let _ = stop_debug.send(());
+    served.map_err(|error| error.to_string())?;
     tracing::info!("registryd stopped");
     Ok(())
 }
 
 /// registry:2's `http.addr`: `host:port`, or `:port` for every interface.
 fn listen_address(addr: &str) -> Result<SocketAddr, String> {
-    let full = if addr.starts_with(':') {
-        format!("0.0.0.0{addr}")
-    } else {
-        addr.to_owned()
-    };
-    if let Ok(address) = full.parse() {
-        return Ok(address);
-    }
-    std::net::ToSocketAddrs::to_socket_addrs(&full)
-        .ok()
-        .and_then(|mut addresses| addresses.next())
-        .ok_or_else(|| {
-            format!("config key http.addr: {addr:?} is not an address to listen on (write host:port or :port)")
-        })
+    registry::config::listen_address("http.addr", addr)
 }
 
 /// On every SIGHUP, reads the configuration again and switches read-only mode

@@ -13,6 +13,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use registry_model::Digest;
 
+/// The counter of cache lookups that found their value, by `cache`.
+pub const CACHE_HITS: &str = "registry_cache_hits_total";
+/// The counter of cache lookups that did not, by `cache`.
+pub const CACHE_MISSES: &str = "registry_cache_misses_total";
+
 /// Manifests (media type and bytes) by digest; none larger than an eighth of the capacity, so
 /// one large index cannot flush everything else.
 pub(crate) type ManifestCache = BoundedCache<Digest, (String, Bytes)>;
@@ -21,6 +26,8 @@ pub(crate) type ManifestCache = BoundedCache<Digest, (String, Bytes)>;
 /// entries go first.
 #[derive(Debug)]
 pub(crate) struct BoundedCache<K, V> {
+    /// The `cache` label of its hits and misses in the metrics.
+    name: &'static str,
     capacity: usize,
     /// Values larger than this are not kept.
     largest: usize,
@@ -41,6 +48,7 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
     /// `capacity / share`.
     pub(crate) fn new(capacity: usize, share: usize) -> Self {
         BoundedCache {
+            name: "unnamed",
             capacity,
             largest: capacity / share.max(1),
             state: Mutex::new(State {
@@ -51,13 +59,27 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
         }
     }
 
+    /// The cache named `name` in the metrics (`registry_cache_hits_total` and
+    /// `registry_cache_misses_total`, label `cache`).
+    pub(crate) fn named(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<K, V>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The value for `key`, if held.
     pub(crate) fn get(&self, key: &K) -> Option<V> {
-        self.lock().entries.get(key).map(|(value, _)| value.clone())
+        let value = self.lock().entries.get(key).map(|(value, _)| value.clone());
+        let counter = if value.is_some() {
+            CACHE_HITS
+        } else {
+            CACHE_MISSES
+        };
+        metrics::counter!(counter, "cache" => self.name).increment(1);
+        value
     }
 
     /// Holds `value`, of `size` bytes, for `key` in place of any earlier value, evicting the

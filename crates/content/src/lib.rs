@@ -40,6 +40,7 @@ use registry_model::RepositoryName;
 use registry_storage::StorageDriver;
 
 pub use blobs::{Blob, MOUNT_SEARCH_LIMIT};
+pub use cache::{CACHE_HITS, CACHE_MISSES};
 pub use catalog::{Listing, Page};
 pub use error::ContentError;
 pub use gc::{DEFAULT_GRACE_PERIOD, GcEvent, GcOptions, GcReport};
@@ -116,7 +117,9 @@ impl ContentStore {
     pub fn new(driver: Arc<dyn StorageDriver>, options: ContentOptions) -> ContentStore {
         ContentStore {
             driver,
-            manifests: Arc::new(cache::ManifestCache::new(options.manifest_cache_bytes, 8)),
+            manifests: Arc::new(
+                cache::ManifestCache::new(options.manifest_cache_bytes, 8).named("manifests"),
+            ),
             catalog_index: Arc::new(catalog_index::CatalogIndex::new(
                 options.listing_cache_bytes,
             )),

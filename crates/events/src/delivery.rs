@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::endpoint::Endpoint;
 use crate::event::ENVELOPE_MEDIA_TYPE;
 use crate::outbox::Outbox;
+use crate::{DELIVERIES, PENDING_BATCHES};
 
 /// How long to wait after the outbox itself failed (listing or reading a batch).
 const STORAGE_RETRY: Duration = Duration::from_secs(1);
@@ -56,7 +57,11 @@ impl Delivery {
     pub(crate) async fn run(self) {
         loop {
             let batches = match self.outbox.pending(&self.endpoint.name).await {
-                Ok(batches) => batches,
+                Ok(batches) => {
+                    metrics::gauge!(PENDING_BATCHES, "endpoint" => self.endpoint.name.clone())
+                        .set(batches.len() as f64);
+                    batches
+                }
                 Err(error) => {
                     tracing::warn!(endpoint = self.endpoint.name, %error, "listing the outbox failed");
                     if !self.pause(STORAGE_RETRY).await {
@@ -100,7 +105,11 @@ impl Delivery {
                     continue;
                 }
             };
-            match self.post(body).await {
+            let posted = self.post(body).await;
+            let outcome = if posted.is_ok() { "success" } else { "failure" };
+            metrics::counter!(DELIVERIES, "endpoint" => self.endpoint.name.clone(), "outcome" => outcome)
+                .increment(1);
+            match posted {
                 Ok(()) => {
                     if failures > 0 {
                         tracing::info!(

@@ -25,6 +25,15 @@ pub use event::{
 pub use notifier::{Notifier, NotifierOptions};
 pub use outbox::MAX_BATCH;
 
+/// The counter of events written to an endpoint's queue in the outbox, by `endpoint`.
+pub const EVENTS_QUEUED: &str = "registry_notifications_events_total";
+/// The counter of events that could not be stored in the outbox and are lost, by `endpoint`.
+pub const EVENTS_LOST: &str = "registry_notifications_events_lost_total";
+/// The counter of delivery attempts, by `endpoint` and `outcome` (`success`, `failure`).
+pub const DELIVERIES: &str = "registry_notifications_deliveries_total";
+/// The gauge of batches waiting in an endpoint's queue, by `endpoint`, as last listed.
+pub const PENDING_BATCHES: &str = "registry_notifications_pending_batches";
+
 /// Where the HTTP handlers put the events of requests that succeeded.
 #[async_trait]
 pub trait EventSink: Send + Sync + std::fmt::Debug {

@@ -12,11 +12,11 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::EventSink;
 use crate::delivery::{Delivery, HttpsClient, https_client};
 use crate::endpoint::Endpoint;
 use crate::event::{Envelope, Event, SourceRecord};
 use crate::outbox::{MAX_BATCH, Outbox};
+use crate::{EVENTS_LOST, EVENTS_QUEUED, EventSink};
 
 /// How many submissions may wait for the outbox writer before handlers wait too.
 const QUEUE_CAPACITY: usize = 1024;
@@ -264,12 +264,20 @@ impl Writer {
                 }
             };
             match self.outbox.append(&endpoint.name, &name, body).await {
-                Ok(()) => written.notify_one(),
-                Err(error) => tracing::error!(
+                Ok(()) => {
+                    metrics::counter!(EVENTS_QUEUED, "endpoint" => endpoint.name.clone())
+                        .increment(count as u64);
+                    written.notify_one();
+                }
+                Err(error) => {
+                    metrics::counter!(EVENTS_LOST, "endpoint" => endpoint.name.clone())
+                        .increment(count as u64);
+                    tracing::error!(
                     endpoint = endpoint.name,
                     %error,
                     "{count} events could not be stored in the outbox and will not be delivered"
-                ),
+                    );
+                }
             }
         }
     }

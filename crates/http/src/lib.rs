@@ -13,6 +13,8 @@ mod body_guard;
 mod error;
 mod events;
 mod handlers;
+mod health;
+pub mod layers;
 mod query;
 mod range;
 mod route;
@@ -35,6 +37,7 @@ pub use body::{BoxError, ResponseBody};
 pub use body_guard::{BodyCut, BodyGuard, GuardedBody};
 pub use error::{ApiError, ErrorCode};
 pub use events::{ClientConnection, REQUEST_ID};
+pub use health::Health;
 pub use route::Route;
 
 /// The crate's private header parsers, for the coverage-guided fuzz targets in `fuzz/`. Built only
@@ -92,6 +95,9 @@ pub struct HttpOptions {
     /// Where the events of requests that succeeded go (registry:2's `notifications`); `None`
     /// for none.
     pub events: Option<Arc<dyn EventSink>>,
+    /// The health checks; while one fails, `GET /v2/` answers 503 `UNAVAILABLE`. `None` for no
+    /// checks.
+    pub health: Option<Arc<Health>>,
 }
 
 /// The default of [`HttpOptions::max_referrers`]: the largest page of referrers, 1,000, as for the
@@ -109,6 +115,7 @@ impl Default for HttpOptions {
             max_tags: 1000,
             max_referrers: DEFAULT_MAX_REFERRERS,
             events: None,
+            health: None,
         }
     }
 }
@@ -129,6 +136,7 @@ struct Inner {
     max_tags: usize,
     max_referrers: usize,
     events: Option<Arc<dyn EventSink>>,
+    health: Option<Arc<Health>>,
 }
 
 impl RegistryService {
@@ -145,6 +153,7 @@ impl RegistryService {
                 max_tags: options.max_tags.max(1),
                 max_referrers: options.max_referrers.max(1),
                 events: options.events,
+                health: options.health,
             }),
         }
     }
@@ -161,10 +170,15 @@ impl RegistryService {
         B::Error: Into<BoxError>,
     {
         let head = request.method() == Method::HEAD;
-        let mut response = match self.dispatch(request).await {
+        let mut handled = layers::Handled {
+            route: "unknown",
+            user: None,
+        };
+        let mut response = match self.dispatch(request, &mut handled).await {
             Ok(response) => response,
             Err(error) => error.into_response(head),
         };
+        response.extensions_mut().insert(handled);
         let headers = response.headers_mut();
         headers.insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
         for (name, value) in &self.inner.headers {
@@ -173,7 +187,12 @@ impl RegistryService {
         response
     }
 
-    async fn dispatch<B>(&self, request: Request<B>) -> Result<Response<ResponseBody>, ApiError>
+    /// Answers `request`, noting in `handled` the route and the user as soon as they are known.
+    async fn dispatch<B>(
+        &self,
+        request: Request<B>,
+        handled: &mut layers::Handled,
+    ) -> Result<Response<ResponseBody>, ApiError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -184,6 +203,21 @@ impl RegistryService {
             .strip_prefix(self.inner.prefix.as_str())
             .ok_or_else(ApiError::not_found)?;
         let route = Route::parse(path)?.ok_or_else(ApiError::not_found)?;
+        handled.route = route.label();
+        if route == Route::Base
+            && let Some(health) = &self.inner.health
+            && !health.is_healthy()
+        {
+            let failing: Vec<String> = health.failing().into_keys().collect();
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                format!(
+                    "service unavailable: health checks failing: {}",
+                    failing.join(", ")
+                ),
+            ));
+        }
         if !route.allowed_methods().contains(request.method()) {
             return Err(method_not_allowed(&route));
         }
@@ -196,6 +230,9 @@ impl RegistryService {
             &accesses,
         )
         .await?;
+        if let registry_auth::Identity::User(user) = grant.identity() {
+            handled.user = Some(user.clone());
+        }
         if self.inner.content.is_read_only() && access::changes_content(&accesses) {
             return Err(ContentError::ReadOnly.into());
         }

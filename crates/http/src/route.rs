@@ -90,6 +90,20 @@ impl Route {
         Ok(None)
     }
 
+    /// The route's kind, as metrics label it: `base`, `catalog`, `tags`, `manifests`, `blobs`,
+    /// `uploads` or `referrers`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Base => "base",
+            Route::Catalog => "catalog",
+            Route::Tags(_) => "tags",
+            Route::Manifest(..) => "manifests",
+            Route::Blob(..) => "blobs",
+            Route::UploadStart(_) | Route::Upload(..) => "uploads",
+            Route::Referrers(..) => "referrers",
+        }
+    }
+
     /// The methods this route answers.
     pub fn allowed_methods(&self) -> &'static [Method] {
         match self {

@@ -2,7 +2,7 @@
 //! overrides, read into typed settings.
 //!
 //! A registry:2 `config.yml` loads as it is. Sections registryd does not implement yet
-//! (`redis`, `health`, `proxy`, `middleware`, ...) are accepted with a warning,
+//! (`redis`, `proxy`, `middleware`, ...) are accepted with a warning,
 //! unknown keys are warnings that name their path, and a wrong value is an error that names its
 //! key, where it came from and what to write instead:
 //!
@@ -67,6 +67,27 @@ pub use registry_auth::{AccessRule, RuleAction};
 use duration::{serde_duration, serde_option_duration};
 use tree::{Node, Origin};
 
+/// An address to listen on as registry:2 writes it (`http.addr`, `http.debug.addr`): `host:port`,
+/// or `:port` for every interface. `key` names the setting in the error.
+pub fn listen_address(key: &str, addr: &str) -> Result<std::net::SocketAddr, String> {
+    let full = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_owned()
+    };
+    if let Ok(address) = full.parse() {
+        return Ok(address);
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(&full)
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .ok_or_else(|| {
+            format!(
+                "config key {key}: {addr:?} is not an address to listen on (write host:port or :port)"
+            )
+        })
+}
+
 /// The text that replaces secrets in [`Config::redacted`].
 pub const REDACTED: &str = "<redacted>";
 
@@ -101,8 +122,8 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     /// registry:2's `redis` section, kept as written. Not implemented: loading warns.
     pub redis: Option<serde_json::Value>,
-    /// registry:2's `health` section, kept as written. Not implemented: loading warns.
-    pub health: Option<serde_json::Value>,
+    /// Health checks (`health`).
+    pub health: HealthConfig,
     /// What pushed manifests are checked for (`validation`).
     pub validation: ValidationConfig,
     /// registry:2's `compatibility` section, kept as written. Not implemented: loading warns.
@@ -129,7 +150,7 @@ impl Default for Config {
             proxy: None,
             notifications: NotificationsConfig::default(),
             redis: None,
-            health: None,
+            health: HealthConfig::default(),
             validation: ValidationConfig::default(),
             compatibility: None,
             middleware: None,
@@ -758,6 +779,49 @@ impl Default for TagsConfig {
     }
 }
 
+/// Health checks (`health`). While one fails, `GET /v2/` answers 503 and `/debug/health` names
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthConfig {
+    /// Checking the storage driver (`health.storagedriver`).
+    pub storagedriver: StorageDriverHealthConfig,
+    /// registry:2's file checks, kept as written. Not implemented: loading warns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file: Vec<serde_json::Value>,
+    /// registry:2's HTTP checks, kept as written. Not implemented: loading warns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<serde_json::Value>,
+    /// registry:2's TCP checks, kept as written. Not implemented: loading warns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<serde_json::Value>,
+}
+
+/// Checking the storage driver (`health.storagedriver`): every `interval`, the root of the
+/// storage is looked at; after `threshold` failures in a row the check fails, and it passes again
+/// with the next success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageDriverHealthConfig {
+    /// Whether the check runs (default false, as in registry:2).
+    pub enabled: bool,
+    /// How often (default 10s).
+    #[serde(with = "serde_duration")]
+    pub interval: Duration,
+    /// Failures in a row before the check fails (default 3).
+    pub threshold: u64,
+}
+
+impl Default for StorageDriverHealthConfig {
+    fn default() -> Self {
+        StorageDriverHealthConfig {
+            enabled: false,
+            interval: Duration::from_secs(10),
+            threshold: 3,
+        }
+    }
+}
+
 /// Webhooks that receive the registry's events (`notifications`), as registry:2 configures
 /// them.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -807,7 +871,7 @@ pub struct EndpointConfig {
     pub timeout: Option<Duration>,
     /// Failed deliveries in a row before backing off.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<u32>,
+    pub threshold: Option<u64>,
     /// How long to back off after `threshold` failures (doubling while failures go on).
     #[serde(
         with = "serde_option_duration",
@@ -1071,9 +1135,15 @@ impl Config {
                 }
             }
         }
+        config
+            .health
+            .file
+            .iter_mut()
+            .chain(&mut config.health.http)
+            .chain(&mut config.health.tcp)
+            .for_each(redact_value);
         [
             &mut config.redis,
-            &mut config.health,
             &mut config.compatibility,
             &mut config.middleware,
             &mut config.reporting,
@@ -1551,7 +1621,10 @@ impl<'de> Visitor<'de> for ConfigVisitor {
                 "proxy" => config.proxy = map.next_value()?,
                 "notifications" => config.notifications = map.next_value()?,
                 "redis" => config.redis = map.next_value()?,
-                "health" => config.health = map.next_value()?,
+                "health" => {
+                    let section: Option<HealthConfig> = map.next_value()?;
+                    config.health = section.unwrap_or_default();
+                }
                 "validation" => config.validation = map.next_value()?,
                 "compatibility" => config.compatibility = map.next_value()?,
                 "middleware" => config.middleware = map.next_value()?,
@@ -1591,14 +1664,13 @@ impl Serialize for Config {
         } = self;
         let kept_as_written = [
             ("redis", redis),
-            ("health", health),
             ("compatibility", compatibility),
             ("middleware", middleware),
             ("reporting", reporting),
             ("policy", policy),
         ];
         let has_auth = auth.is_some() || !access.is_empty();
-        let len = 8
+        let len = 9
             + usize::from(has_auth)
             + usize::from(proxy.is_some())
             + kept_as_written.iter().filter(|(_, v)| v.is_some()).count();
@@ -1623,6 +1695,7 @@ impl Serialize for Config {
             map.serialize_entry("proxy", proxy)?;
         }
         map.serialize_entry("notifications", notifications)?;
+        map.serialize_entry("health", health)?;
         for (key, section) in kept_as_written {
             if let Some(section) = section {
                 map.serialize_entry(key, section)?;

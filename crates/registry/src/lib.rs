@@ -22,20 +22,26 @@
 //! ```
 
 pub mod config;
+mod debug_server;
+mod health;
 mod maintenance;
 mod notifications;
 mod server;
 pub mod tls;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{HeaderName, HeaderValue};
 use registry_content::{ContentOptions, ContentStore, GcOptions, ManifestValidation};
-use registry_http::{HttpOptions, RegistryService};
-use registry_storage::{FilesystemDriver, InMemoryDriver, StorageDriver};
+use registry_http::layers::{self, ObservedService};
+use registry_http::{Health, HttpOptions, RegistryService};
+use registry_storage::{FilesystemDriver, InMemoryDriver, MeteredDriver, StorageDriver};
 
 pub use config::Config;
 use config::{AuthConfig, StorageDriverConfig};
+pub use debug_server::{HEALTH_PATH, READY_PATH};
+pub use health::{StorageHealthCheck, storage_check_name};
 pub use maintenance::{GarbageCollection, UploadPurging};
 pub use notifications::notifier_options;
 pub use registry_auth as auth;
@@ -60,6 +66,11 @@ pub struct Registry {
     garbage_collection: Option<GarbageCollection>,
     tls: Option<ReloadableTls>,
     notifier: Option<Arc<Notifier>>,
+    health: Arc<Health>,
+    storage_check: Option<StorageHealthCheck>,
+    metrics_path: Option<String>,
+    /// Whether [`Registry::serve`] is serving and not shutting down, for the readiness probe.
+    ready: Arc<AtomicBool>,
 }
 
 /// Builds a [`Registry`] piece by piece. Starts from the in-memory driver and registry:2's
@@ -76,6 +87,8 @@ pub struct RegistryBuilder {
     read_only: bool,
     tls: Option<ReloadableTls>,
     notifier: Option<Arc<Notifier>>,
+    storage_check: Option<StorageHealthCheck>,
+    metrics_path: Option<String>,
 }
 
 impl RegistryBuilder {
@@ -179,13 +192,33 @@ impl RegistryBuilder {
         self
     }
 
+    /// Checks the storage driver on a schedule while serving (registry:2's
+    /// `health.storagedriver`); `None` (the default) for no check.
+    pub fn storage_health_check(mut self, check: Option<StorageHealthCheck>) -> Self {
+        self.storage_check = check;
+        self
+    }
+
+    /// Where [`Registry::serve_debug`] serves Prometheus metrics (`http.debug.prometheus.path`);
+    /// `None` (the default) for none. Installs the Prometheus recorder as the process's
+    /// `metrics` recorder, unless another is installed already (which then gets the metrics).
+    pub fn metrics_path(mut self, path: Option<String>) -> Self {
+        self.metrics_path = path;
+        self
+    }
+
     /// The registry.
-    pub fn build(self) -> Registry {
+    pub fn build(mut self) -> Registry {
         let driver = self
             .driver
             .unwrap_or_else(|| Arc::new(InMemoryDriver::new()));
         let content = ContentStore::new(driver, self.content);
         content.set_read_only(self.read_only);
+        let health = Arc::new(Health::new());
+        self.http.health = Some(Arc::clone(&health));
+        if self.metrics_path.is_some() {
+            debug_server::prometheus();
+        }
         Registry {
             service: RegistryService::new(content, self.http),
             server: self.server,
@@ -193,6 +226,10 @@ impl RegistryBuilder {
             garbage_collection: self.garbage_collection,
             tls: self.tls,
             notifier: self.notifier,
+            health,
+            storage_check: self.storage_check,
+            metrics_path: self.metrics_path,
+            ready: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -203,10 +240,27 @@ impl Registry {
         RegistryBuilder::default()
     }
 
-    /// The HTTP API, to mount in an application of your own: it is a `hyper` service and a
-    /// `tower_service::Service` (axum's `Router::fallback_service` or `route_service` take it).
-    pub fn service(&self) -> RegistryService {
+    /// The HTTP API, to mount in an application of your own: a `tower_service::Service` (axum's
+    /// `Router::fallback_service` or `route_service` take it) with request ids, the access log
+    /// (unless `log.accesslog.disabled`) and metrics around [`RegistryService`]. For fewer layers,
+    /// stack the ones wanted from [`registry_http::layers`] around [`Registry::api`].
+    pub fn service(&self) -> ObservedService<RegistryService> {
+        layers::observed(self.service.clone(), self.server.access_log)
+    }
+
+    /// The HTTP API alone, without layers.
+    pub fn api(&self) -> RegistryService {
         self.service.clone()
+    }
+
+    /// The content store the API answers from.
+    pub fn content(&self) -> &ContentStore {
+        self.service.content()
+    }
+
+    /// The health checks' state: what `/debug/health` reports and `GET /v2/` answers 503 for.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// The storage driver everything is kept in.
@@ -266,21 +320,59 @@ impl Registry {
                 schedule,
             ))
         });
+        let checking = self.storage_check.clone().map(|check| {
+            tokio::spawn(health::check_storage_periodically(
+                Arc::clone(content.driver()),
+                check,
+                Arc::clone(&self.health),
+            ))
+        });
+        self.ready.store(true, Ordering::Relaxed);
+        let ready = Arc::clone(&self.ready);
+        let shutdown = async move {
+            shutdown.await;
+            ready.store(false, Ordering::Relaxed);
+        };
         let served = server::serve(
-            self.service.clone(),
+            self.service(),
             &self.server,
             self.tls.clone(),
             listener,
             shutdown,
         )
         .await;
-        for task in purging.into_iter().chain(collecting) {
+        self.ready.store(false, Ordering::Relaxed);
+        for task in purging.into_iter().chain(collecting).chain(checking) {
             task.abort();
         }
         if let Some(notifier) = &self.notifier {
             notifier.shutdown().await;
         }
         served
+    }
+
+    /// Serves the debug endpoints on `listener` until `shutdown` completes: the metrics at the
+    /// path set with [`RegistryBuilder::metrics_path`] (`http.debug.prometheus.path`), the health
+    /// report at [`HEALTH_PATH`] and the readiness probe at [`READY_PATH`], which answers 200
+    /// only while [`Registry::serve`] serves and every health check passes. Run it beside
+    /// `serve`, on the address of `http.debug.addr`.
+    pub async fn serve_debug(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) {
+        let metrics = self
+            .metrics_path
+            .clone()
+            .and_then(|path| debug_server::prometheus().map(|handle| (path, handle)));
+        debug_server::serve(
+            listener,
+            metrics,
+            Arc::clone(&self.health),
+            Arc::clone(&self.ready),
+            shutdown,
+        )
+        .await;
     }
 }
 
@@ -346,7 +438,9 @@ impl Registry {
             .as_ref()
             .map(|tls| ReloadableTls::load(tls, !config.http.http2.disabled))
             .transpose()?;
-        let driver = driver_from_config(config)?;
+        // Timed and counted for the metrics; with no recorder installed that costs next to nothing.
+        let driver: Arc<dyn StorageDriver> =
+            Arc::new(MeteredDriver::new(driver_from_config(config)?));
         let notifier = notifications::notifier(config, Arc::clone(&driver))?;
         let mut builder = Registry::builder()
             .driver(driver)
@@ -400,7 +494,22 @@ impl Registry {
             interval: gc.interval,
             options: gc_options,
         });
+        let storage_check = &config.health.storagedriver;
+        let storage_check = storage_check.enabled.then(|| StorageHealthCheck {
+            interval: storage_check
+                .interval
+                .max(std::time::Duration::from_millis(10)),
+            threshold: u32::try_from(storage_check.threshold).unwrap_or(u32::MAX),
+        });
+        let metrics_path = config
+            .http
+            .debug
+            .as_ref()
+            .filter(|debug| debug.prometheus.enabled)
+            .map(|debug| debug.prometheus.path.clone());
         Ok(builder
+            .storage_health_check(storage_check)
+            .metrics_path(metrics_path)
             .server_options(server)
             .upload_purging(upload_purging)
             .garbage_collection(garbage_collection)

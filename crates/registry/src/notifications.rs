@@ -109,7 +109,7 @@ fn endpoint_from(
         endpoint.timeout = timeout;
     }
     if let Some(threshold) = config.threshold {
-        endpoint.threshold = threshold;
+        endpoint.threshold = u32::try_from(threshold).unwrap_or(u32::MAX);
     }
     if let Some(backoff) = config.backoff {
         endpoint.backoff = backoff.max(Duration::from_millis(1));

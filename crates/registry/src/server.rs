@@ -8,11 +8,10 @@
 //! handshake runs in that task too, under a time limit, so a slow client never holds up the
 //! accept loop.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Request;
 use hyper::body::Incoming;
@@ -20,6 +19,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use registry_http::layers::ObservedService;
 use registry_http::{BodyGuard, ClientConnection, RegistryService};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -79,7 +79,7 @@ pub enum ServeError {
 }
 
 pub(crate) async fn serve(
-    service: RegistryService,
+    service: ObservedService<RegistryService>,
     options: &ServerOptions,
     tls: Option<ReloadableTls>,
     listener: TcpListener,
@@ -101,7 +101,6 @@ pub(crate) async fn serve(
     let context = Arc::new(ConnectionContext {
         builder,
         service,
-        access_log: options.access_log,
         header_read_timeout: options.header_read_timeout,
         tls_handshake_timeout: options.tls_handshake_timeout,
         tls,
@@ -175,8 +174,7 @@ pub(crate) async fn serve(
 /// What every connection task needs, shared.
 struct ConnectionContext {
     builder: auto::Builder<TokioExecutor>,
-    service: RegistryService,
-    access_log: bool,
+    service: ObservedService<RegistryService>,
     header_read_timeout: Duration,
     tls_handshake_timeout: Duration,
     tls: Option<ReloadableTls>,
@@ -319,33 +317,14 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = context.service.clone();
-    let access_log = context.access_log;
     let bodies = context.bodies.clone();
     let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let service = service.clone();
+        let mut service = service.clone();
         let mut request = request.map(|body| bodies.guard(body));
         request
             .extensions_mut()
             .insert(ClientConnection { remote: peer, tls });
-        async move {
-            if !access_log {
-                return Ok::<_, Infallible>(service.handle(request).await);
-            }
-            let started = Instant::now();
-            let method = request.method().clone();
-            let path = request.uri().path().to_owned();
-            let response = service.handle(request).await;
-            tracing::info!(
-                target: "registryd::access",
-                %peer,
-                %method,
-                path,
-                status = response.status().as_u16(),
-                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-                "request"
-            );
-            Ok(response)
-        }
+        tower_service::Service::call(&mut service, request)
     });
     let connection = context
         .builder

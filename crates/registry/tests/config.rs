@@ -67,7 +67,7 @@ health:
 ";
 
 #[test]
-fn registry2_image_config_loads_with_one_warning_for_health() {
+fn registry2_image_config_loads_without_warnings() {
     let loaded = load(REGISTRY2_IMAGE_CONFIG, &[]);
     let config = &loaded.config;
     assert_eq!(config.version, "0.1");
@@ -88,11 +88,9 @@ fn registry2_image_config_loads_with_one_warning_for_health() {
         config.http.headers.get("X-Content-Type-Options"),
         Some(&vec!["nosniff".to_owned()])
     );
-    assert!(config.health.is_some());
-    assert_eq!(
-        loaded.warnings,
-        vec!["config key health (line 14): configurable health checks are not supported yet; the section is ignored".to_owned()]
-    );
+    assert!(config.health.storagedriver.enabled);
+    assert_eq!(config.health.storagedriver.threshold, 3);
+    assert_eq!(loaded.warnings, Vec::<String>::new());
 }
 
 /// The "Development configuration" example of the registry:2 configuration reference.
@@ -415,7 +413,9 @@ fn registry2_reference_options_load_with_warnings_only() {
             "log.hooks",
             "middleware",
             "redis",
-            "health",
+            "health.file",
+            "health.http",
+            "health.tcp",
             "proxy",
         ],
         "{:#?}",
@@ -1352,8 +1352,7 @@ fn a_registry_built_from_a_config_validates_manifests_as_it_says() {
     )
     .config;
     let registry = registry::Registry::from_config(&config).expect("registry");
-    let service = registry.service();
-    let validation = &service.content().options().manifest_validation;
+    let validation = &registry.content().options().manifest_validation;
     assert_eq!(validation.index_children, IndexChildren::NoneRequired);
     assert_eq!(
         validation.urls,
@@ -1405,9 +1404,8 @@ fn redacted_hides_secrets_and_keeps_the_rest() {
     let redis = config.redis.clone().unwrap_or_default();
     assert_eq!(redis["password"], serde_json::json!("<redacted>"));
     assert_eq!(redis["db"], serde_json::json!(0));
-    let health = config.health.clone().unwrap_or_default();
     assert_eq!(
-        health["http"][0]["headers"]["Authorization"],
+        config.health.http[0]["headers"]["Authorization"],
         serde_json::json!("<redacted>")
     );
     assert_eq!(
@@ -1435,7 +1433,10 @@ fn an_empty_unsupported_section_does_not_warn() {
     let loaded = load("notifications:\nhealth: ~\n", &[]);
     assert_eq!(loaded.warnings, Vec::<String>::new());
     assert!(loaded.config.notifications.is_empty());
-    assert_eq!(loaded.config.health, None);
+    assert_eq!(
+        loaded.config.health,
+        registry::config::HealthConfig::default()
+    );
 }
 
 #[test]

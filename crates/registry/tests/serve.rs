@@ -15,10 +15,7 @@ use registry::{GarbageCollection, Registry, UploadPurging};
 /// The tests run with tokio's clock paused, which skips ahead whenever every task waits: the two
 /// hours pass at once, long enough for any purge schedule to have run many times.
 async fn upload_survives_two_hours_of_serving(registry: Registry) -> bool {
-    let repository = registry
-        .service()
-        .content()
-        .repository("app".parse().expect("name"));
+    let repository = registry.content().repository("app".parse().expect("name"));
     let upload = repository
         .start_upload(DigestAlgorithm::Sha256)
         .await
@@ -217,7 +214,7 @@ async fn an_upload_body_idle_past_the_limit_is_ended_and_resumes() {
 /// linked nowhere (its link removed); returns whether the blob's data is still stored.
 async fn unlinked_blob_survives_two_hours_of_serving(registry: Registry) -> bool {
     use futures_util::stream;
-    let content = registry.service().content().clone();
+    let content = registry.content().clone();
     let repository = content.repository("app".parse().expect("name"));
     let data = bytes::Bytes::from_static(b"unlinked blob");
     let digest = registry::model::Digest::sha256(&data);

@@ -12,6 +12,7 @@ mod error;
 pub mod faults;
 mod filesystem;
 mod inmemory;
+mod metered;
 mod path;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
@@ -23,6 +24,7 @@ pub use driver::{
 pub use error::StorageError;
 pub use filesystem::FilesystemDriver;
 pub use inmemory::InMemoryDriver;
+pub use metered::{MeteredDriver, OPERATION_DURATION, OPERATION_ERRORS};
 pub use path::StoragePath;
 
 // The crates the traits are written with, re-exported so a custom driver implements them with

@@ -302,6 +302,32 @@ const ENDPOINT: Kind = Kind::Struct(&[
     ),
 ]);
 
+const HEALTH: Kind = Kind::Struct(&[
+    key(
+        "storagedriver",
+        &Kind::Struct(&[
+            key("enabled", &Kind::Bool),
+            key("interval", &Kind::Duration),
+            key("threshold", &Kind::Int),
+        ]),
+    ),
+    unsupported(
+        "file",
+        &Kind::List(&Kind::Any),
+        "file health checks are not supported yet; only health.storagedriver is checked",
+    ),
+    unsupported(
+        "http",
+        &Kind::List(&Kind::Any),
+        "HTTP health checks are not supported yet; only health.storagedriver is checked",
+    ),
+    unsupported(
+        "tcp",
+        &Kind::List(&Kind::Any),
+        "TCP health checks are not supported yet; only health.storagedriver is checked",
+    ),
+]);
+
 const NOTIFICATIONS: Kind = Kind::Struct(&[
     key(
         "events",
@@ -366,11 +392,7 @@ pub(crate) const ROOT: Kind = Kind::Struct(&[
         &Kind::Any,
         "redis is not supported yet; the section is ignored",
     ),
-    unsupported(
-        "health",
-        &Kind::Any,
-        "configurable health checks are not supported yet; the section is ignored",
-    ),
+    key("health", &HEALTH),
     key("validation", &VALIDATION),
     unsupported(
         "compatibility",
