@@ -8,6 +8,7 @@ mod cert;
 mod config_check;
 mod garbage_collect;
 mod htpasswd;
+mod logging;
 mod verify;
 
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use registry::Registry;
-use registry::config::{Config, LoadedConfig, LogLevel, StorageDriverConfig};
+use registry::config::{Config, LoadedConfig, StorageDriverConfig};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -157,7 +158,7 @@ fn serve_command(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(loaded.config.log.level);
+    logging::init(&loaded.config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -346,19 +347,6 @@ async fn stop_signal() -> &'static str {
         _ = tokio::signal::ctrl_c() => "SIGINT",
         () = terminated => "SIGTERM",
     }
-}
-
-/// Logs to stderr at the configured level (`log.level`, `REGISTRY_LOG_LEVEL`); `RUST_LOG`, when
-/// set, takes precedence for finer filtering.
-fn init_logging(level: LogLevel) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(level.as_str()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 #[cfg(test)]
