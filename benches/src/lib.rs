@@ -14,7 +14,8 @@
 //! - [`load`]: a closed-loop HTTP/1.1 load generator (keep-alive connections, one request in
 //!   flight each) with a latency histogram, for any endpoint;
 //! - [`procfs`]: a process's peak and current resident memory from `/proc/PID/status`, and its
-//!   CPU time from `/proc/PID/stat`.
+//!   CPU time from `/proc/PID/stat`;
+//! - [`webhook`]: a notification endpoint that answers every delivery at once.
 //!
 //! Benchmarks measure and report; they never run in `cargo test`.
 
@@ -26,6 +27,7 @@ pub mod layout;
 pub mod load;
 pub mod procfs;
 pub mod server;
+pub mod webhook;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

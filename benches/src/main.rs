@@ -64,7 +64,11 @@ usage: registry-bench [--compare registry2] [--quick] [--only WORKLOADS] [option
                        --quick 1000)
   --rounds N           rounds of the blob and push32 workloads, alternating servers (default 1)
   --direct-io          run registryd with storage.filesystem.directio: true (large uploads
-                       bypass the page cache)";
+                       bypass the page cache)
+  --observe live|dead  run registryd with Prometheus metrics on a debug port and one
+                       notification endpoint: a webhook this program runs (live) or a port
+                       nothing listens on (dead). With --registry2 naming a copy of registryd,
+                       the ratios are the cost of observing";
 
 const WORKLOADS: [&str; 8] = [
     "blob",
@@ -109,6 +113,15 @@ struct Options {
     docker_layer: u64,
     /// Whether registryd runs with `storage.filesystem.directio: true`.
     direct_io: bool,
+    /// The notification endpoint registryd is given, with metrics on: `None` for neither.
+    observe: Option<Observe>,
+}
+
+/// What `--observe` gives registryd: metrics, and a webhook that is up or down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Observe {
+    Live,
+    Dead,
 }
 
 fn parse_args() -> Result<Options, Error> {
@@ -131,6 +144,7 @@ fn parse_args() -> Result<Options, Error> {
         starts: 5,
         docker_layer: if quick { 1 << 20 } else { 8 << 20 },
         direct_io: false,
+        observe: None,
     };
     let mut compare = false;
     let mut registry2 = PathBuf::from("/usr/bin/docker-registry");
@@ -175,6 +189,15 @@ fn parse_args() -> Result<Options, Error> {
             "--entries" => options.entries = value()?.parse()?,
             "--rounds" => options.rounds = value()?.parse()?,
             "--direct-io" => options.direct_io = true,
+            "--observe" => {
+                options.observe = Some(match value()?.as_str() {
+                    "live" => Observe::Live,
+                    "dead" => Observe::Dead,
+                    other => {
+                        return Err(format!("--observe takes live or dead, not {other:?}").into());
+                    }
+                })
+            }
             other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
         }
     }
@@ -452,10 +475,39 @@ struct Subject {
     small: Option<SmallImage>,
 }
 
+/// The environment that gives registryd metrics on a debug port and one notification endpoint.
+fn observed_env(observe: Observe) -> Result<Vec<(String, String)>, Error> {
+    let endpoint = match observe {
+        Observe::Live => {
+            let webhook = registry_bench::webhook::Webhook::start()?;
+            println!("  webhook listening on http://{}", webhook.address);
+            webhook.address
+        }
+        Observe::Dead => registry_bench::webhook::dead_address()?,
+    };
+    let debug = registry_bench::webhook::dead_address()?;
+    Ok([
+        ("REGISTRY_HTTP_DEBUG_ADDR", debug.to_string()),
+        ("REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED", "true".to_owned()),
+        (
+            "REGISTRY_NOTIFICATIONS_ENDPOINTS_0_NAME",
+            "bench".to_owned(),
+        ),
+        (
+            "REGISTRY_NOTIFICATIONS_ENDPOINTS_0_URL",
+            format!("http://{endpoint}/events"),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect())
+}
+
 fn start_subject(label: &'static str, binary: &Path, options: &Options) -> Result<Subject, Error> {
     let populate = options.wants("list");
     let entries = options.entries;
     let started = Instant::now();
+    let observe = options.observe.filter(|_| binary == options.registryd);
     let server = RegistryProcess::start_configured(binary, &options.settings(binary), |dir| {
         if populate {
             layout::populate(&dir.join("data"), entries, entries)?;
@@ -463,7 +515,10 @@ fn start_subject(label: &'static str, binary: &Path, options: &Options) -> Resul
             // run during the timed requests of either server.
             std::process::Command::new("sync").status()?;
         }
-        Ok(Vec::new())
+        match observe {
+            Some(observe) => observed_env(observe),
+            None => Ok(Vec::new()),
+        }
     })?;
     let took = started.elapsed();
     // Let the process settle before the idle reading.

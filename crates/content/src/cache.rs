@@ -26,8 +26,9 @@ pub(crate) type ManifestCache = BoundedCache<Digest, (String, Bytes)>;
 /// entries go first.
 #[derive(Debug)]
 pub(crate) struct BoundedCache<K, V> {
-    /// The `cache` label of its hits and misses in the metrics.
-    name: &'static str,
+    /// Its hits and misses in the metrics.
+    hits: metrics::Counter,
+    misses: metrics::Counter,
     capacity: usize,
     /// Values larger than this are not kept.
     largest: usize,
@@ -48,7 +49,8 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
     /// `capacity / share`.
     pub(crate) fn new(capacity: usize, share: usize) -> Self {
         BoundedCache {
-            name: "unnamed",
+            hits: metrics::Counter::noop(),
+            misses: metrics::Counter::noop(),
             capacity,
             largest: capacity / share.max(1),
             state: Mutex::new(State {
@@ -60,9 +62,10 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
     }
 
     /// The cache named `name` in the metrics (`registry_cache_hits_total` and
-    /// `registry_cache_misses_total`, label `cache`).
+    /// `registry_cache_misses_total`, label `cache`), registered with the recorder installed now.
     pub(crate) fn named(mut self, name: &'static str) -> Self {
-        self.name = name;
+        self.hits = metrics::counter!(CACHE_HITS, "cache" => name);
+        self.misses = metrics::counter!(CACHE_MISSES, "cache" => name);
         self
     }
 
@@ -73,12 +76,11 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
     /// The value for `key`, if held.
     pub(crate) fn get(&self, key: &K) -> Option<V> {
         let value = self.lock().entries.get(key).map(|(value, _)| value.clone());
-        let counter = if value.is_some() {
-            CACHE_HITS
+        if value.is_some() {
+            self.hits.increment(1);
         } else {
-            CACHE_MISSES
-        };
-        metrics::counter!(counter, "cache" => self.name).increment(1);
+            self.misses.increment(1);
+        }
         value
     }
 

@@ -1,5 +1,6 @@
 //! registry:2's event and envelope, field for field, as its notifications send them.
 
+use std::cell::Cell;
 use std::fmt;
 use std::str::FromStr;
 
@@ -96,7 +97,7 @@ impl Event {
         actor: ActorRecord,
     ) -> Event {
         Event {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: random_id(),
             timestamp: now_rfc3339(),
             action,
             target,
@@ -105,6 +106,38 @@ impl Event {
             source: SourceRecord::default(),
         }
     }
+}
+
+/// A random UUID (version 4) as text, for event and request ids: from a per-thread generator
+/// seeded with the operating system's randomness, so making one costs no system call.
+pub fn random_id() -> String {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(seed());
+    }
+    let (high, low) = STATE.with(|state| (splitmix64(state), splitmix64(state)));
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&high.to_le_bytes());
+    bytes[8..].copy_from_slice(&low.to_le_bytes());
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+fn seed() -> u64 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut seed = [0u8; 8];
+    seed.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(seed)
+}
+
+/// SplitMix64: a fast generator whose every 64-bit state gives a distinct output.
+fn splitmix64(state: &Cell<u64>) -> u64 {
+    let next = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+    state.set(next);
+    let mut z = next;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The current time as RFC 3339 in UTC with nanoseconds, as Go's `time.Time` marshals.
@@ -277,6 +310,16 @@ mod tests {
         assert_eq!(json["actor"], serde_json::json!({}));
         assert!(event.timestamp.ends_with('Z'), "{}", event.timestamp);
         assert_eq!(event.id.len(), 36);
+    }
+
+    #[test]
+    fn random_ids_are_version_4_uuids_and_differ() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| random_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            let parsed = uuid::Uuid::parse_str(id).ok();
+            assert_eq!(parsed.map(|uuid| uuid.get_version_num()), Some(4), "{id}");
+        }
     }
 
     #[test]

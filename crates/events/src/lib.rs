@@ -20,7 +20,7 @@ use async_trait::async_trait;
 pub use endpoint::{Endpoint, MAX_BACKOFF_FACTOR};
 pub use event::{
     Action, ActorRecord, Descriptor, ENVELOPE_MEDIA_TYPE, Envelope, Event, RequestRecord,
-    SourceRecord, Target, UnknownAction,
+    SourceRecord, Target, UnknownAction, random_id,
 };
 pub use notifier::{Notifier, NotifierOptions};
 pub use outbox::MAX_BATCH;

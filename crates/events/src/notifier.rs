@@ -14,12 +14,38 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{Delivery, HttpsClient, https_client};
 use crate::endpoint::Endpoint;
-use crate::event::{Envelope, Event, SourceRecord};
+use crate::event::{Event, SourceRecord};
 use crate::outbox::{MAX_BATCH, Outbox};
 use crate::{EVENTS_LOST, EVENTS_QUEUED, EventSink};
 
 /// How many submissions may wait for the outbox writer before handlers wait too.
 const QUEUE_CAPACITY: usize = 1024;
+
+/// The most events the writer takes off the queue at once; it writes them in batches of at most
+/// [`MAX_BATCH`].
+const MAX_GATHERED: usize = 4 * MAX_BATCH;
+
+/// `submissions` in runs of at most [`MAX_BATCH`] events (a submission is never split).
+fn chunks(submissions: &[Submission]) -> Vec<&[Submission]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut count = 0;
+    for (index, submission) in submissions.iter().enumerate() {
+        if count > 0 && count + submission.events.len() > MAX_BATCH {
+            chunks.push(&submissions[start..index]);
+            start = index;
+            count = 0;
+        }
+        count += submission.events.len();
+    }
+    if start < submissions.len() {
+        chunks.push(&submissions[start..]);
+    }
+    chunks
+}
+
+/// How long the writer gathers pull events before writing them, when no request waits.
+const PULL_LINGER: Duration = Duration::from_millis(20);
 
 /// What the notifier needs besides storage.
 #[derive(Debug, Clone)]
@@ -53,6 +79,8 @@ impl Default for NotifierOptions {
 #[derive(Debug)]
 pub struct Notifier {
     queue: mpsc::Sender<Submission>,
+    /// Told when a submission someone waits for is queued, so the writer stops gathering.
+    urgent: Arc<Notify>,
     source: SourceRecord,
     include_references: bool,
     stop: CancellationToken,
@@ -90,6 +118,7 @@ impl Notifier {
         let (queue, submissions) = mpsc::channel(QUEUE_CAPACITY);
         Ok(Notifier {
             queue,
+            urgent: Arc::new(Notify::new()),
             source: SourceRecord {
                 addr: options.source_addr,
                 instance_id: uuid::Uuid::new_v4().to_string(),
@@ -141,6 +170,7 @@ impl Notifier {
             queues.push((endpoint, written));
         }
         let writer = Writer {
+            urgent: Arc::clone(&self.urgent),
             outbox: unstarted.outbox,
             queues,
             instance: self.source.instance_id.chars().take(8).collect(),
@@ -191,6 +221,9 @@ impl EventSink for Notifier {
             return;
         }
         if wait {
+            self.urgent.notify_one();
+        }
+        if wait {
             // An error means the writer ended without storing them; it logged why.
             let _ = written.await;
         }
@@ -204,6 +237,7 @@ impl EventSink for Notifier {
 /// Takes submissions off the queue and writes them to each endpoint's queue in the outbox, as
 /// many at once as are waiting (up to a batch), so concurrent pushes share one write.
 struct Writer {
+    urgent: Arc<Notify>,
     outbox: Outbox,
     queues: Vec<(Endpoint, Arc<Notify>)>,
     instance: String,
@@ -224,16 +258,26 @@ impl Writer {
             let Some(first) = first else { return };
             let mut batch = vec![first];
             let mut count = batch[0].events.len();
-            while count < MAX_BATCH {
-                match submissions.try_recv() {
-                    Ok(submission) => {
-                        count += submission.events.len();
-                        batch.push(submission);
-                    }
-                    Err(_) => break,
+            // Pulls wait for no one: let more gather for a moment, so that a busy registry writes
+            // a few large batches instead of a file (and a wake-up) for every few pulls. A
+            // submission someone waits for ends the moment at once.
+            if batch[0].stored.is_none() {
+                tokio::select! {
+                    () = tokio::time::sleep(PULL_LINGER) => {}
+                    () = self.urgent.notified() => {}
+                    () = stop.cancelled() => {}
                 }
             }
-            self.write(&batch).await;
+            while count < MAX_GATHERED {
+                let Ok(submission) = submissions.try_recv() else {
+                    break;
+                };
+                count += submission.events.len();
+                batch.push(submission);
+            }
+            for chunk in chunks(&batch) {
+                self.write(chunk).await;
+            }
             for submission in batch {
                 if let Some(stored) = submission.stored {
                     let _ = stored.send(());
@@ -242,28 +286,45 @@ impl Writer {
         }
     }
 
-    /// Writes the events of `batch` that each endpoint wants as one batch file in its queue.
+    /// Writes the events of `batch` that each endpoint wants as one batch file in its queue:
+    /// durably when one of them changed content. Each event is encoded once.
     async fn write(&self, batch: &[Submission]) {
         let name = self.batch_name();
+        let events: Vec<(&Event, Vec<u8>)> = batch
+            .iter()
+            .flat_map(|submission| &submission.events)
+            .filter_map(|event| match serde_json::to_vec(event) {
+                Ok(json) => Some((event, json)),
+                Err(error) => {
+                    tracing::error!(%error, id = event.id, "an event could not be encoded; dropped");
+                    None
+                }
+            })
+            .collect();
         for (endpoint, written) in &self.queues {
-            let events: Vec<Event> = batch
-                .iter()
-                .flat_map(|submission| &submission.events)
-                .filter(|event| endpoint.wants(event))
-                .cloned()
-                .collect();
-            if events.is_empty() {
+            let mut body = Vec::with_capacity(
+                64 + events.iter().map(|(_, json)| json.len() + 1).sum::<usize>(),
+            );
+            body.extend_from_slice(b"{\"events\":[");
+            let mut count = 0usize;
+            let mut durable = false;
+            for (event, json) in events.iter().filter(|(event, _)| endpoint.wants(event)) {
+                if count > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(json);
+                count += 1;
+                durable |= event.action.changes_content();
+            }
+            body.extend_from_slice(b"]}");
+            if count == 0 {
                 continue;
             }
-            let count = events.len();
-            let body = match serde_json::to_vec(&Envelope { events }) {
-                Ok(body) => Bytes::from(body),
-                Err(error) => {
-                    tracing::error!(endpoint = endpoint.name, %error, "events could not be encoded; {count} dropped");
-                    continue;
-                }
-            };
-            match self.outbox.append(&endpoint.name, &name, body).await {
+            match self
+                .outbox
+                .append(&endpoint.name, &name, Bytes::from(body), durable)
+                .await
+            {
                 Ok(()) => {
                     metrics::counter!(EVENTS_QUEUED, "endpoint" => endpoint.name.clone())
                         .increment(count as u64);
@@ -273,9 +334,9 @@ impl Writer {
                     metrics::counter!(EVENTS_LOST, "endpoint" => endpoint.name.clone())
                         .increment(count as u64);
                     tracing::error!(
-                    endpoint = endpoint.name,
-                    %error,
-                    "{count} events could not be stored in the outbox and will not be delivered"
+                        endpoint = endpoint.name,
+                        %error,
+                        "{count} events could not be stored in the outbox and will not be delivered"
                     );
                 }
             }

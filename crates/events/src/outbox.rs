@@ -5,8 +5,10 @@
 //! /docker/registry/v2/registryd/events/<endpoint>/<nanoseconds>-<instance>-<sequence>.json
 //! ```
 //!
-//! Each file is one batch, written whole and durably ([`StorageDriver::put_content`]) before the
-//! requests whose events it holds are answered, and holding exactly the body that is POSTed: an
+//! Each file is one batch, written whole before the requests whose events it holds are answered
+//! (durably, with [`StorageDriver::put_content`], when one of them changed content; a batch of
+//! pulls only is left to the operating system to write back), and holding exactly the body that
+//! is POSTed: an
 //! [`Envelope`](crate::Envelope) of up to [`MAX_BATCH`] events. A batch is deleted only after its
 //! endpoint answered 2xx or 3xx, so an event is delivered at least once, across restarts and
 //! crashes, and every delivery of it carries the same ids. Names sort by the time they were
@@ -15,7 +17,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use registry_storage::{StorageDriver, StorageError, StoragePath};
+use registry_storage::{Durability, PutMode, StorageDriver, StorageError, StoragePath};
 
 /// The most events one batch (one delivery) holds.
 pub const MAX_BATCH: usize = 256;
@@ -33,15 +35,23 @@ impl Outbox {
         Outbox { driver }
     }
 
-    /// Stores one batch for `queue` under `name`, durably.
+    /// Stores one batch for `queue` under `name`: on disk before returning when `durable`,
+    /// otherwise left to the operating system to write back (a crash may lose it).
     pub(crate) async fn append(
         &self,
         queue: &str,
         name: &str,
         body: Bytes,
+        durable: bool,
     ) -> Result<(), StorageError> {
         let path = queue_dir(queue)?.join(name)?;
-        self.driver.put_content(&path, body).await
+        if durable {
+            return self.driver.put_content(&path, body).await;
+        }
+        self.driver
+            .put_content_if(&path, body, PutMode::Create, Durability::Volatile)
+            .await
+            .map(|_| ())
     }
 
     /// The batches waiting for `queue`, oldest first.
@@ -123,10 +133,10 @@ mod tests {
         let outbox = Outbox::new(Arc::new(InMemoryDriver::new()));
         assert!(outbox.pending("hook").await?.is_empty());
         outbox
-            .append("hook", "2-b.json", Bytes::from("two"))
+            .append("hook", "2-b.json", Bytes::from("two"), false)
             .await?;
         outbox
-            .append("hook", "1-a.json", Bytes::from("one"))
+            .append("hook", "1-a.json", Bytes::from("one"), true)
             .await?;
         let pending = outbox.pending("hook").await?;
         assert_eq!(pending.len(), 2);

@@ -67,7 +67,7 @@ impl Notice {
         let record = RequestRecord {
             id: header_str(headers, &REQUEST_ID)
                 .map(str::to_owned)
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                .unwrap_or_else(registry_events::random_id),
             addr: connection
                 .map(|connection| connection.remote.to_string())
                 .unwrap_or_default(),

@@ -5,9 +5,11 @@
 //! The service tells the layers what it made of a request through the [`Handled`] response
 //! extension: the route it matched and the user it authenticated.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -98,7 +100,7 @@ where
         let id = match usable {
             Some(id) => id.clone(),
             None => {
-                let id = HeaderValue::try_from(uuid::Uuid::new_v4().to_string())
+                let id = HeaderValue::try_from(registry_events::random_id())
                     .unwrap_or(HeaderValue::from_static("unknown"));
                 request.headers_mut().insert(REQUEST_ID, id.clone());
                 id
@@ -199,7 +201,9 @@ where
 // ---- metrics -----------------------------------------------------------------------------------
 
 /// Counts requests, their time to a response head and the bytes in and out, through the
-/// [`metrics`] facade (see the constants of this module).
+/// [`metrics`] facade (see the constants of this module). The metrics are registered with the
+/// recorder installed when the layer wraps a service (and each label set when first seen):
+/// install a recorder before.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MetricsLayer;
 
@@ -207,7 +211,15 @@ impl<S> Layer<S> for MetricsLayer {
     type Service = Metrics<S>;
 
     fn layer(&self, inner: S) -> Metrics<S> {
-        Metrics { inner }
+        Metrics {
+            inner,
+            handles: Arc::new(Handles {
+                in_flight: metrics::gauge!(REQUESTS_IN_FLIGHT),
+                received: metrics::counter!(RECEIVED_BYTES),
+                sent: metrics::counter!(SENT_BYTES),
+                requests: RwLock::new(HashMap::new()),
+            }),
+        }
     }
 }
 
@@ -215,6 +227,56 @@ impl<S> Layer<S> for MetricsLayer {
 #[derive(Clone, Debug)]
 pub struct Metrics<S> {
     inner: S,
+    handles: Arc<Handles>,
+}
+
+/// The metrics' handles, registered once: looking a metric up by name and labels costs more than
+/// recording to it.
+#[derive(Debug)]
+struct Handles {
+    in_flight: metrics::Gauge,
+    received: metrics::Counter,
+    sent: metrics::Counter,
+    /// By route, method and status: the request counter and the duration histogram.
+    requests:
+        RwLock<HashMap<(&'static str, &'static str, u16), (metrics::Counter, metrics::Histogram)>>,
+}
+
+impl Handles {
+    /// Records one answered request.
+    fn answered(
+        &self,
+        route: &'static str,
+        method: &'static str,
+        status: StatusCode,
+        seconds: f64,
+    ) {
+        let key = (route, method, status.as_u16());
+        let known = self
+            .requests
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        let (counter, histogram) = known.unwrap_or_else(|| {
+            let handles = (
+                metrics::counter!(
+                    REQUESTS,
+                    "route" => route,
+                    "method" => method,
+                    "status" => status_label(status)
+                ),
+                metrics::histogram!(REQUEST_DURATION, "route" => route, "method" => method),
+            );
+            self.requests
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key, handles.clone());
+            handles
+        });
+        counter.increment(1);
+        histogram.record(seconds);
+    }
 }
 
 impl<S, B> Service<Request<B>> for Metrics<S>
@@ -235,11 +297,12 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let started = Instant::now();
         let method = method_label(request.method());
+        let handles = Arc::clone(&self.handles);
         let request = request.map(|body| Counted {
             inner: body,
-            counter: metrics::counter!(RECEIVED_BYTES),
+            counter: handles.received.clone(),
         });
-        let in_flight = InFlight::start();
+        let in_flight = InFlight::start(handles.in_flight.clone());
         let answered = self.inner.call(request);
         Box::pin(async move {
             let response = answered.await?;
@@ -248,19 +311,16 @@ where
                 .extensions()
                 .get::<Handled>()
                 .map_or("unknown", |handled| handled.route);
-            metrics::counter!(
-                REQUESTS,
-                "route" => route,
-                "method" => method,
-                "status" => status_label(response.status())
-            )
-            .increment(1);
-            metrics::histogram!(REQUEST_DURATION, "route" => route, "method" => method)
-                .record(started.elapsed().as_secs_f64());
+            handles.answered(
+                route,
+                method,
+                response.status(),
+                started.elapsed().as_secs_f64(),
+            );
             Ok(response.map(|body| {
                 http_body_util::BodyExt::boxed_unsync(Counted {
                     inner: body,
-                    counter: metrics::counter!(SENT_BYTES),
+                    counter: handles.sent.clone(),
                 })
             }))
         })
@@ -268,18 +328,18 @@ where
 }
 
 /// Keeps [`REQUESTS_IN_FLIGHT`] up for as long as it lives, also when the request is dropped.
-struct InFlight;
+struct InFlight(metrics::Gauge);
 
 impl InFlight {
-    fn start() -> InFlight {
-        metrics::gauge!(REQUESTS_IN_FLIGHT).increment(1.0);
-        InFlight
+    fn start(gauge: metrics::Gauge) -> InFlight {
+        gauge.increment(1.0);
+        InFlight(gauge)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!(REQUESTS_IN_FLIGHT).decrement(1.0);
+        self.0.decrement(1.0);
     }
 }
 

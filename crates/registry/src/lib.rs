@@ -209,16 +209,19 @@ impl RegistryBuilder {
 
     /// The registry.
     pub fn build(mut self) -> Registry {
+        // Before anything registers its metrics.
+        if self.metrics_path.is_some() {
+            debug_server::prometheus();
+        }
         let driver = self
             .driver
             .unwrap_or_else(|| Arc::new(InMemoryDriver::new()));
+        // Timed and counted for the metrics; with no recorder installed that costs next to nothing.
+        let driver: Arc<dyn StorageDriver> = Arc::new(MeteredDriver::new(driver));
         let content = ContentStore::new(driver, self.content);
         content.set_read_only(self.read_only);
         let health = Arc::new(Health::new());
         self.http.health = Some(Arc::clone(&health));
-        if self.metrics_path.is_some() {
-            debug_server::prometheus();
-        }
         Registry {
             service: RegistryService::new(content, self.http),
             server: self.server,
@@ -438,9 +441,13 @@ impl Registry {
             .as_ref()
             .map(|tls| ReloadableTls::load(tls, !config.http.http2.disabled))
             .transpose()?;
-        // Timed and counted for the metrics; with no recorder installed that costs next to nothing.
-        let driver: Arc<dyn StorageDriver> =
-            Arc::new(MeteredDriver::new(driver_from_config(config)?));
+        let metrics_path = config
+            .http
+            .debug
+            .as_ref()
+            .filter(|debug| debug.prometheus.enabled)
+            .map(|debug| debug.prometheus.path.clone());
+        let driver = driver_from_config(config)?;
         let notifier = notifications::notifier(config, Arc::clone(&driver))?;
         let mut builder = Registry::builder()
             .driver(driver)
@@ -501,12 +508,6 @@ impl Registry {
                 .max(std::time::Duration::from_millis(10)),
             threshold: u32::try_from(storage_check.threshold).unwrap_or(u32::MAX),
         });
-        let metrics_path = config
-            .http
-            .debug
-            .as_ref()
-            .filter(|debug| debug.prometheus.enabled)
-            .map(|debug| debug.prometheus.path.clone());
         Ok(builder
             .storage_health_check(storage_check)
             .metrics_path(metrics_path)

@@ -154,9 +154,7 @@ fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_as_prometheus_text_and_move_with_requests() {
     let registry = Registry::builder()
-        .driver(Arc::new(registry::storage::MeteredDriver::new(Arc::new(
-            InMemoryDriver::new(),
-        ))))
+        .driver(Arc::new(InMemoryDriver::new()))
         .metrics_path(Some("/metrics".to_owned()))
         .build();
     let served = Served::start(registry).await;

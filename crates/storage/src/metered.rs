@@ -29,39 +29,104 @@ pub const OPERATION_DURATION: &str = "registry_storage_operation_duration_second
 /// The counter of failed operations.
 pub const OPERATION_ERRORS: &str = "registry_storage_operation_errors_total";
 
+/// The operations timed, each a label value of `operation`.
+const OPERATIONS: &[&str] = &[
+    "get_content",
+    "put_content",
+    "get_content_versioned",
+    "put_content_if",
+    "reader",
+    "writer",
+    "write",
+    "close",
+    "commit",
+    "cancel",
+    "stat",
+    "stat_many",
+    "list",
+    "move",
+    "delete",
+    "redirect_url",
+    "walk",
+];
+
 /// A driver whose operations are timed and counted. Behaves exactly as the driver it wraps.
+///
+/// The latency histograms are registered with the recorder installed when the driver is made:
+/// install a recorder before.
 #[derive(Debug)]
 pub struct MeteredDriver {
     inner: Arc<dyn StorageDriver>,
+    meters: Arc<Meters>,
+}
+
+/// A driver's histograms, one an operation, registered once.
+#[derive(Debug)]
+struct Meters {
+    driver: &'static str,
+    durations: Vec<(&'static str, metrics::Histogram)>,
 }
 
 impl MeteredDriver {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn StorageDriver>) -> MeteredDriver {
-        MeteredDriver { inner }
+        let driver = inner.name();
+        let durations = OPERATIONS
+            .iter()
+            .map(|&operation| {
+                let histogram = metrics::histogram!(
+                    OPERATION_DURATION,
+                    "driver" => driver,
+                    "operation" => operation
+                );
+                (operation, histogram)
+            })
+            .collect();
+        MeteredDriver {
+            inner,
+            meters: Arc::new(Meters { driver, durations }),
+        }
+    }
+
+    /// Runs `run`, the driver's `operation`, timing it.
+    async fn metered<T>(
+        &self,
+        operation: &'static str,
+        run: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        self.meters.metered(operation, run).await
     }
 }
 
-/// Runs `operation` and records how long it took and whether it failed.
-async fn metered<T>(
-    driver: &'static str,
-    operation: &'static str,
-    run: impl Future<Output = Result<T, StorageError>>,
-) -> Result<T, StorageError> {
-    let started = Instant::now();
-    let result = run.await;
-    record(driver, operation, started, result.as_ref().err());
-    result
+impl Meters {
+    async fn metered<T>(
+        &self,
+        operation: &'static str,
+        run: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let started = Instant::now();
+        let result = run.await;
+        self.record(operation, started, result.as_ref().err());
+        result
+    }
+
+    fn record(&self, operation: &'static str, started: Instant, error: Option<&StorageError>) {
+        let elapsed = started.elapsed().as_secs_f64();
+        match self.durations.iter().find(|(name, _)| *name == operation) {
+            Some((_, histogram)) => histogram.record(elapsed),
+            None => metrics::histogram!(
+                OPERATION_DURATION,
+                "driver" => self.driver,
+                "operation" => operation
+            )
+            .record(elapsed),
+        }
+        record_error(self.driver, operation, error);
+    }
 }
 
-fn record(
-    driver: &'static str,
-    operation: &'static str,
-    started: Instant,
-    error: Option<&StorageError>,
-) {
-    metrics::histogram!(OPERATION_DURATION, "driver" => driver, "operation" => operation)
-        .record(started.elapsed().as_secs_f64());
+/// Counts `error`, unless it is an answer of the contract rather than a failure.
+fn record_error(driver: &'static str, operation: &'static str, error: Option<&StorageError>) {
     let kind = match error {
         None
         | Some(
@@ -72,8 +137,13 @@ fn record(
         Some(StorageError::Backend { .. }) => "backend",
         Some(_) => "other",
     };
-    metrics::counter!(OPERATION_ERRORS, "driver" => driver, "operation" => operation, "error" => kind)
-        .increment(1);
+    metrics::counter!(
+        OPERATION_ERRORS,
+        "driver" => driver,
+        "operation" => operation,
+        "error" => kind
+    )
+    .increment(1);
 }
 
 #[async_trait]
@@ -83,16 +153,13 @@ impl StorageDriver for MeteredDriver {
     }
 
     async fn get_content(&self, path: &StoragePath) -> Result<Bytes, StorageError> {
-        metered(self.name(), "get_content", self.inner.get_content(path)).await
+        self.metered("get_content", self.inner.get_content(path))
+            .await
     }
 
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<(), StorageError> {
-        metered(
-            self.name(),
-            "put_content",
-            self.inner.put_content(path, content),
-        )
-        .await
+        let run = self.inner.put_content(path, content);
+        self.metered("put_content", run).await
     }
 
     async fn get_content_versioned(
@@ -100,7 +167,7 @@ impl StorageDriver for MeteredDriver {
         path: &StoragePath,
     ) -> Result<(Bytes, ObjectVersion), StorageError> {
         let run = self.inner.get_content_versioned(path);
-        metered(self.name(), "get_content_versioned", run).await
+        self.metered("get_content_versioned", run).await
     }
 
     async fn put_content_if(
@@ -111,7 +178,7 @@ impl StorageDriver for MeteredDriver {
         durability: Durability,
     ) -> Result<ObjectVersion, StorageError> {
         let run = self.inner.put_content_if(path, content, mode, durability);
-        metered(self.name(), "put_content_if", run).await
+        self.metered("put_content_if", run).await
     }
 
     async fn reader(
@@ -120,12 +187,8 @@ impl StorageDriver for MeteredDriver {
         offset: u64,
         length: Option<u64>,
     ) -> Result<ByteStream, StorageError> {
-        metered(
-            self.name(),
-            "reader",
-            self.inner.reader(path, offset, length),
-        )
-        .await
+        let run = self.inner.reader(path, offset, length);
+        self.metered("reader", run).await
     }
 
     async fn writer(
@@ -133,27 +196,29 @@ impl StorageDriver for MeteredDriver {
         path: &StoragePath,
         append: bool,
     ) -> Result<Box<dyn FileWriter>, StorageError> {
-        let inner = metered(self.name(), "writer", self.inner.writer(path, append)).await?;
+        let inner = self
+            .metered("writer", self.inner.writer(path, append))
+            .await?;
         Ok(Box::new(MeteredWriter {
             inner,
-            driver: self.name(),
+            meters: Arc::clone(&self.meters),
         }))
     }
 
     async fn stat(&self, path: &StoragePath) -> Result<FileInfo, StorageError> {
-        metered(self.name(), "stat", self.inner.stat(path)).await
+        self.metered("stat", self.inner.stat(path)).await
     }
 
     async fn stat_many(&self, paths: &[StoragePath]) -> Vec<Result<FileInfo, StorageError>> {
         let started = Instant::now();
         let stats = self.inner.stat_many(paths).await;
         let error = stats.iter().find_map(|stat| stat.as_ref().err());
-        record(self.name(), "stat_many", started, error);
+        self.meters.record("stat_many", started, error);
         stats
     }
 
     async fn list(&self, path: &StoragePath) -> Result<Vec<StoragePath>, StorageError> {
-        metered(self.name(), "list", self.inner.list(path)).await
+        self.metered("list", self.inner.list(path)).await
     }
 
     async fn move_object(
@@ -162,15 +227,16 @@ impl StorageDriver for MeteredDriver {
         destination: &StoragePath,
     ) -> Result<(), StorageError> {
         let run = self.inner.move_object(source, destination);
-        metered(self.name(), "move", run).await
+        self.metered("move", run).await
     }
 
     async fn delete(&self, path: &StoragePath) -> Result<(), StorageError> {
-        metered(self.name(), "delete", self.inner.delete(path)).await
+        self.metered("delete", self.inner.delete(path)).await
     }
 
     async fn redirect_url(&self, path: &StoragePath) -> Result<Option<String>, StorageError> {
-        metered(self.name(), "redirect_url", self.inner.redirect_url(path)).await
+        self.metered("redirect_url", self.inner.redirect_url(path))
+            .await
     }
 
     async fn walk(
@@ -178,20 +244,20 @@ impl StorageDriver for MeteredDriver {
         from: &StoragePath,
         visitor: &mut WalkVisitor<'_>,
     ) -> Result<(), StorageError> {
-        metered(self.name(), "walk", self.inner.walk(from, visitor)).await
+        self.metered("walk", self.inner.walk(from, visitor)).await
     }
 }
 
 /// A writer of a [`MeteredDriver`].
 struct MeteredWriter {
     inner: Box<dyn FileWriter>,
-    driver: &'static str,
+    meters: Arc<Meters>,
 }
 
 #[async_trait]
 impl FileWriter for MeteredWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        metered(self.driver, "write", self.inner.write(chunk)).await
+        self.meters.metered("write", self.inner.write(chunk)).await
     }
 
     fn size(&self) -> u64 {
@@ -199,15 +265,15 @@ impl FileWriter for MeteredWriter {
     }
 
     async fn close(self: Box<Self>) -> Result<(), StorageError> {
-        metered(self.driver, "close", self.inner.close()).await
+        self.meters.metered("close", self.inner.close()).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StorageError> {
-        metered(self.driver, "commit", self.inner.commit()).await
+        self.meters.metered("commit", self.inner.commit()).await
     }
 
     async fn cancel(self: Box<Self>) -> Result<(), StorageError> {
-        metered(self.driver, "cancel", self.inner.cancel()).await
+        self.meters.metered("cancel", self.inner.cancel()).await
     }
 }
 
