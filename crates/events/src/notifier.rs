@@ -246,6 +246,11 @@ struct Writer {
 
 impl Writer {
     async fn run(self, mut submissions: mpsc::Receiver<Submission>, stop: CancellationToken) {
+        for (endpoint, _) in &self.queues {
+            if let Err(error) = self.outbox.keep(&endpoint.name).await {
+                tracing::warn!(endpoint = endpoint.name, %error, "the outbox queue could not be prepared");
+            }
+        }
         loop {
             let first = tokio::select! {
                 submission = submissions.recv() => submission,

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! /docker/registry/v2/registryd/events/<endpoint>/<nanoseconds>-<instance>-<sequence>.json
+//! /docker/registry/v2/registryd/events/<endpoint>/queue      (keeps the directory)
 //! ```
 //!
 //! Each file is one batch, written whole before the requests whose events it holds are answered
@@ -23,6 +24,9 @@ use registry_storage::{Durability, PutMode, StorageDriver, StorageError, Storage
 pub const MAX_BATCH: usize = 256;
 
 const ROOT: &str = "/docker/registry/v2/registryd/events";
+
+/// The object that keeps an empty queue's directory.
+const QUEUE_MARKER: &str = "queue";
 
 /// The outbox over a storage driver.
 #[derive(Debug, Clone)]
@@ -52,6 +56,22 @@ impl Outbox {
             .put_content_if(&path, body, PutMode::Create, Durability::Volatile)
             .await
             .map(|_| ())
+    }
+
+    /// Keeps `queue`'s directory in place while it is empty, with a small marker object
+    /// (`queue`, not a batch): without it a filesystem would remove the directory with the last
+    /// delivered batch and create it again for the next, two more metadata updates for every
+    /// batch to sync.
+    pub(crate) async fn keep(&self, queue: &str) -> Result<(), StorageError> {
+        let marker = queue_dir(queue)?.join(QUEUE_MARKER)?;
+        let written = self
+            .driver
+            .put_content_if(&marker, Bytes::new(), PutMode::Create, Durability::Durable)
+            .await;
+        match written {
+            Err(StorageError::AlreadyExists { .. }) | Ok(_) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     /// The batches waiting for `queue`, oldest first.

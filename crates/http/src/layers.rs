@@ -230,6 +230,9 @@ pub struct Metrics<S> {
     handles: Arc<Handles>,
 }
 
+/// A request's route, method and status.
+type RequestKey = (&'static str, &'static str, u16);
+
 /// The metrics' handles, registered once: looking a metric up by name and labels costs more than
 /// recording to it.
 #[derive(Debug)]
@@ -238,8 +241,7 @@ struct Handles {
     received: metrics::Counter,
     sent: metrics::Counter,
     /// By route, method and status: the request counter and the duration histogram.
-    requests:
-        RwLock<HashMap<(&'static str, &'static str, u16), (metrics::Counter, metrics::Histogram)>>,
+    requests: RwLock<HashMap<RequestKey, (metrics::Counter, metrics::Histogram)>>,
 }
 
 impl Handles {

@@ -551,11 +551,17 @@ async fn events_wait_in_the_outbox_while_the_webhook_is_down_and_across_a_restar
     // Delivered batches are removed from the outbox (just after the webhook answered).
     let outbox = root.path().join("docker/registry/v2/registryd/events/ci");
     let deadline = Instant::now() + PATIENCE;
-    while std::fs::read_dir(&outbox)
-        .map(|entries| entries.count())
-        .unwrap_or(0)
-        > 0
-    {
+    let batches = || {
+        std::fs::read_dir(&outbox)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|entry| entry.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    while batches() > 0 {
         assert!(
             Instant::now() < deadline,
             "batches left in {}",
