@@ -47,13 +47,14 @@ pub struct Handled {
 pub type ObservedService<S> = RequestId<AccessLog<Metrics<S>>>;
 
 /// Wraps `service` in every layer: request ids outermost, so the access log and the events see
-/// the id; the access log on or off as `access_log` says.
-pub fn observed<S>(service: S, access_log: bool) -> ObservedService<S> {
+/// the id; the access log and the metrics on or off as `access_log` and `metrics` say (off, a
+/// layer passes requests through).
+pub fn observed<S>(service: S, access_log: bool, metrics: bool) -> ObservedService<S> {
     RequestIdLayer.layer(
         AccessLogLayer {
             enabled: access_log,
         }
-        .layer(MetricsLayer.layer(service)),
+        .layer(MetricsLayer { enabled: metrics }.layer(service)),
     )
 }
 
@@ -204,8 +205,11 @@ where
 /// [`metrics`] facade (see the constants of this module). The metrics are registered with the
 /// recorder installed when the layer wraps a service (and each label set when first seen):
 /// install a recorder before.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MetricsLayer;
+#[derive(Clone, Copy, Debug)]
+pub struct MetricsLayer {
+    /// Whether requests are recorded; when not, the layer only passes them through.
+    pub enabled: bool,
+}
 
 impl<S> Layer<S> for MetricsLayer {
     type Service = Metrics<S>;
@@ -213,6 +217,7 @@ impl<S> Layer<S> for MetricsLayer {
     fn layer(&self, inner: S) -> Metrics<S> {
         Metrics {
             inner,
+            enabled: self.enabled,
             handles: Arc::new(Handles {
                 in_flight: metrics::gauge!(REQUESTS_IN_FLIGHT),
                 received: metrics::counter!(RECEIVED_BYTES),
@@ -227,6 +232,7 @@ impl<S> Layer<S> for MetricsLayer {
 #[derive(Clone, Debug)]
 pub struct Metrics<S> {
     inner: S,
+    enabled: bool,
     handles: Arc<Handles>,
 }
 
@@ -297,6 +303,13 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        if !self.enabled {
+            let request = request.map(|body| Counted {
+                inner: body,
+                counter: metrics::Counter::noop(),
+            });
+            return Box::pin(self.inner.call(request));
+        }
         let started = Instant::now();
         let method = method_label(request.method());
         let handles = Arc::clone(&self.handles);

@@ -69,6 +69,8 @@ pub struct Registry {
     health: Arc<Health>,
     storage_check: Option<StorageHealthCheck>,
     metrics_path: Option<String>,
+    /// Whether the service records request metrics.
+    record_metrics: bool,
     /// Whether [`Registry::serve`] is serving and not shutting down, for the readiness probe.
     ready: Arc<AtomicBool>,
 }
@@ -89,6 +91,7 @@ pub struct RegistryBuilder {
     notifier: Option<Arc<Notifier>>,
     storage_check: Option<StorageHealthCheck>,
     metrics_path: Option<String>,
+    record_metrics: bool,
 }
 
 impl RegistryBuilder {
@@ -199,6 +202,14 @@ impl RegistryBuilder {
         self
     }
 
+    /// Records request metrics through the `metrics` facade even without
+    /// [`metrics_path`](RegistryBuilder::metrics_path): for an application that installed its
+    /// own recorder. Off by default, as recording costs about a microsecond a request.
+    pub fn record_metrics(mut self, record: bool) -> Self {
+        self.record_metrics = record;
+        self
+    }
+
     /// Where [`Registry::serve_debug`] serves Prometheus metrics (`http.debug.prometheus.path`);
     /// `None` (the default) for none. Installs the Prometheus recorder as the process's
     /// `metrics` recorder, unless another is installed already (which then gets the metrics).
@@ -216,8 +227,12 @@ impl RegistryBuilder {
         let driver = self
             .driver
             .unwrap_or_else(|| Arc::new(InMemoryDriver::new()));
-        // Timed and counted for the metrics; with no recorder installed that costs next to nothing.
-        let driver: Arc<dyn StorageDriver> = Arc::new(MeteredDriver::new(driver));
+        let record_metrics = self.record_metrics || self.metrics_path.is_some();
+        let driver: Arc<dyn StorageDriver> = if record_metrics {
+            Arc::new(MeteredDriver::new(driver))
+        } else {
+            driver
+        };
         let content = ContentStore::new(driver, self.content);
         content.set_read_only(self.read_only);
         let health = Arc::new(Health::new());
@@ -231,6 +246,7 @@ impl RegistryBuilder {
             notifier: self.notifier,
             health,
             storage_check: self.storage_check,
+            record_metrics,
             metrics_path: self.metrics_path,
             ready: Arc::new(AtomicBool::new(false)),
         }
@@ -248,7 +264,11 @@ impl Registry {
     /// (unless `log.accesslog.disabled`) and metrics around [`RegistryService`]. For fewer layers,
     /// stack the ones wanted from [`registry_http::layers`] around [`Registry::api`].
     pub fn service(&self) -> ObservedService<RegistryService> {
-        layers::observed(self.service.clone(), self.server.access_log)
+        layers::observed(
+            self.service.clone(),
+            self.server.access_log,
+            self.record_metrics,
+        )
     }
 
     /// The HTTP API alone, without layers.
