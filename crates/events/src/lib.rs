@@ -42,6 +42,13 @@ pub trait EventSink: Send + Sync + std::fmt::Debug {
     /// Never fails the request: the change is already stored, so a sink logs its own errors.
     async fn record(&self, events: Vec<Event>);
 
+    /// Whether any receiver wants events of `action`; when none does, handlers do not make them
+    /// (an endpoint with `ignore.actions: [pull]` spares every pull that work).
+    fn wants(&self, action: Action) -> bool {
+        let _ = action;
+        true
+    }
+
     /// Whether manifest events carry the manifest's references
     /// (`notifications.events.includereferences`).
     fn include_references(&self) -> bool {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{Delivery, HttpsClient, https_client};
 use crate::endpoint::Endpoint;
-use crate::event::{Event, SourceRecord};
+use crate::event::{Action, Event, SourceRecord};
 use crate::outbox::{MAX_BATCH, Outbox};
 use crate::{EVENTS_LOST, EVENTS_QUEUED, EventSink};
 
@@ -83,6 +83,8 @@ pub struct Notifier {
     urgent: Arc<Notify>,
     source: SourceRecord,
     include_references: bool,
+    /// The actions some endpoint does not ignore.
+    wanted: Vec<Action>,
     stop: CancellationToken,
     /// What the tasks need, until they are started.
     unstarted: Mutex<Option<Unstarted>>,
@@ -116,7 +118,17 @@ impl Notifier {
         options: NotifierOptions,
     ) -> Result<Notifier, rustls::Error> {
         let (queue, submissions) = mpsc::channel(QUEUE_CAPACITY);
+        let wanted = [Action::Push, Action::Pull, Action::Mount, Action::Delete]
+            .into_iter()
+            .filter(|action| {
+                options
+                    .endpoints
+                    .iter()
+                    .any(|endpoint| !endpoint.ignored_actions.contains(action))
+            })
+            .collect();
         Ok(Notifier {
+            wanted,
             queue,
             urgent: Arc::new(Notify::new()),
             source: SourceRecord {
@@ -227,6 +239,10 @@ impl EventSink for Notifier {
             // An error means the writer ended without storing them; it logged why.
             let _ = written.await;
         }
+    }
+
+    fn wants(&self, action: Action) -> bool {
+        self.wanted.contains(&action)
     }
 
     fn include_references(&self) -> bool {
@@ -357,5 +373,54 @@ impl Writer {
             .unwrap_or(0);
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         format!("{nanos:020}-{}-{sequence:010}.json", self.instance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use registry_storage::InMemoryDriver;
+
+    use super::*;
+
+    #[test]
+    fn actions_every_endpoint_ignores_are_not_wanted() -> Result<(), rustls::Error> {
+        let mut quiet = Endpoint::new("quiet", http::Uri::from_static("http://127.0.0.1:9/"));
+        quiet.ignored_actions = vec![Action::Pull, Action::Mount];
+        let mut mounts = Endpoint::new("mounts", http::Uri::from_static("http://127.0.0.1:9/"));
+        mounts.ignored_actions = vec![Action::Pull];
+        let options = NotifierOptions {
+            endpoints: vec![quiet, mounts],
+            ..NotifierOptions::default()
+        };
+        let notifier = Notifier::new(Arc::new(InMemoryDriver::new()), options)?;
+        assert!(!notifier.wants(Action::Pull));
+        assert!(notifier.wants(Action::Mount));
+        assert!(notifier.wants(Action::Push) && notifier.wants(Action::Delete));
+        Ok(())
+    }
+
+    #[test]
+    fn submissions_are_written_in_batches_of_at_most_max_batch_events() {
+        let submission = |events: usize| Submission {
+            events: vec![
+                Event::new(
+                    Action::Pull,
+                    crate::Target::default(),
+                    crate::RequestRecord::default(),
+                    crate::ActorRecord::default(),
+                );
+                events
+            ],
+            stored: None,
+        };
+        let submissions: Vec<Submission> = (0..600).map(|_| submission(1)).collect();
+        let sizes: Vec<usize> = chunks(&submissions)
+            .iter()
+            .map(|chunk| chunk.len())
+            .collect();
+        assert_eq!(sizes, [MAX_BATCH, MAX_BATCH, 600 - 2 * MAX_BATCH]);
+        let large = vec![submission(300), submission(1)];
+        let sizes: Vec<usize> = chunks(&large).iter().map(|chunk| chunk.len()).collect();
+        assert_eq!(sizes, [1, 1], "a submission is never split");
     }
 }

@@ -91,6 +91,12 @@ impl Notice {
         }
     }
 
+    /// Whether events of `action` are wanted at all: pulls need not be made when every endpoint
+    /// ignores them.
+    pub(crate) fn wants(&self, action: Action) -> bool {
+        self.sink.wants(action)
+    }
+
     /// Whether manifest events list references, so the handler knows to parse a pulled
     /// manifest.
     pub(crate) fn include_references(&self) -> bool {
@@ -104,6 +110,9 @@ impl Notice {
         manifest: ManifestEvent<'_>,
         tags: &[&Tag],
     ) {
+        if !self.wants(action) {
+            return;
+        }
         let ManifestEvent {
             repository,
             digest,
@@ -148,6 +157,9 @@ impl Notice {
         size: u64,
         from: Option<&RepositoryName>,
     ) {
+        if !self.wants(action) {
+            return;
+        }
         let target = Target {
             media_type: BLOB_MEDIA_TYPE.to_owned(),
             size,
@@ -163,6 +175,9 @@ impl Notice {
 
     /// A manifest or blob deleted by digest: the target holds only the digest and repository.
     pub(crate) async fn deleted(&self, repository: &RepositoryName, digest: &Digest) {
+        if !self.wants(Action::Delete) {
+            return;
+        }
         let target = Target {
             digest: digest.to_string(),
             repository: repository.to_string(),
@@ -175,6 +190,9 @@ impl Notice {
 
     /// A tag deleted: the target holds the repository and the tag.
     pub(crate) async fn tag_deleted(&self, repository: &RepositoryName, tag: &Tag) {
+        if !self.wants(Action::Delete) {
+            return;
+        }
         let target = Target {
             repository: repository.to_string(),
             tag: tag.to_string(),

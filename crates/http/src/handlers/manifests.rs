@@ -26,7 +26,7 @@ pub(super) async fn get(
         .repository(name.clone())
         .manifest(&reference)
         .await?;
-    if let Some(notice) = context.notice {
+    if let Some(notice) = context.notice.filter(|notice| notice.wants(Action::Pull)) {
         let parsed = if notice.include_references() {
             parse_manifest(&manifest.bytes, Some(&manifest.media_type)).ok()
         } else {
