@@ -5,7 +5,6 @@
 //! happened, as registry:2 emits: manifest push, pull (GET and HEAD) and delete (by digest, or
 //! by tag), blob push (upload completed), pull (GET), mount and delete.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, Request, header};
@@ -13,19 +12,8 @@ use registry_auth::{Grant, Identity};
 use registry_events::{Action, ActorRecord, Descriptor, Event, EventSink, RequestRecord, Target};
 use registry_model::{Digest, Manifest, RepositoryName, Tag};
 
-/// The connection a request came on, which the server puts in the request's extensions: the
-/// client's address (events' `request.addr`) and whether it spoke TLS (the scheme of events'
-/// URLs). A request without it is recorded with no address, as plain HTTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientConnection {
-    /// The client's address.
-    pub remote: SocketAddr,
-    /// Whether the connection is TLS.
-    pub tls: bool,
-}
-
-/// `X-Request-Id`: a request's id, kept from the client or made here.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use crate::connection::ClientConnection;
+use crate::layers::REQUEST_ID;
 
 /// The media type of a blob's events, as registry:2 sends it.
 const BLOB_MEDIA_TYPE: &str = "application/octet-stream";

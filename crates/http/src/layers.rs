@@ -14,13 +14,16 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::{BoxError, ResponseBody};
-use crate::events::{ClientConnection, REQUEST_ID};
+use crate::connection::ClientConnection;
+
+/// `X-Request-Id`: a request's id, kept from the client or made here.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The counter of requests answered, by `route`, `method` and `status`.
 pub const REQUESTS: &str = "registry_http_requests_total";

@@ -10,6 +10,7 @@
 mod access;
 mod body;
 mod body_guard;
+mod connection;
 mod error;
 mod events;
 mod handlers;
@@ -35,9 +36,10 @@ use registry_events::EventSink;
 pub use access::required_access;
 pub use body::{BoxError, ResponseBody};
 pub use body_guard::{BodyCut, BodyGuard, GuardedBody};
+pub use connection::ClientConnection;
 pub use error::{ApiError, ErrorCode};
-pub use events::{ClientConnection, REQUEST_ID};
 pub use health::Health;
+pub use layers::REQUEST_ID;
 pub use route::Route;
 
 /// The crate's private header parsers, for the coverage-guided fuzz targets in `fuzz/`. Built only
