@@ -13,7 +13,8 @@ use registry_storage::StoragePath;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::endpoint::Endpoint;
+use crate::cloudevents::{self, CLOUDEVENTS_BATCH_MEDIA_TYPE};
+use crate::endpoint::{Endpoint, Format};
 use crate::event::ENVELOPE_MEDIA_TYPE;
 use crate::outbox::Outbox;
 use crate::{DELIVERIES, PENDING_BATCHES};
@@ -147,17 +148,31 @@ impl Delivery {
         }
     }
 
-    /// One POST of `body`; Ok when the endpoint answered 2xx or 3xx within the timeout.
+    /// One POST of the batch `body` (a registry:2 envelope) in the endpoint's format; Ok when
+    /// the endpoint answered 2xx or 3xx within the timeout.
     async fn post(&self, body: Bytes) -> Result<(), String> {
+        let (body, media_type) = match self.endpoint.format {
+            Format::Registry => (body, ENVELOPE_MEDIA_TYPE),
+            Format::CloudEvents => {
+                let batch = cloudevents::batch(&body)
+                    .map_err(|error| format!("the batch could not be read: {error}"))?;
+                (Bytes::from(batch), CLOUDEVENTS_BATCH_MEDIA_TYPE)
+            }
+        };
+        let signature = self
+            .endpoint
+            .signing_secret
+            .as_deref()
+            .map(|secret| signature(secret, &body));
         let mut request = Request::post(self.endpoint.url.clone())
-            .header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(ENVELOPE_MEDIA_TYPE),
-            )
+            .header(header::CONTENT_TYPE, HeaderValue::from_static(media_type))
             .body(Full::new(body))
             .map_err(|error| format!("the request could not be built: {error}"))?;
         for (name, value) in &self.endpoint.headers {
             request.headers_mut().append(name.clone(), value.clone());
+        }
+        if let Some(signature) = signature {
+            request.headers_mut().insert(SIGNATURE_HEADER, signature);
         }
         let response = tokio::time::timeout(self.endpoint.timeout, self.client.request(request))
             .await
@@ -178,6 +193,25 @@ impl Delivery {
             () = self.stop.cancelled() => false,
         }
     }
+}
+
+/// The header that carries a delivery's signature, when the endpoint has a signing secret:
+/// `sha256=<hex HMAC-SHA256 of the body>`, as GitHub signs its webhooks.
+pub const SIGNATURE_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-registry-signature-256");
+
+/// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`.
+fn signature(secret: &[u8], body: &[u8]) -> HeaderValue {
+    use hmac::{KeyInit as _, Mac as _};
+    let text = match hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) {
+        Ok(mut mac) => {
+            mac.update(body);
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        }
+        // HMAC takes keys of any length; this cannot happen.
+        Err(_) => String::from("sha256="),
+    };
+    HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static("sha256="))
 }
 
 /// An error and its causes, as one line.
@@ -215,4 +249,19 @@ pub(crate) fn https_client() -> Result<HttpsClient, rustls::Error> {
         .enable_http1()
         .build();
     Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_the_hex_hmac_sha256_of_the_body() {
+        // RFC 4231, test case 2.
+        let signed = signature(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            signed,
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
 }

@@ -29,6 +29,23 @@ pub struct Endpoint {
     pub ignored_media_types: Vec<String>,
     /// Actions this endpoint is not sent (`ignore.actions`).
     pub ignored_actions: Vec<Action>,
+    /// How deliveries are encoded.
+    pub format: Format,
+    /// When set, every delivery carries [`SIGNATURE_HEADER`](crate::SIGNATURE_HEADER):
+    /// `sha256=` and the hex HMAC-SHA256 of the body under this key, so the receiver can check
+    /// who sent it.
+    pub signing_secret: Option<Vec<u8>>,
+}
+
+/// How an endpoint's deliveries are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// registry:2's envelope, `application/vnd.docker.distribution.events.v1+json`.
+    #[default]
+    Registry,
+    /// CloudEvents 1.0, a batch in the HTTP binding's batched content mode
+    /// (`application/cloudevents-batch+json`).
+    CloudEvents,
 }
 
 /// The longest wait between retries, as a multiple of [`Endpoint::backoff`].
@@ -47,6 +64,8 @@ impl Endpoint {
             backoff: Duration::from_secs(1),
             ignored_media_types: Vec::new(),
             ignored_actions: Vec::new(),
+            format: Format::Registry,
+            signing_secret: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! once, each with a stable id; a dead or slow endpoint never slows a push and never grows memory,
 //! as its events wait in storage.
 
+mod cloudevents;
 mod delivery;
 mod endpoint;
 mod event;
@@ -17,7 +18,9 @@ mod outbox;
 
 use async_trait::async_trait;
 
-pub use endpoint::{Endpoint, MAX_BACKOFF_FACTOR};
+pub use cloudevents::CLOUDEVENTS_BATCH_MEDIA_TYPE;
+pub use delivery::SIGNATURE_HEADER;
+pub use endpoint::{Endpoint, Format, MAX_BACKOFF_FACTOR};
 pub use event::{
     Action, ActorRecord, Descriptor, ENVELOPE_MEDIA_TYPE, Envelope, Event, RequestRecord,
     SourceRecord, Target, UnknownAction, random_id,

@@ -884,6 +884,24 @@ pub struct EndpointConfig {
     pub ignoredmediatypes: Vec<String>,
     /// Media types and actions not sent to this endpoint.
     pub ignore: IgnoreConfig,
+    /// How deliveries are encoded: `registry` (registry:2's envelope, the default) or
+    /// `cloudevents` (a CloudEvents 1.0 batch). registryd only.
+    pub format: EventFormat,
+    /// When set, each delivery carries `X-Registry-Signature-256: sha256=<hex HMAC-SHA256 of the
+    /// body>` under this secret. registryd only. Shown as `<redacted>` when printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signingsecret: Option<String>,
+}
+
+/// How an endpoint's deliveries are encoded (`notifications.endpoints[N].format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFormat {
+    /// registry:2's envelope.
+    #[default]
+    Registry,
+    /// CloudEvents 1.0, batched content mode.
+    CloudEvents,
 }
 
 /// What an endpoint is not sent (`notifications.endpoints[N].ignore`).
@@ -1127,6 +1145,7 @@ impl Config {
         });
         config.log.hooks.iter_mut().for_each(redact_value);
         for endpoint in &mut config.notifications.endpoints {
+            hide(&mut endpoint.signingsecret);
             for (name, values) in &mut endpoint.headers {
                 if is_secret_key(name) {
                     values

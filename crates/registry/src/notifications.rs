@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
-use registry_events::{Action, Endpoint, Notifier, NotifierOptions};
+use registry_events::{Action, Endpoint, Format, Notifier, NotifierOptions};
 use registry_storage::StorageDriver;
 
 use crate::BuildError;
-use crate::config::{Config, EndpointConfig};
+use crate::config::{Config, EndpointConfig, EventFormat};
 
 /// The notifier the configuration asks for: `None` when no endpoint is enabled.
 pub(crate) fn notifier(
@@ -120,6 +120,19 @@ fn endpoint_from(
         .chain(&config.ignore.mediatypes)
         .cloned()
         .collect();
+    endpoint.format = match config.format {
+        EventFormat::Registry => Format::Registry,
+        EventFormat::CloudEvents => Format::CloudEvents,
+    };
+    if let Some(secret) = &config.signingsecret {
+        if secret.is_empty() {
+            return Err(invalid(
+                "signingsecret",
+                "is empty; leave it out for unsigned deliveries".to_owned(),
+            ));
+        }
+        endpoint.signing_secret = Some(secret.as_bytes().to_vec());
+    }
     for action in &config.ignore.actions {
         let action: Action = action
             .parse()

@@ -29,6 +29,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 struct Delivery {
     headers: HeaderMap,
+    /// The body as received.
+    raw: Bytes,
     body: Value,
 }
 
@@ -75,6 +77,7 @@ impl Webhook {
                             let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                             let _ = sender.send(Delivery {
                                 headers: parts.headers,
+                                raw: bytes,
                                 body,
                             });
                             Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
@@ -117,12 +120,13 @@ impl Webhook {
                     panic!("events still missing after {PATIENCE:?}: got {events:#?}")
                 })
                 .expect("webhook running");
-            events.extend(
-                delivery.body["events"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
-            );
+            // A registry:2 envelope holds its events under `events`; a CloudEvents batch is an
+            // array of them.
+            let batch = delivery
+                .body
+                .as_array()
+                .or(delivery.body["events"].as_array());
+            events.extend(batch.cloned().unwrap_or_default());
             deliveries.push(delivery);
         }
         (deliveries, events)
@@ -142,6 +146,15 @@ impl Webhook {
 async fn serve(
     root: &Path,
     url: &str,
+) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    serve_with(root, url, "").await
+}
+
+/// [`serve`], with `more_endpoints` (YAML list items indented by four spaces) after the `ci` one.
+async fn serve_with(
+    root: &Path,
+    url: &str,
+    more_endpoints: &str,
 ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let yaml = format!(
         "version: 0.1
@@ -163,7 +176,7 @@ notifications:
       timeout: 2s
       threshold: 2
       backoff: 20ms
-",
+{more_endpoints}",
         root.display()
     );
     let config = Config::from_yaml(&yaml, []).expect("config").config;
@@ -572,4 +585,61 @@ async fn events_wait_in_the_outbox_while_the_webhook_is_down_and_across_a_restar
     let _ = stop.send(());
     served.await.expect("server task");
     webhook.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudevents_deliveries_are_batches_signed_with_the_endpoints_secret() {
+    let plain = Webhook::start().await;
+    let signed = Webhook::start().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let more = format!(
+        "    - name: cloud\n      url: {}\n      format: cloudevents\n      signingsecret: s3cret\n      ignore:\n        actions: [pull]\n",
+        signed.url()
+    );
+    let (address, stop, served) = serve_with(root.path(), &plain.url(), &more).await;
+    let api = Api::new(address);
+    let (digest, _, _) = api.push_image("app/cloud", "v1", "cloud").await;
+
+    let (deliveries, events) = signed
+        .receive_until(|events| {
+            events
+                .iter()
+                .any(|event| event["type"] == "io.registryd.manifest.pushed")
+        })
+        .await;
+    for delivery in &deliveries {
+        assert_eq!(
+            delivery.headers["content-type"],
+            "application/cloudevents-batch+json"
+        );
+        // The receiver's check: the HMAC-SHA256 of the bytes received, under the shared secret.
+        use hmac::{KeyInit as _, Mac as _};
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(b"s3cret").expect("key");
+        mac.update(&delivery.raw);
+        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(
+            delivery.headers["x-registry-signature-256"],
+            expected.as_str()
+        );
+    }
+    let pushed: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["type"] == "io.registryd.manifest.pushed")
+        .collect();
+    assert_eq!(pushed.len(), 1, "{events:#?}");
+    assert_eq!(pushed[0]["specversion"], "1.0");
+    assert_eq!(pushed[0]["subject"], "app/cloud:v1");
+    assert_eq!(pushed[0]["data"]["target"]["digest"], digest.as_str());
+    assert!(
+        pushed[0]["source"]
+            .as_str()
+            .is_some_and(|source| source.starts_with("//")),
+        "{}",
+        pushed[0]
+    );
+
+    let _ = stop.send(());
+    served.await.expect("server task");
+    plain.stop();
+    signed.stop();
 }

@@ -300,6 +300,8 @@ const ENDPOINT: Kind = Kind::Struct(&[
             key("actions", &Kind::List(&Kind::Enum(EVENT_ACTIONS))),
         ]),
     ),
+    key("format", &Kind::Enum(&["registry", "cloudevents"])),
+    key("signingsecret", &Kind::Str),
 ]);
 
 const HEALTH: Kind = Kind::Struct(&[
