@@ -1,6 +1,7 @@
-//! CloudEvents 1.0 for endpoints with `format: cloudevents`: a batch in the HTTP binding's
-//! batched content mode (`application/cloudevents-batch+json`, a JSON array of events in the
-//! structured JSON format), each carrying registry:2's event as its `data`.
+//! CloudEvents 1.0, each carrying registry:2's event as its `data`, in the HTTP binding's
+//! structured content mode (`format: cloudevents`: one event a request,
+//! `application/cloudevents+json`) or batched content mode (`format: cloudevents-batch`: a JSON
+//! array of them, `application/cloudevents-batch+json`).
 //!
 //! | attribute | value |
 //! |---|---|
@@ -15,6 +16,9 @@
 use serde::Serialize;
 
 use crate::event::{Action, Envelope, Event};
+
+/// The media type of one CloudEvent in the structured JSON format.
+pub const CLOUDEVENTS_MEDIA_TYPE: &str = "application/cloudevents+json";
 
 /// The media type of a batch of CloudEvents.
 pub const CLOUDEVENTS_BATCH_MEDIA_TYPE: &str = "application/cloudevents-batch+json";
@@ -38,6 +42,16 @@ pub(crate) fn batch(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     let envelope: Envelope = serde_json::from_slice(body)?;
     let events: Vec<CloudEvent<'_>> = envelope.events.iter().map(cloud_event).collect();
     serde_json::to_vec(&events)
+}
+
+/// The registry:2 envelope `body`, each event as one CloudEvent in the structured JSON format.
+pub(crate) fn each(body: &[u8]) -> Result<Vec<Vec<u8>>, serde_json::Error> {
+    let envelope: Envelope = serde_json::from_slice(body)?;
+    envelope
+        .events
+        .iter()
+        .map(|event| serde_json::to_vec(&cloud_event(event)))
+        .collect()
 }
 
 fn cloud_event(event: &Event) -> CloudEvent<'_> {
@@ -122,6 +136,10 @@ mod tests {
         assert_eq!(batch[0]["time"], pushed.timestamp.as_str());
         assert_eq!(batch[0]["data"]["target"]["digest"], "sha256:abc");
         assert_eq!(batch[1]["type"], "io.registryd.tag.deleted");
+        let each = each(&body)?;
+        assert_eq!(each.len(), 2);
+        let first: serde_json::Value = serde_json::from_slice(&each[0])?;
+        assert_eq!(first, batch[0]);
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use registry_storage::StoragePath;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::cloudevents::{self, CLOUDEVENTS_BATCH_MEDIA_TYPE};
+use crate::cloudevents::{self, CLOUDEVENTS_BATCH_MEDIA_TYPE, CLOUDEVENTS_MEDIA_TYPE};
 use crate::endpoint::{Endpoint, Format};
 use crate::event::ENVELOPE_MEDIA_TYPE;
 use crate::outbox::Outbox;
@@ -148,17 +148,30 @@ impl Delivery {
         }
     }
 
-    /// One POST of the batch `body` (a registry:2 envelope) in the endpoint's format; Ok when
-    /// the endpoint answered 2xx or 3xx within the timeout.
+    /// Delivers the batch `body` (a registry:2 envelope) in the endpoint's format; Ok when the
+    /// endpoint answered 2xx or 3xx to every request within the timeout.
     async fn post(&self, body: Bytes) -> Result<(), String> {
-        let (body, media_type) = match self.endpoint.format {
-            Format::Registry => (body, ENVELOPE_MEDIA_TYPE),
-            Format::CloudEvents => {
-                let batch = cloudevents::batch(&body)
-                    .map_err(|error| format!("the batch could not be read: {error}"))?;
-                (Bytes::from(batch), CLOUDEVENTS_BATCH_MEDIA_TYPE)
+        let unreadable = |error: serde_json::Error| format!("the batch could not be read: {error}");
+        match self.endpoint.format {
+            Format::Registry => self.send(body, ENVELOPE_MEDIA_TYPE).await,
+            Format::CloudEventsBatch => {
+                let batch = cloudevents::batch(&body).map_err(unreadable)?;
+                self.send(Bytes::from(batch), CLOUDEVENTS_BATCH_MEDIA_TYPE)
+                    .await
             }
-        };
+            // One request an event; a failure sends the whole batch again, with the same ids.
+            Format::CloudEvents => {
+                for event in cloudevents::each(&body).map_err(unreadable)? {
+                    self.send(Bytes::from(event), CLOUDEVENTS_MEDIA_TYPE)
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// One POST of `body` as `media_type`, signed when the endpoint has a secret.
+    async fn send(&self, body: Bytes, media_type: &'static str) -> Result<(), String> {
         let signature = self
             .endpoint
             .signing_secret

@@ -43,9 +43,12 @@ pub enum Format {
     /// registry:2's envelope, `application/vnd.docker.distribution.events.v1+json`.
     #[default]
     Registry,
-    /// CloudEvents 1.0, a batch in the HTTP binding's batched content mode
-    /// (`application/cloudevents-batch+json`).
+    /// CloudEvents 1.0 in the HTTP binding's structured content mode: one event a request,
+    /// `application/cloudevents+json`.
     CloudEvents,
+    /// CloudEvents 1.0 in the batched content mode: a batch a request,
+    /// `application/cloudevents-batch+json`.
+    CloudEventsBatch,
 }
 
 /// The longest wait between retries, as a multiple of [`Endpoint::backoff`].

@@ -18,7 +18,7 @@ mod outbox;
 
 use async_trait::async_trait;
 
-pub use cloudevents::CLOUDEVENTS_BATCH_MEDIA_TYPE;
+pub use cloudevents::{CLOUDEVENTS_BATCH_MEDIA_TYPE, CLOUDEVENTS_MEDIA_TYPE};
 pub use delivery::SIGNATURE_HEADER;
 pub use endpoint::{Endpoint, Format, MAX_BACKOFF_FACTOR};
 pub use event::{

@@ -884,8 +884,9 @@ pub struct EndpointConfig {
     pub ignoredmediatypes: Vec<String>,
     /// Media types and actions not sent to this endpoint.
     pub ignore: IgnoreConfig,
-    /// How deliveries are encoded: `registry` (registry:2's envelope, the default) or
-    /// `cloudevents` (a CloudEvents 1.0 batch). registryd only.
+    /// How deliveries are encoded: `registry` (registry:2's envelope, the default),
+    /// `cloudevents` (CloudEvents 1.0, one event a request) or `cloudevents-batch` (a batch a
+    /// request). registryd only.
     pub format: EventFormat,
     /// When set, each delivery carries `X-Registry-Signature-256: sha256=<hex HMAC-SHA256 of the
     /// body>` under this secret. registryd only. Shown as `<redacted>` when printed.
@@ -895,13 +896,17 @@ pub struct EndpointConfig {
 
 /// How an endpoint's deliveries are encoded (`notifications.endpoints[N].format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum EventFormat {
     /// registry:2's envelope.
     #[default]
+    #[serde(rename = "registry")]
     Registry,
-    /// CloudEvents 1.0, batched content mode.
+    /// CloudEvents 1.0, structured content mode: one event a request.
+    #[serde(rename = "cloudevents")]
     CloudEvents,
+    /// CloudEvents 1.0, batched content mode.
+    #[serde(rename = "cloudevents-batch")]
+    CloudEventsBatch,
 }
 
 /// What an endpoint is not sent (`notifications.endpoints[N].ignore`).

@@ -123,6 +123,7 @@ fn endpoint_from(
     endpoint.format = match config.format {
         EventFormat::Registry => Format::Registry,
         EventFormat::CloudEvents => Format::CloudEvents,
+        EventFormat::CloudEventsBatch => Format::CloudEventsBatch,
     };
     if let Some(secret) = &config.signingsecret {
         if secret.is_empty() {

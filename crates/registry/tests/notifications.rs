@@ -120,13 +120,14 @@ impl Webhook {
                     panic!("events still missing after {PATIENCE:?}: got {events:#?}")
                 })
                 .expect("webhook running");
-            // A registry:2 envelope holds its events under `events`; a CloudEvents batch is an
-            // array of them.
-            let batch = delivery
-                .body
-                .as_array()
-                .or(delivery.body["events"].as_array());
-            events.extend(batch.cloned().unwrap_or_default());
+            // A registry:2 envelope holds its events under `events`, a CloudEvents batch is an
+            // array of them, and a structured CloudEvent is one.
+            let received = match &delivery.body {
+                Value::Array(batch) => batch.clone(),
+                event if event.get("specversion").is_some() => vec![event.clone()],
+                envelope => envelope["events"].as_array().cloned().unwrap_or_default(),
+            };
+            events.extend(received);
             deliveries.push(delivery);
         }
         (deliveries, events)
@@ -588,13 +589,15 @@ async fn events_wait_in_the_outbox_while_the_webhook_is_down_and_across_a_restar
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cloudevents_deliveries_are_batches_signed_with_the_endpoints_secret() {
+async fn cloudevents_deliveries_come_one_by_one_or_in_signed_batches() {
     let plain = Webhook::start().await;
     let signed = Webhook::start().await;
+    let single = Webhook::start().await;
     let root = tempfile::tempdir().expect("tempdir");
     let more = format!(
-        "    - name: cloud\n      url: {}\n      format: cloudevents\n      signingsecret: s3cret\n      ignore:\n        actions: [pull]\n",
-        signed.url()
+        "    - name: cloud\n      url: {}\n      format: cloudevents-batch\n      signingsecret: s3cret\n      ignore:\n        actions: [pull]\n    - name: single\n      url: {}\n      format: cloudevents\n",
+        signed.url(),
+        single.url()
     );
     let (address, stop, served) = serve_with(root.path(), &plain.url(), &more).await;
     let api = Api::new(address);
@@ -638,8 +641,27 @@ async fn cloudevents_deliveries_are_batches_signed_with_the_endpoints_secret() {
         pushed[0]
     );
 
+    // Structured mode: one event a request, as one JSON object.
+    let (deliveries, events) = single
+        .receive_until(|events| {
+            events
+                .iter()
+                .any(|event| event["type"] == "io.registryd.manifest.pushed")
+        })
+        .await;
+    assert_eq!(deliveries.len(), events.len(), "one event a request");
+    for delivery in &deliveries {
+        assert_eq!(
+            delivery.headers["content-type"],
+            "application/cloudevents+json"
+        );
+        assert!(delivery.body.is_object(), "{}", delivery.body);
+        assert!(delivery.headers.get("x-registry-signature-256").is_none());
+    }
+
     let _ = stop.send(());
     served.await.expect("server task");
     plain.stop();
     signed.stop();
+    single.stop();
 }

@@ -300,7 +300,10 @@ const ENDPOINT: Kind = Kind::Struct(&[
             key("actions", &Kind::List(&Kind::Enum(EVENT_ACTIONS))),
         ]),
     ),
-    key("format", &Kind::Enum(&["registry", "cloudevents"])),
+    key(
+        "format",
+        &Kind::Enum(&["registry", "cloudevents", "cloudevents-batch"]),
+    ),
     key("signingsecret", &Kind::Str),
 ]);
 
