@@ -48,6 +48,7 @@ pub use manifests::{PushedManifest, StoredManifest};
 pub use purge::PurgeReport;
 pub use referrers::{MAX_REFERRER_RECORDS_PER_PAGE, ReferrersPage};
 pub use retention::{PatternError, RepositoryPattern, RetentionPolicy, TagPattern};
+pub use uploads::{UPLOADS_ENDED, UPLOADS_STARTED};
 pub use uploads::{UploadId, UploadStatus};
 pub use validation::{
     IndexChildren, ManifestValidation, OsArchitecture, UrlPatternError, UrlPolicy,

@@ -68,6 +68,9 @@ impl ContentStore {
                     }
                 }
                 let id = session.file_name().unwrap_or_default().to_owned();
+                if !dry_run {
+                    crate::uploads::upload_ended("purged");
+                }
                 report.purged.push((name.clone(), id));
             }
         }

@@ -173,6 +173,7 @@ impl Repository {
         if algorithm != DigestAlgorithm::Sha256 {
             self.save_hash_state(&id, &Digester::new(algorithm)).await?;
         }
+        metrics::counter!(UPLOADS_STARTED).increment(1);
         Ok(UploadStatus { id, size: 0 })
     }
 
@@ -293,7 +294,14 @@ impl Repository {
             .await;
         match completed {
             // The session, lease and all, is gone.
-            Ok(_) | Err(ContentError::DigestMismatch { .. }) => session.forget(),
+            Ok(_) => {
+                session.forget();
+                upload_ended("completed");
+            }
+            Err(ContentError::DigestMismatch { .. }) => {
+                session.forget();
+                upload_ended("failed");
+            }
             Err(_) => session.release().await?,
         }
         let blob = completed?;
@@ -317,6 +325,11 @@ impl Repository {
             // A monolithic upload cannot be resumed by the client: never leave it behind.
             self.discard_upload(&status.id).await?;
         }
+        upload_ended(if result.is_ok() {
+            "completed"
+        } else {
+            "failed"
+        });
         result
     }
 
@@ -327,6 +340,7 @@ impl Repository {
             Leased::Session(lease, _) => {
                 self.discard_upload(id).await?;
                 lease.forget();
+                upload_ended("cancelled");
                 Ok(())
             }
             Leased::Completed(_) => Err(ContentError::upload_unknown(id)),
@@ -754,4 +768,16 @@ impl Repository {
     fn lease_term(&self) -> std::time::Duration {
         self.store.options.lease_term
     }
+}
+
+/// The counter of upload sessions started (monolithic uploads included).
+pub const UPLOADS_STARTED: &str = "registry_uploads_started_total";
+/// The counter of upload sessions ended, by `outcome`: `completed`, `failed` (a wrong digest or
+/// a failed monolithic upload), `cancelled` or `purged`. Summed over every instance, started
+/// minus ended is the sessions open (until a restart resets the counters).
+pub const UPLOADS_ENDED: &str = "registry_uploads_ended_total";
+
+/// Counts one session ended with `outcome`.
+pub(crate) fn upload_ended(outcome: &'static str) {
+    metrics::counter!(UPLOADS_ENDED, "outcome" => outcome).increment(1);
 }

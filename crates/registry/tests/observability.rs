@@ -236,6 +236,11 @@ async fn metrics_parse_as_prometheus_text_and_move_with_requests() {
         ),
         "storage operations are timed"
     );
+    let started = "registry_uploads_started_total";
+    assert!(sample(&after, started, &[]) - sample(&before, started, &[]) >= 1.0);
+    let completed = [("outcome", "completed")];
+    let ended = "registry_uploads_ended_total";
+    assert!(sample(&after, ended, &completed) - sample(&before, ended, &completed) >= 1.0);
     let manifests = [("cache", "manifests")];
     let lookups = |scrape: &prometheus_parse::Scrape| {
         sample(scrape, "registry_cache_hits_total", &manifests)
