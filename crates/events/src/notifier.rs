@@ -233,9 +233,8 @@ impl EventSink for Notifier {
             return;
         }
         if wait {
+            // The writer stops gathering pulls and writes now.
             self.urgent.notify_one();
-        }
-        if wait {
             // An error means the writer ended without storing them; it logged why.
             let _ = written.await;
         }
@@ -251,7 +250,7 @@ impl EventSink for Notifier {
 }
 
 /// Takes submissions off the queue and writes them to each endpoint's queue in the outbox, as
-/// many at once as are waiting (up to a batch), so concurrent pushes share one write.
+/// many at once as are waiting, so concurrent pushes share one write.
 struct Writer {
     urgent: Arc<Notify>,
     outbox: Outbox,
