@@ -66,6 +66,8 @@ pub struct Registry {
     garbage_collection: Option<GarbageCollection>,
     tls: Option<ReloadableTls>,
     notifier: Option<Arc<Notifier>>,
+    /// Where events go (the notifier or a sink of the embedder's), for the tags retention removes.
+    events: Option<Arc<dyn EventSink>>,
     health: Arc<Health>,
     storage_check: Option<StorageHealthCheck>,
     metrics_path: Option<String>,
@@ -237,6 +239,7 @@ impl RegistryBuilder {
         content.set_read_only(self.read_only);
         let health = Arc::new(Health::new());
         self.http.health = Some(Arc::clone(&health));
+        let events = self.http.events.clone();
         Registry {
             service: RegistryService::new(content, self.http),
             server: self.server,
@@ -244,6 +247,7 @@ impl RegistryBuilder {
             garbage_collection: self.garbage_collection,
             tls: self.tls,
             notifier: self.notifier,
+            events,
             health,
             storage_check: self.storage_check,
             record_metrics,
@@ -341,6 +345,7 @@ impl Registry {
             tokio::spawn(maintenance::collect_garbage_periodically(
                 content.clone(),
                 schedule,
+                self.events.clone(),
             ))
         });
         let checking = self.storage_check.clone().map(|check| {

@@ -2,9 +2,11 @@
 //! (registry:2's `storage.maintenance.uploadpurging`) and collecting garbage
 //! (`storage.maintenance.gc`). Both pause while the store is read-only.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use registry_content::{ContentError, ContentStore, GcEvent, GcOptions};
+use registry_events::{Action, ActorRecord, Event, EventSink, RequestRecord, Target};
 
 /// Removal of upload sessions that were started long ago and never finished.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,9 +60,12 @@ pub struct GarbageCollection {
 }
 
 /// Collects on `schedule` until the future is dropped, logging what each collection removes.
+/// A tag a retention policy removes is a delete like a client's: `events`, when given, gets the
+/// same `delete` event (target repository and tag), with no request and no actor.
 pub(crate) async fn collect_garbage_periodically(
     content: ContentStore,
     schedule: GarbageCollection,
+    events: Option<Arc<dyn EventSink>>,
 ) {
     let mut wait = schedule.interval.min(Duration::from_secs(60));
     let dry_run = schedule.options.dry_run;
@@ -68,7 +73,12 @@ pub(crate) async fn collect_garbage_periodically(
         tokio::time::sleep(wait).await;
         wait = schedule.interval;
         let collected = content
-            .collect_garbage(&schedule.options, |event| log_event(event, dry_run))
+            .collect_garbage(&schedule.options, |event| {
+                log_event(event, dry_run);
+                if let (Some(sink), false) = (&events, dry_run) {
+                    emit(sink, event);
+                }
+            })
             .await;
         match collected {
             Ok(report) => tracing::info!(
@@ -91,6 +101,33 @@ pub(crate) async fn collect_garbage_periodically(
             Err(error) => tracing::warn!(%error, "garbage collection stopped; will retry"),
         }
     }
+}
+
+/// Sends the event of a tag removed by retention to `sink`, from a task of its own: the
+/// collector's observer cannot wait, and the event must not wait for the collection to end.
+fn emit(sink: &Arc<dyn EventSink>, event: &GcEvent) {
+    let GcEvent::DeleteTag {
+        repository, tag, ..
+    } = event
+    else {
+        return;
+    };
+    if !sink.wants(Action::Delete) {
+        return;
+    }
+    let target = Target {
+        repository: repository.to_string(),
+        tag: tag.to_string(),
+        ..Target::default()
+    };
+    let deleted = Event::new(
+        Action::Delete,
+        target,
+        RequestRecord::default(),
+        ActorRecord::default(),
+    );
+    let sink = Arc::clone(sink);
+    tokio::spawn(async move { sink.record(vec![deleted]).await });
 }
 
 /// Removed tags and manifests are logged at info (with a dry run: what would be), everything

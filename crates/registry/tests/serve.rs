@@ -271,3 +271,90 @@ async fn collection_pauses_while_read_only() {
         .build();
     assert!(unlinked_blob_survives_two_hours_of_serving(registry).await);
 }
+
+/// An event sink that keeps what it is given.
+#[derive(Debug, Default)]
+struct Recorded(std::sync::Mutex<Vec<registry::events::Event>>);
+
+#[registry::storage::async_trait]
+impl registry::events::EventSink for Recorded {
+    async fn record(&self, events: Vec<registry::events::Event>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(events);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tag_removed_by_retention_is_a_delete_event() {
+    use futures_util::stream;
+    use registry::content::{RepositoryPattern, RetentionPolicy};
+    let recorded = Arc::new(Recorded::default());
+    let registry = Registry::builder()
+        .driver(Arc::new(InMemoryDriver::new()))
+        .delete_enabled(true)
+        .event_sink(Some(
+            recorded.clone() as Arc<dyn registry::events::EventSink>
+        ))
+        .garbage_collection(Some(GarbageCollection {
+            interval: Duration::from_secs(3600),
+            options: GcOptions {
+                grace_period: Duration::ZERO,
+                retention: vec![RetentionPolicy {
+                    repositories: vec![RepositoryPattern::new("app").expect("pattern")],
+                    keep_newest: Some(1),
+                    keep_tags: Vec::new(),
+                    untagged_older_than: None,
+                }],
+                ..GcOptions::default()
+            },
+        }))
+        .build();
+    let repository = registry.content().repository("app".parse().expect("name"));
+    for tag in ["v1", "v2"] {
+        let config = bytes::Bytes::from(format!("{{\"tag\":\"{tag}\"}}"));
+        let digest = registry::model::Digest::sha256(&config);
+        let body = stream::iter([Ok::<_, std::convert::Infallible>(config.clone())]);
+        repository.put_blob(&digest, body).await.expect("config");
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest.to_string(), "size": config.len()},
+            "layers": [],
+        })
+        .to_string();
+        repository
+            .put_manifest(
+                &registry::model::Reference::Tag(tag.parse().expect("tag")),
+                Some("application/vnd.oci.image.manifest.v1+json"),
+                bytes::Bytes::from(manifest),
+                &[],
+            )
+            .await
+            .expect("manifest");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    registry
+        .serve(listener, tokio::time::sleep(Duration::from_secs(2 * 3600)))
+        .await
+        .expect("serve ended cleanly");
+
+    let events = recorded
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let deletes: Vec<(String, String)> = events
+        .iter()
+        .filter(|event| event.action == registry::events::Action::Delete)
+        .map(|event| (event.target.repository.clone(), event.target.tag.clone()))
+        .collect();
+    assert_eq!(
+        deletes,
+        [("app".to_owned(), "v1".to_owned())],
+        "{events:#?}"
+    );
+}
