@@ -214,6 +214,7 @@ fn json_logs_carry_the_configured_fields_and_the_debug_server_answers() {
             break text;
         }
         assert!(Instant::now() < deadline, "no request metric: {text}");
+        // The metric is recorded after the response is sent: poll until it shows.
         thread::sleep(Duration::from_millis(20));
     };
     assert!(
@@ -235,6 +236,7 @@ fn json_logs_carry_the_configured_fields_and_the_debug_server_answers() {
             break line;
         }
         assert!(Instant::now() < deadline, "no access line: {log}");
+        // Another process writes the log: poll the file until the line is there.
         thread::sleep(Duration::from_millis(20));
     };
     let parsed: serde_json::Value = serde_json::from_str(&access).expect("a JSON line");

@@ -7,16 +7,30 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, Request, header};
+use http::{HeaderMap, HeaderName, Method, Request, header};
 use registry_auth::{Grant, Identity};
 use registry_events::{Action, ActorRecord, Descriptor, Event, EventSink, RequestRecord, Target};
 use registry_model::{Digest, Manifest, RepositoryName, Tag};
 
+use crate::Route;
 use crate::connection::ClientConnection;
 use crate::layers::REQUEST_ID;
 
 /// The media type of a blob's events, as registry:2 sends it.
 const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// Whether a request to `route` with `method` can make an event when it succeeds: manifest
+/// GET, HEAD, PUT and DELETE, blob GET and DELETE, an upload's start (a monolithic upload or a
+/// mount) and its completing PUT.
+pub(crate) fn may_emit(route: &Route, method: &Method) -> bool {
+    match route {
+        Route::Manifest(..) => true,
+        Route::Blob(..) => matches!(*method, Method::GET | Method::DELETE),
+        Route::UploadStart(_) => *method == Method::POST,
+        Route::Upload(..) => *method == Method::PUT,
+        Route::Base | Route::Catalog | Route::Tags(_) | Route::Referrers(..) => false,
+    }
+}
 
 /// What the events of one request share.
 pub(crate) struct Notice {

@@ -238,9 +238,16 @@ impl RegistryService {
         if self.inner.content.is_read_only() && access::changes_content(&accesses) {
             return Err(ContentError::ReadOnly.into());
         }
-        let notice = self.inner.events.as_ref().map(|sink| {
-            events::Notice::new(Arc::clone(sink), &request, &grant, &self.inner.prefix)
-        });
+        // Gathered only for the requests that can make events: the rest (the base check,
+        // listings, upload chunks, blob HEADs) skip the strings a notice copies.
+        let notice = self
+            .inner
+            .events
+            .as_ref()
+            .filter(|_| events::may_emit(&route, request.method()))
+            .map(|sink| {
+                events::Notice::new(Arc::clone(sink), &request, &grant, &self.inner.prefix)
+            });
         let context = handlers::Context {
             content: &self.inner.content,
             notice: notice.as_ref(),

@@ -178,9 +178,10 @@ impl RegistryBuilder {
         self
     }
 
-    /// Sends events to `notifier`, whose tasks start and stop with [`Registry::serve`] (or with
-    /// the first event, for a service mounted elsewhere). Replaces any
-    /// [`event_sink`](RegistryBuilder::event_sink).
+    /// Sends events to `notifier`, whose tasks start with [`Registry::serve`] (or with the first
+    /// event, for a service mounted elsewhere) and stop for good when `serve` returns: events of
+    /// a registry served again are not recorded, so build a new one (its outbox is the same).
+    /// Replaces any [`event_sink`](RegistryBuilder::event_sink).
     pub fn notifier(mut self, notifier: Option<Arc<Notifier>>) -> Self {
         self.http.events = notifier
             .clone()

@@ -9,6 +9,18 @@ use registry::model::DigestAlgorithm;
 use registry::storage::InMemoryDriver;
 use registry::{GarbageCollection, Registry, UploadPurging};
 
+/// Serves `registry` on 127.0.0.1 for two hours of the test's paused clock, long enough for any
+/// maintenance schedule to have run many times.
+async fn serve_for_two_hours(registry: &Registry) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    registry
+        .serve(listener, tokio::time::sleep(Duration::from_secs(2 * 3600)))
+        .await
+        .expect("serve ended cleanly");
+}
+
 /// Serves `registry` on 127.0.0.1 for two hours of the test's clock, with one upload started
 /// before; returns whether the upload is still there afterwards.
 ///
@@ -20,13 +32,7 @@ async fn upload_survives_two_hours_of_serving(registry: Registry) -> bool {
         .start_upload(DigestAlgorithm::Sha256)
         .await
         .expect("start upload");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    registry
-        .serve(listener, tokio::time::sleep(Duration::from_secs(2 * 3600)))
-        .await
-        .expect("serve ended cleanly");
+    serve_for_two_hours(&registry).await;
     match repository.upload_status(&upload.id).await {
         Ok(_) => true,
         Err(ContentError::UploadUnknown { .. }) => false,
@@ -222,13 +228,7 @@ async fn unlinked_blob_survives_two_hours_of_serving(registry: Registry) -> bool
     repository.put_blob(&digest, body).await.expect("upload");
     // Read-only mode is the HTTP API's: the content layer still takes the link away.
     repository.delete_blob(&digest).await.expect("unlink");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    registry
-        .serve(listener, tokio::time::sleep(Duration::from_secs(2 * 3600)))
-        .await
-        .expect("serve ended cleanly");
+    serve_for_two_hours(&registry).await;
     let path = format!(
         "/docker/registry/v2/blobs/sha256/{}/{}/data",
         &digest.hex()[..2],
@@ -334,13 +334,7 @@ async fn a_tag_removed_by_retention_is_a_delete_event() {
             .await
             .expect("manifest");
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    registry
-        .serve(listener, tokio::time::sleep(Duration::from_secs(2 * 3600)))
-        .await
-        .expect("serve ended cleanly");
+    serve_for_two_hours(&registry).await;
 
     let events = recorded
         .0
