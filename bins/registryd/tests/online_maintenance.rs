@@ -287,7 +287,13 @@ fn two_processes_over_one_directory_one_collecting_lose_nothing_acknowledged() {
         client.join().expect("client thread");
     }
     let ledger = lock(&ledger);
-    assert_eq!(ledger.unexpected, Vec::<String>::new());
+    assert!(
+        ledger.unexpected.is_empty(),
+        "unexpected answers: {:?}\n--- collecting server\n{}\n--- serving server\n{}",
+        ledger.unexpected,
+        collecting.log(),
+        serving.log()
+    );
     eprintln!(
         "{} tags acknowledged and kept; {} manifest pushes refused for a swept layer and \
          retried; {collections} collections during the pushes",
