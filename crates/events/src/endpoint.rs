@@ -75,11 +75,16 @@ impl Endpoint {
     /// Whether `event` is sent to this endpoint: neither its action nor its target's media type
     /// is ignored.
     pub fn wants(&self, event: &Event) -> bool {
-        !self.ignored_actions.contains(&event.action)
+        self.wants_kind(event.action, &event.target.media_type)
+    }
+
+    /// Whether events of `action` on a target of `media_type` are sent to this endpoint.
+    pub(crate) fn wants_kind(&self, action: Action, media_type: &str) -> bool {
+        !self.ignored_actions.contains(&action)
             && !self
                 .ignored_media_types
                 .iter()
-                .any(|ignored| ignored.eq_ignore_ascii_case(&event.target.media_type))
+                .any(|ignored| ignored.eq_ignore_ascii_case(media_type))
     }
 
     /// How long to wait before the next attempt after `failures` failed deliveries in a row:

@@ -88,6 +88,33 @@ pub struct Event {
     pub source: SourceRecord,
 }
 
+/// An event as it is sent, stamped with the instance that saw it: serializes exactly as the
+/// [`Event`] with that `source` does, without copying either.
+#[derive(Serialize)]
+pub(crate) struct Stamped<'a> {
+    id: &'a str,
+    timestamp: &'a str,
+    action: Action,
+    target: &'a Target,
+    request: &'a RequestRecord,
+    actor: &'a ActorRecord,
+    source: &'a SourceRecord,
+}
+
+impl<'a> Stamped<'a> {
+    pub(crate) fn new(event: &'a Event, source: &'a SourceRecord) -> Stamped<'a> {
+        Stamped {
+            id: &event.id,
+            timestamp: &event.timestamp,
+            action: event.action,
+            target: &event.target,
+            request: &event.request,
+            actor: &event.actor,
+            source,
+        }
+    }
+}
+
 impl Event {
     /// A new event happening now, with a fresh id and no source yet (the notifier stamps it).
     pub fn new(
@@ -118,9 +145,10 @@ pub fn random_id() -> String {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&high.to_le_bytes());
     bytes[8..].copy_from_slice(&low.to_le_bytes());
-    uuid::Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .to_string()
+    let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    uuid.hyphenated()
+        .encode_lower(&mut [0; uuid::fmt::Hyphenated::LENGTH])
+        .to_owned()
 }
 
 fn seed() -> u64 {
@@ -140,11 +168,32 @@ fn splitmix64(state: &Cell<u64>) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The current time as RFC 3339 in UTC with nanoseconds, as Go's `time.Time` marshals.
+/// The current time as RFC 3339 in UTC with nanoseconds, as Go's `time.Time` marshals
+/// (`RFC3339Nano`: trailing zeros of the fraction dropped).
 fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+fn rfc3339(time: time::OffsetDateTime) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(32);
+    let _ = write!(
+        text,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        time.year(),
+        u8::from(time.month()),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
+    let nanoseconds = time.nanosecond();
+    if nanoseconds != 0 {
+        let _ = write!(text, ".{nanoseconds:09}");
+        text.truncate(text.trim_end_matches('0').len());
+    }
+    text.push('Z');
+    text
 }
 
 /// The object of an event. A delete's target holds only the repository and the digest (or the
@@ -310,6 +359,22 @@ mod tests {
         assert_eq!(json["actor"], serde_json::json!({}));
         assert!(event.timestamp.ends_with('Z'), "{}", event.timestamp);
         assert_eq!(event.id.len(), 36);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_nanoseconds_as_go_writes_them() {
+        let at = |nanoseconds: i128| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(1_764_988_800_000_000_000 + nanoseconds)
+                .map(rfc3339)
+                .unwrap_or_default()
+        };
+        assert_eq!(at(0), "2025-12-06T02:40:00Z");
+        assert_eq!(at(120_000_000), "2025-12-06T02:40:00.12Z");
+        assert_eq!(at(123_456_789), "2025-12-06T02:40:00.123456789Z");
+        let now = now_rfc3339();
+        let parsed =
+            time::OffsetDateTime::parse(&now, &time::format_description::well_known::Rfc3339);
+        assert!(parsed.is_ok(), "{now}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{Delivery, HttpsClient, https_client};
 use crate::endpoint::Endpoint;
-use crate::event::{Action, Event, SourceRecord};
+use crate::event::{Action, Event, SourceRecord, Stamped};
 use crate::outbox::{MAX_BATCH, Outbox};
 use crate::{EVENTS_LOST, EVENTS_QUEUED, EventSink};
 
@@ -104,8 +104,37 @@ struct Unstarted {
 /// Events from one request, and who to tell once they are stored.
 #[derive(Debug)]
 struct Submission {
-    events: Vec<Event>,
+    events: Vec<Encoded>,
     stored: Option<oneshot::Sender<()>>,
+}
+
+/// An event encoded as it is sent, on the task of the request that made it (whose thread also
+/// frees the event's many strings), with what the writer routes it by.
+#[derive(Debug)]
+struct Encoded {
+    json: Vec<u8>,
+    action: Action,
+    /// The target's media type, which an endpoint may ignore.
+    media_type: String,
+}
+
+/// Room for a typical event's JSON, so encoding one allocates once.
+const ENCODED_CAPACITY: usize = 1024;
+
+impl Encoded {
+    /// `event` stamped with `source`, or `None` (logged) when it cannot be encoded.
+    fn new(mut event: Event, source: &SourceRecord) -> Option<Encoded> {
+        let mut json = Vec::with_capacity(ENCODED_CAPACITY);
+        if let Err(error) = serde_json::to_writer(&mut json, &Stamped::new(&event, source)) {
+            tracing::error!(%error, id = event.id, "an event could not be encoded; dropped");
+            return None;
+        }
+        Some(Encoded {
+            json,
+            action: event.action,
+            media_type: std::mem::take(&mut event.target.media_type),
+        })
+    }
 }
 
 impl Notifier {
@@ -214,27 +243,34 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[async_trait]
 impl EventSink for Notifier {
-    async fn record(&self, mut events: Vec<Event>) {
+    async fn record(&self, events: Vec<Event>) {
         if events.is_empty() {
             return;
         }
         self.start();
-        for event in &mut events {
-            event.source = self.source.clone();
-        }
         let wait = events.iter().any(|event| event.action.changes_content());
-        let (stored, written) = oneshot::channel();
-        let submission = Submission {
-            events,
-            stored: wait.then_some(stored),
+        let events: Vec<Encoded> = events
+            .into_iter()
+            .filter_map(|event| Encoded::new(event, &self.source))
+            .collect();
+        // A pull waits for no one, and needs no channel to be told by.
+        let (stored, written) = if wait {
+            let (stored, written) = oneshot::channel();
+            (Some(stored), Some(written))
+        } else {
+            (None, None)
         };
+        let submission = Submission { events, stored };
         if self.queue.send(submission).await.is_err() {
             tracing::warn!("notifications are shut down; events of a request were not recorded");
             return;
         }
-        if wait {
-            // The writer stops gathering pulls and writes now.
+        // The writer stops gathering pulls and writes now: someone waits, or the queue is half
+        // full (requests would soon wait for room in it).
+        if wait || self.queue.capacity() < QUEUE_CAPACITY / 2 {
             self.urgent.notify_one();
+        }
+        if let Some(written) = written {
             // An error means the writer ended without storing them; it logged why.
             let _ = written.await;
         }
@@ -307,32 +343,23 @@ impl Writer {
     }
 
     /// Writes the events of `batch` that each endpoint wants as one batch file in its queue:
-    /// durably when one of them changed content. Each event is encoded once.
+    /// durably when one of them changed content.
     async fn write(&self, batch: &[Submission]) {
         let name = self.batch_name();
-        let events: Vec<(&Event, Vec<u8>)> = batch
-            .iter()
-            .flat_map(|submission| &submission.events)
-            .filter_map(|event| match serde_json::to_vec(event) {
-                Ok(json) => Some((event, json)),
-                Err(error) => {
-                    tracing::error!(%error, id = event.id, "an event could not be encoded; dropped");
-                    None
-                }
-            })
-            .collect();
+        let events = || batch.iter().flat_map(|submission| &submission.events);
+        let room = 64 + events().map(|event| event.json.len() + 1).sum::<usize>();
         for (endpoint, written) in &self.queues {
-            let mut body = Vec::with_capacity(
-                64 + events.iter().map(|(_, json)| json.len() + 1).sum::<usize>(),
-            );
+            let mut body = Vec::with_capacity(room);
             body.extend_from_slice(b"{\"events\":[");
             let mut count = 0usize;
             let mut durable = false;
-            for (event, json) in events.iter().filter(|(event, _)| endpoint.wants(event)) {
+            for event in
+                events().filter(|event| endpoint.wants_kind(event.action, &event.media_type))
+            {
                 if count > 0 {
                     body.push(b',');
                 }
-                body.extend_from_slice(json);
+                body.extend_from_slice(&event.json);
                 count += 1;
                 durable |= event.action.changes_content();
             }
@@ -401,15 +428,13 @@ mod tests {
     #[test]
     fn submissions_are_written_in_batches_of_at_most_max_batch_events() {
         let submission = |events: usize| Submission {
-            events: vec![
-                Event::new(
-                    Action::Pull,
-                    crate::Target::default(),
-                    crate::RequestRecord::default(),
-                    crate::ActorRecord::default(),
-                );
-                events
-            ],
+            events: (0..events)
+                .map(|_| Encoded {
+                    json: b"{}".to_vec(),
+                    action: Action::Pull,
+                    media_type: String::new(),
+                })
+                .collect(),
             stored: None,
         };
         let submissions: Vec<Submission> = (0..600).map(|_| submission(1)).collect();

@@ -89,7 +89,7 @@ impl Notice {
             sink,
             request: record,
             actor,
-            base_url: format!("{scheme}://{host}{prefix}"),
+            base_url: concat(&[scheme, "://", &host, prefix]),
         }
     }
 
@@ -125,10 +125,16 @@ impl Notice {
         let target = Target {
             media_type: media_type.to_owned(),
             size,
-            digest: digest.to_string(),
+            digest: digest.as_str().to_owned(),
             length: size,
-            repository: repository.to_string(),
-            url: format!("{}/v2/{repository}/manifests/{digest}", self.base_url),
+            repository: repository.as_str().to_owned(),
+            url: concat(&[
+                &self.base_url,
+                "/v2/",
+                repository.as_str(),
+                "/manifests/",
+                digest.as_str(),
+            ]),
             references: match parsed {
                 Some(parsed) if self.include_references() => references(parsed),
                 _ => Vec::new(),
@@ -165,11 +171,19 @@ impl Notice {
         let target = Target {
             media_type: BLOB_MEDIA_TYPE.to_owned(),
             size,
-            digest: digest.to_string(),
+            digest: digest.as_str().to_owned(),
             length: size,
-            repository: repository.to_string(),
-            from_repository: from.map(ToString::to_string).unwrap_or_default(),
-            url: format!("{}/v2/{repository}/blobs/{digest}", self.base_url),
+            repository: repository.as_str().to_owned(),
+            from_repository: from
+                .map(|from| from.as_str().to_owned())
+                .unwrap_or_default(),
+            url: concat(&[
+                &self.base_url,
+                "/v2/",
+                repository.as_str(),
+                "/blobs/",
+                digest.as_str(),
+            ]),
             ..Target::default()
         };
         self.sink.record(vec![self.event(action, target)]).await;
@@ -235,6 +249,15 @@ fn references(manifest: &Manifest) -> Vec<Descriptor> {
             digest: descriptor.digest.to_string(),
         })
         .collect()
+}
+
+/// `parts` joined, allocated once.
+fn concat(parts: &[&str]) -> String {
+    let mut joined = String::with_capacity(parts.iter().map(|part| part.len()).sum());
+    for part in parts {
+        joined.push_str(part);
+    }
+    joined
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {

@@ -5,11 +5,10 @@
 //! The service tells the layers what it made of a request through the [`Handled`] response
 //! extension: the route it matched and the user it authenticated.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -29,8 +28,6 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const REQUESTS: &str = "registry_http_requests_total";
 /// The histogram of the time to each response's head, in seconds, by `route` and `method`.
 pub const REQUEST_DURATION: &str = "registry_http_request_duration_seconds";
-/// The gauge of requests being handled.
-pub const REQUESTS_IN_FLIGHT: &str = "registry_http_requests_in_flight";
 /// The counter of request body bytes received.
 pub const RECEIVED_BYTES: &str = "registry_http_received_bytes_total";
 /// The counter of response body bytes sent.
@@ -206,7 +203,7 @@ where
 
 /// Counts requests, their time to a response head and the bytes in and out, through the
 /// [`metrics`] facade (see the constants of this module). The metrics are registered with the
-/// recorder installed when the layer wraps a service (and each label set when first seen):
+/// recorder installed when the first layer is made (and each label set when first seen):
 /// install a recorder before.
 #[derive(Clone, Copy, Debug)]
 pub struct MetricsLayer {
@@ -220,13 +217,7 @@ impl<S> Layer<S> for MetricsLayer {
     fn layer(&self, inner: S) -> Metrics<S> {
         Metrics {
             inner,
-            enabled: self.enabled,
-            handles: Arc::new(Handles {
-                in_flight: metrics::gauge!(REQUESTS_IN_FLIGHT),
-                received: metrics::counter!(RECEIVED_BYTES),
-                sent: metrics::counter!(SENT_BYTES),
-                requests: RwLock::new(HashMap::new()),
-            }),
+            handles: self.enabled.then(Handles::get),
         }
     }
 }
@@ -235,25 +226,77 @@ impl<S> Layer<S> for MetricsLayer {
 #[derive(Clone, Debug)]
 pub struct Metrics<S> {
     inner: S,
-    enabled: bool,
-    handles: Arc<Handles>,
+    /// `None` when the layer is disabled.
+    handles: Option<&'static Handles>,
 }
 
-/// A request's route, method and status.
-type RequestKey = (&'static str, &'static str, u16);
+/// The routes [`Handled::route`] names.
+const ROUTES: [&str; 8] = [
+    "base",
+    "catalog",
+    "tags",
+    "manifests",
+    "blobs",
+    "uploads",
+    "referrers",
+    "unknown",
+];
 
-/// The metrics' handles, registered once: looking a metric up by name and labels costs more than
-/// recording to it.
+/// The statuses the API answers with, each with its label.
+const STATUSES: [(u16, &str); 19] = [
+    (200, "200"),
+    (201, "201"),
+    (202, "202"),
+    (204, "204"),
+    (206, "206"),
+    (304, "304"),
+    (307, "307"),
+    (400, "400"),
+    (401, "401"),
+    (403, "403"),
+    (404, "404"),
+    (405, "405"),
+    (408, "408"),
+    (413, "413"),
+    (414, "414"),
+    (416, "416"),
+    (429, "429"),
+    (500, "500"),
+    (503, "503"),
+];
+
+/// The metrics' handles, for the whole process (a metric's handle is the same for every layer
+/// over one recorder). Each is registered the first time it is used: looking a metric up by
+/// name and labels costs far more than recording to it, and a handle read from a
+/// [`OnceLock`] costs no write to memory that other threads share.
 #[derive(Debug)]
 struct Handles {
-    in_flight: metrics::Gauge,
     received: metrics::Counter,
     sent: metrics::Counter,
-    /// By route, method and status: the request counter and the duration histogram.
-    requests: RwLock<HashMap<RequestKey, (metrics::Counter, metrics::Histogram)>>,
+    /// One for each route and method, in the order of [`ROUTES`] and [`METHODS`].
+    slots: Vec<Slot>,
+}
+
+/// The handles of one route and method.
+#[derive(Debug, Default)]
+struct Slot {
+    duration: OnceLock<metrics::Histogram>,
+    /// The request counters, by status in the order of [`STATUSES`].
+    requests: [OnceLock<metrics::Counter>; STATUSES.len()],
 }
 
 impl Handles {
+    fn get() -> &'static Handles {
+        static HANDLES: OnceLock<Handles> = OnceLock::new();
+        HANDLES.get_or_init(|| Handles {
+            received: metrics::counter!(RECEIVED_BYTES),
+            sent: metrics::counter!(SENT_BYTES),
+            slots: (0..ROUTES.len() * METHODS.len())
+                .map(|_| Slot::default())
+                .collect(),
+        })
+    }
+
     /// Records one answered request.
     fn answered(
         &self,
@@ -262,31 +305,38 @@ impl Handles {
         status: StatusCode,
         seconds: f64,
     ) {
-        let key = (route, method, status.as_u16());
-        let known = self
-            .requests
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .cloned();
-        let (counter, histogram) = known.unwrap_or_else(|| {
-            let handles = (
-                metrics::counter!(
-                    REQUESTS,
-                    "route" => route,
-                    "method" => method,
-                    "status" => status_label(status)
-                ),
-                metrics::histogram!(REQUEST_DURATION, "route" => route, "method" => method),
-            );
-            self.requests
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(key, handles.clone());
-            handles
-        });
-        counter.increment(1);
-        histogram.record(seconds);
+        let slot = ROUTES
+            .iter()
+            .position(|known| *known == route)
+            .zip(METHODS.iter().position(|known| *known == method))
+            .and_then(|(route, method)| self.slots.get(route * METHODS.len() + method));
+        let status_index = STATUSES
+            .iter()
+            .position(|(code, _)| *code == status.as_u16());
+        let counter = |label: metrics::SharedString| metrics::counter!(REQUESTS, "route" => route, "method" => method, "status" => label);
+        match slot {
+            Some(slot) => {
+                slot.duration
+                    .get_or_init(|| {
+                        metrics::histogram!(REQUEST_DURATION, "route" => route, "method" => method)
+                    })
+                    .record(seconds);
+                match status_index.and_then(|index| Some((index, slot.requests.get(index)?))) {
+                    Some((index, handle)) => handle
+                        .get_or_init(|| {
+                            counter(metrics::SharedString::const_str(STATUSES[index].1))
+                        })
+                        .increment(1),
+                    None => counter(status.as_str().to_owned().into()).increment(1),
+                }
+            }
+            // Not a route or method of the API: looked up each time.
+            None => {
+                metrics::histogram!(REQUEST_DURATION, "route" => route, "method" => method)
+                    .record(seconds);
+                counter(status.as_str().to_owned().into()).increment(1);
+            }
+        }
     }
 }
 
@@ -306,25 +356,22 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if !self.enabled {
+        let Some(handles) = self.handles else {
             let request = request.map(|body| Counted {
                 inner: body,
-                counter: metrics::Counter::noop(),
+                counter: None,
             });
             return Box::pin(self.inner.call(request));
-        }
+        };
         let started = Instant::now();
         let method = method_label(request.method());
-        let handles = Arc::clone(&self.handles);
         let request = request.map(|body| Counted {
             inner: body,
-            counter: handles.received.clone(),
+            counter: Some(&handles.received),
         });
-        let in_flight = InFlight::start(handles.in_flight.clone());
         let answered = self.inner.call(request);
         Box::pin(async move {
             let response = answered.await?;
-            drop(in_flight);
             let route = response
                 .extensions()
                 .get::<Handled>()
@@ -338,26 +385,10 @@ where
             Ok(response.map(|body| {
                 http_body_util::BodyExt::boxed_unsync(Counted {
                     inner: body,
-                    counter: handles.sent.clone(),
+                    counter: Some(&handles.sent),
                 })
             }))
         })
-    }
-}
-
-/// Keeps [`REQUESTS_IN_FLIGHT`] up for as long as it lives, also when the request is dropped.
-struct InFlight(metrics::Gauge);
-
-impl InFlight {
-    fn start(gauge: metrics::Gauge) -> InFlight {
-        gauge.increment(1.0);
-        InFlight(gauge)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.decrement(1.0);
     }
 }
 
@@ -365,7 +396,8 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub struct Counted<B> {
     inner: B,
-    counter: metrics::Counter,
+    /// `None` when bytes are not counted.
+    counter: Option<&'static metrics::Counter>,
 }
 
 impl<B> Body for Counted<B>
@@ -382,8 +414,9 @@ where
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
+            && let Some(counter) = self.counter
         {
-            self.counter.increment(data.len() as u64);
+            counter.increment(data.len() as u64);
         }
         polled
     }
@@ -397,7 +430,12 @@ where
     }
 }
 
-/// The method as a label; methods the API does not answer are `other`.
+/// The methods as labels, `other` for those the API does not answer.
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS", "other",
+];
+
+/// The method as a label (one of [`METHODS`]).
 fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
@@ -408,34 +446,5 @@ fn method_label(method: &Method) -> &'static str {
         Method::DELETE => "DELETE",
         Method::OPTIONS => "OPTIONS",
         _ => "other",
-    }
-}
-
-/// The status as a label, without allocating for the codes the API answers with.
-fn status_label(status: StatusCode) -> metrics::SharedString {
-    const KNOWN: &[(u16, &str)] = &[
-        (200, "200"),
-        (201, "201"),
-        (202, "202"),
-        (204, "204"),
-        (206, "206"),
-        (304, "304"),
-        (307, "307"),
-        (400, "400"),
-        (401, "401"),
-        (403, "403"),
-        (404, "404"),
-        (405, "405"),
-        (408, "408"),
-        (413, "413"),
-        (414, "414"),
-        (416, "416"),
-        (429, "429"),
-        (500, "500"),
-        (503, "503"),
-    ];
-    match KNOWN.iter().find(|(code, _)| *code == status.as_u16()) {
-        Some((_, label)) => metrics::SharedString::const_str(label),
-        None => metrics::SharedString::from(status.as_str().to_owned()),
     }
 }
