@@ -62,7 +62,8 @@ usage: registry-bench [--compare registry2] [--quick] [--only WORKLOADS] [option
   --connections N      load connections (default 64)
   --entries N          repositories in the catalog and tags in the tag list (default 10000;
                        --quick 1000)
-  --rounds N           rounds of the blob and push32 workloads, alternating servers (default 1)
+  --rounds N           rounds of the blob, push32 and load workloads, alternating which server
+                       goes first; load figures are each server's median round (default 1)
   --direct-io          run registryd with storage.filesystem.directio: true (large uploads
                        bypass the page cache)
   --observe live|dead  run registryd with Prometheus metrics on a debug port and one
@@ -789,8 +790,14 @@ fn load_workload(
         }),
     ];
     for (n, (name, make)) in endpoints.iter().enumerate() {
-        let mut reports: [Option<LoadReport>; 2] = [None, None];
-        for &i in &order(subjects.len(), n) {
+        let mut rounds: [Vec<LoadReport>; 2] = [Vec::new(), Vec::new()];
+        // Each round swaps who goes first: the second of a pair runs right after its own
+        // previous workload, which leaves it with a pool of idle threads the first lacks.
+        for &i in (0..options.rounds)
+            .flat_map(|round| order(subjects.len(), n + round))
+            .collect::<Vec<_>>()
+            .iter()
+        {
             let s = &subjects[i];
             let target = make(s, &accept)?.header(
                 header::USER_AGENT,
@@ -825,8 +832,14 @@ fn load_workload(
                     result.total_errors()
                 ));
             }
-            reports[i] = Some(result);
+            rounds[i].push(result);
         }
+        let reports = rounds.map(median_by_rate);
+        let name = if options.rounds > 1 {
+            format!("{name} (median of {})", options.rounds)
+        } else {
+            (*name).to_owned()
+        };
         let value =
             |f: fn(&LoadReport) -> f64| [reports[0].as_ref().map(f), reports[1].as_ref().map(f)];
         report.add(
@@ -849,6 +862,13 @@ fn load_workload(
         );
     }
     Ok(())
+}
+
+/// The report with the median request rate (the higher middle one of an even count).
+fn median_by_rate(mut reports: Vec<LoadReport>) -> Option<LoadReport> {
+    reports.sort_by(|a, b| a.requests_per_s().total_cmp(&b.requests_per_s()));
+    let middle = reports.len() / 2;
+    reports.into_iter().nth(middle)
 }
 
 /// GETs `path` until the listing is complete (following `Link` pages, at most 100), returning

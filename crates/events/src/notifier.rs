@@ -1,7 +1,7 @@
 //! The [`Notifier`]: the [`EventSink`] that records events in the outbox and runs a delivery task
 //! per endpoint.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -88,6 +88,8 @@ pub struct Notifier {
     stop: CancellationToken,
     /// What the tasks need, until they are started.
     unstarted: Mutex<Option<Unstarted>>,
+    /// Set once the tasks run, so that recording an event does not take the lock above.
+    started: AtomicBool,
     tasks: Mutex<JoinSet<()>>,
 }
 
@@ -166,6 +168,7 @@ impl Notifier {
             },
             include_references: options.include_references,
             stop: CancellationToken::new(),
+            started: AtomicBool::new(false),
             unstarted: Mutex::new(Some(Unstarted {
                 submissions,
                 outbox: Outbox::new(driver),
@@ -184,6 +187,9 @@ impl Notifier {
     ///
     /// Outside a tokio runtime.
     pub fn start(&self) {
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
         let Some(unstarted) = lock(&self.unstarted).take() else {
             return;
         };
@@ -218,6 +224,7 @@ impl Notifier {
             sequence: AtomicU64::new(0),
         };
         tasks.spawn(writer.run(unstarted.submissions, self.stop.clone()));
+        self.started.store(true, Ordering::Release);
     }
 
     /// This instance as events name it.
