@@ -196,7 +196,9 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
     /// Moves the object at `source` to `destination`, replacing any object there. Readers of
     /// `destination` see the old object or the whole new one. Not atomic with respect to `source`
     /// on every backend (object storage copies then deletes), so callers must tolerate a crash that
-    /// leaves both. `NotFound` when `source` does not exist.
+    /// leaves both. `NotFound` when `source` does not exist. The moved object counts as written
+    /// at the move: its `modified` time (where the driver keeps one) is the time of the move, as
+    /// object storage's copy makes it; garbage collection's grace period relies on that.
     async fn move_object(
         &self,
         source: &StoragePath,

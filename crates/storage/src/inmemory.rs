@@ -232,9 +232,11 @@ impl StorageDriver for InMemoryDriver {
     ) -> Result<(), StorageError> {
         check_object_path(destination)?;
         let mut objects = self.write();
-        let object = objects
+        let mut object = objects
             .remove(source.as_str())
             .ok_or_else(|| not_found(source))?;
+        // Written now at its destination, as object storage's copy makes it.
+        object.modified = SystemTime::now();
         objects.insert(destination.as_str().to_owned(), object);
         Ok(())
     }
