@@ -951,6 +951,14 @@ fn sync_parent(directory: &Path) -> io::Result<()> {
     }
 }
 
+/// Marks the object at `file` as written now, as object storage's copy does when it moves an
+/// object: garbage collection's grace period counts from the move (a blob completing an upload
+/// whose last byte came long ago must not look old). Best effort: without ownership of the file
+/// (a data directory written by another user) the time stays, and the move stands.
+fn refresh_modified(file: &Path) {
+    let _ = File::open(file).and_then(|opened| opened.set_modified(SystemTime::now()));
+}
+
 /// Makes the entries of `directory` (a rename, a new file) durable.
 fn sync_directory(directory: &Path) -> io::Result<()> {
     if cfg!(unix) {
@@ -1061,16 +1069,6 @@ fn pattern(length: usize, seed: u32) -> Vec<u8> {
             state.to_le_bytes()[0]
         })
         .collect()
-}
-
-/// Marks the object at `file` as written now, as object storage's copy does when it moves an
-/// object: garbage collection's grace period counts from the move (a blob completing an upload
-/// whose last byte came long ago must not look old). Best effort: without ownership of the file
-/// the time stays, and the move stands.
-fn refresh_modified(file: &Path) {
-    // Failing only without ownership of the file (a data directory written by another user);
-    // the object is in place either way.
-    let _ = File::open(file).and_then(|opened| opened.set_modified(SystemTime::now()));
 }
 
 #[cfg(test)]
