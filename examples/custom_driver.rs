@@ -232,7 +232,10 @@ impl StorageDriver for HashMapDriver {
     ) -> Result<(), StorageError> {
         refuse_root(destination)?;
         let mut objects = self.objects();
-        let object = objects.remove(source).ok_or_else(|| not_found(source))?;
+        let mut object = objects.remove(source).ok_or_else(|| not_found(source))?;
+        // A moved object counts as written at the move (garbage collection's grace period
+        // counts from it).
+        object.modified = SystemTime::now();
         objects.insert(destination.clone(), object);
         Ok(())
     }

@@ -793,11 +793,7 @@ fn load_workload(
         let mut rounds: [Vec<LoadReport>; 2] = [Vec::new(), Vec::new()];
         // Each round swaps who goes first: the second of a pair runs right after its own
         // previous workload, which leaves it with a pool of idle threads the first lacks.
-        for &i in (0..options.rounds)
-            .flat_map(|round| order(subjects.len(), n + round))
-            .collect::<Vec<_>>()
-            .iter()
-        {
+        for i in (0..options.rounds).flat_map(|round| order(subjects.len(), n + round)) {
             let s = &subjects[i];
             let target = make(s, &accept)?.header(
                 header::USER_AGENT,

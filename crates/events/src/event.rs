@@ -362,6 +362,35 @@ mod tests {
     }
 
     #[test]
+    fn a_stamped_event_encodes_as_the_event_with_that_source() {
+        let mut event = Event::new(
+            Action::Push,
+            Target {
+                media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+                digest: "sha256:aa".to_owned(),
+                repository: "team/app".to_owned(),
+                tag: "v1".to_owned(),
+                ..Target::default()
+            },
+            RequestRecord {
+                id: "request".to_owned(),
+                method: "PUT".to_owned(),
+                ..RequestRecord::default()
+            },
+            ActorRecord {
+                name: "ci".to_owned(),
+            },
+        );
+        let source = SourceRecord {
+            addr: "registry:5000".to_owned(),
+            instance_id: "instance".to_owned(),
+        };
+        let stamped = serde_json::to_value(Stamped::new(&event, &source)).ok();
+        event.source = source;
+        assert_eq!(stamped, serde_json::to_value(&event).ok());
+    }
+
+    #[test]
     fn timestamps_are_rfc3339_with_nanoseconds_as_go_writes_them() {
         let at = |nanoseconds: i128| {
             time::OffsetDateTime::from_unix_timestamp_nanos(1_764_988_800_000_000_000 + nanoseconds)

@@ -305,37 +305,28 @@ impl Handles {
         status: StatusCode,
         seconds: f64,
     ) {
+        let duration =
+            || metrics::histogram!(REQUEST_DURATION, "route" => route, "method" => method);
+        let requests = |status: metrics::SharedString| metrics::counter!(REQUESTS, "route" => route, "method" => method, "status" => status);
+        // A route, method or status the API does not answer with is looked up each time.
         let slot = ROUTES
             .iter()
             .position(|known| *known == route)
             .zip(METHODS.iter().position(|known| *known == method))
             .and_then(|(route, method)| self.slots.get(route * METHODS.len() + method));
-        let status_index = STATUSES
-            .iter()
-            .position(|(code, _)| *code == status.as_u16());
-        let counter = |label: metrics::SharedString| metrics::counter!(REQUESTS, "route" => route, "method" => method, "status" => label);
         match slot {
-            Some(slot) => {
-                slot.duration
-                    .get_or_init(|| {
-                        metrics::histogram!(REQUEST_DURATION, "route" => route, "method" => method)
-                    })
-                    .record(seconds);
-                match status_index.and_then(|index| Some((index, slot.requests.get(index)?))) {
-                    Some((index, handle)) => handle
-                        .get_or_init(|| {
-                            counter(metrics::SharedString::const_str(STATUSES[index].1))
-                        })
-                        .increment(1),
-                    None => counter(status.as_str().to_owned().into()).increment(1),
-                }
-            }
-            // Not a route or method of the API: looked up each time.
-            None => {
-                metrics::histogram!(REQUEST_DURATION, "route" => route, "method" => method)
-                    .record(seconds);
-                counter(status.as_str().to_owned().into()).increment(1);
-            }
+            Some(slot) => slot.duration.get_or_init(duration).record(seconds),
+            None => duration().record(seconds),
+        }
+        let known = STATUSES
+            .iter()
+            .zip(slot.map(|slot| &slot.requests).into_iter().flatten())
+            .find(|((code, _), _)| *code == status.as_u16());
+        match known {
+            Some(((_, label), counter)) => counter
+                .get_or_init(|| requests(metrics::SharedString::const_str(label)))
+                .increment(1),
+            None => requests(status.as_str().to_owned().into()).increment(1),
         }
     }
 }

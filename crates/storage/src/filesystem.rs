@@ -393,6 +393,8 @@ impl StorageDriver for FilesystemDriver {
             if fs::metadata(&source_file)?.is_dir() {
                 return Err(io::ErrorKind::NotFound.into());
             }
+            // Before the rename, so the object never appears at its destination with its old time.
+            refresh_modified(&source_file);
             let mut attempt = 0;
             loop {
                 match fs::rename(&source_file, &destination_file) {
@@ -410,7 +412,6 @@ impl StorageDriver for FilesystemDriver {
                 }
                 attempt += 1;
             }
-            refresh_modified(&destination_file);
             sync_directory(&destination_directory)?;
             remove_empty_directories(&root, &source_directory);
             Ok(())
