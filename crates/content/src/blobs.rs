@@ -1,5 +1,6 @@
 //! Blobs: global content-addressed data, visible in a repository through its links.
 
+use std::fmt;
 use std::sync::Arc;
 
 use futures_util::{StreamExt, stream};
@@ -18,16 +19,46 @@ pub const MOUNT_SEARCH_LIMIT: usize = 1_000;
 /// A blob the repository may read: its digest and size, and a way to stream it.
 ///
 /// Obtained from [`Repository::blob`], which checks the repository links to it, so holding one
-/// means access was granted.
+/// means access was granted; or from a [`ContentSource`](crate::ContentSource) that reads it from
+/// elsewhere ([`Blob::read_elsewhere`]).
 #[derive(Clone, Debug)]
 pub struct Blob {
-    driver: Arc<dyn StorageDriver>,
     digest: Digest,
     size: u64,
-    path: StoragePath,
+    reader: Reader,
+}
+
+/// Where a [`Blob`]'s bytes come from.
+#[derive(Clone, Debug)]
+enum Reader {
+    /// The blob's data in the driver.
+    Stored {
+        driver: Arc<dyn StorageDriver>,
+        path: StoragePath,
+    },
+    /// Somewhere else: an upstream registry a pull-through cache reads it from, say.
+    Elsewhere(Arc<dyn BlobReader>),
+}
+
+/// Streams a blob that is not (or not yet) in this store's driver, for [`Blob::read_elsewhere`].
+#[async_trait::async_trait]
+pub trait BlobReader: Send + Sync + fmt::Debug {
+    /// Streams the blob from `offset`, at most `length` bytes when given; the caller has checked
+    /// the range against the blob's size. The stream ends with an error, never early, when the
+    /// bytes cannot all be delivered or turn out not to match the digest.
+    async fn open(&self, offset: u64, length: Option<u64>) -> Result<ByteStream, ContentError>;
 }
 
 impl Blob {
+    /// A blob of `size` bytes named `digest` whose bytes `reader` streams.
+    pub fn read_elsewhere(digest: Digest, size: u64, reader: Arc<dyn BlobReader>) -> Blob {
+        Blob {
+            digest,
+            size,
+            reader: Reader::Elsewhere(reader),
+        }
+    }
+
     /// The blob's digest.
     pub fn digest(&self) -> &Digest {
         &self.digest
@@ -43,7 +74,11 @@ impl Blob {
     /// A blob deleted since it was looked up (garbage collection, say) is
     /// [`ContentError::BlobUnknown`].
     pub async fn open(&self, offset: u64, length: Option<u64>) -> Result<ByteStream, ContentError> {
-        match self.driver.reader(&self.path, offset, length).await {
+        let (driver, path) = match &self.reader {
+            Reader::Stored { driver, path } => (driver, path),
+            Reader::Elsewhere(reader) => return reader.open(offset, length).await,
+        };
+        match driver.reader(path, offset, length).await {
             Ok(stream) => Ok(stream),
             Err(StorageError::NotFound { .. }) => Err(ContentError::BlobUnknown {
                 digest: self.digest.clone(),
@@ -54,7 +89,10 @@ impl Blob {
 
     /// A URL the client may fetch the blob from directly, when the driver offers one.
     pub async fn redirect_url(&self) -> Result<Option<String>, ContentError> {
-        Ok(self.driver.redirect_url(&self.path).await?)
+        match &self.reader {
+            Reader::Stored { driver, path } => Ok(driver.redirect_url(path).await?),
+            Reader::Elsewhere(_) => Ok(None),
+        }
     }
 }
 
@@ -153,10 +191,12 @@ impl Repository {
         let path = layout::blob_data(digest)?;
         match self.driver().stat(&path).await {
             Ok(info) if !info.is_dir => Ok(Some(Blob {
-                driver: self.store.driver.clone(),
                 digest: digest.clone(),
                 size: info.size,
-                path,
+                reader: Reader::Stored {
+                    driver: self.store.driver.clone(),
+                    path,
+                },
             })),
             Ok(_) | Err(StorageError::NotFound { .. }) => Ok(None),
             Err(error) => Err(error.into()),

@@ -54,9 +54,13 @@ impl<T> Listing<T> {
 }
 
 impl Page {
-    /// The page of `sorted` holding only the entries for which `visible` holds (paged after
-    /// filtering, so pages stay full).
-    fn select<T: AsRef<str>>(&self, sorted: Arc<[T]>, visible: impl Fn(&T) -> bool) -> Listing<T> {
+    /// The page of `sorted` (which must be sorted) holding only the entries for which `visible`
+    /// holds (paged after filtering, so pages stay full).
+    pub fn select<T: AsRef<str>>(
+        &self,
+        sorted: Arc<[T]>,
+        visible: impl Fn(&T) -> bool,
+    ) -> Listing<T> {
         let after = match &self.last {
             Some(last) => sorted.partition_point(|item| item.as_ref() <= last.as_str()),
             None => 0,

@@ -112,6 +112,34 @@ pub enum ContentError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The repository is read through from another registry (a pull-through cache): it takes no
+    /// pushes or deletes.
+    #[error(
+        "repository {name} is a pull-through cache of {upstream}: it takes no pushes or deletes"
+    )]
+    ReadThrough {
+        /// The repository.
+        name: RepositoryName,
+        /// The registry it is read from.
+        upstream: String,
+    },
+    /// The registry content is read from asked this one to slow down (429).
+    #[error("the upstream registry {upstream} asks to slow down")]
+    UpstreamBusy {
+        /// The upstream registry.
+        upstream: String,
+        /// When it said to try again, when it said so.
+        retry_after: Option<Duration>,
+    },
+    /// The registry content is read from could not be reached or failed, and nothing cached
+    /// stands in for the answer.
+    #[error("the upstream registry {upstream} failed: {reason}")]
+    UpstreamFailed {
+        /// The upstream registry.
+        upstream: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The storage driver failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

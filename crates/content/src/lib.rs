@@ -27,6 +27,7 @@ mod manifests;
 mod purge;
 mod referrers;
 mod retention;
+mod source;
 mod time;
 mod uploads;
 mod validation;
@@ -39,7 +40,7 @@ use std::time::Duration;
 use registry_model::RepositoryName;
 use registry_storage::StorageDriver;
 
-pub use blobs::{Blob, MOUNT_SEARCH_LIMIT};
+pub use blobs::{Blob, BlobReader, MOUNT_SEARCH_LIMIT};
 pub use cache::{CACHE_HITS, CACHE_MISSES};
 pub use catalog::{Listing, Page};
 pub use error::ContentError;
@@ -48,6 +49,7 @@ pub use manifests::{PushedManifest, StoredManifest};
 pub use purge::PurgeReport;
 pub use referrers::{MAX_REFERRER_RECORDS_PER_PAGE, ReferrersPage};
 pub use retention::{PatternError, RepositoryPattern, RetentionPolicy, TagPattern};
+pub use source::ContentSource;
 pub use uploads::{UPLOADS_ENDED, UPLOADS_STARTED};
 pub use uploads::{UploadId, UploadStatus};
 pub use validation::{

@@ -31,6 +31,15 @@ pub struct StoredManifest {
     pub bytes: Bytes,
 }
 
+/// Where a manifest being stored came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// A client pushed it: everything it references must be here.
+    Pushed,
+    /// A pull-through cache fetched it from another registry.
+    Fetched,
+}
+
 /// What [`Repository::put_manifest`] stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PushedManifest {
@@ -61,6 +70,32 @@ impl Repository {
         bytes: Bytes,
         extra_tags: &[Tag],
     ) -> Result<PushedManifest, ContentError> {
+        self.store_manifest(reference, content_type, bytes, extra_tags, Origin::Pushed)
+            .await
+    }
+
+    /// Stores a manifest fetched from another registry by a pull-through cache under
+    /// `reference`: validated and stored as [`put_manifest`](Self::put_manifest) does, except
+    /// that what it references need not be here (the cache fetches blobs as they are asked for)
+    /// and the URL policy does not apply (the upstream registry accepted it).
+    pub async fn cache_manifest(
+        &self,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<PushedManifest, ContentError> {
+        self.store_manifest(reference, content_type, bytes, &[], Origin::Fetched)
+            .await
+    }
+
+    async fn store_manifest(
+        &self,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+        extra_tags: &[Tag],
+        origin: Origin,
+    ) -> Result<PushedManifest, ContentError> {
         let limit = self.store.options.manifest_size_limit;
         if bytes.len() > limit {
             return Err(ContentError::ManifestTooLarge {
@@ -82,7 +117,9 @@ impl Repository {
             }
             Reference::Tag(_) => Digest::compute(DigestAlgorithm::Sha256, &bytes),
         };
-        self.ensure_urls_allowed(&manifest)?;
+        if origin == Origin::Pushed {
+            self.ensure_urls_allowed(&manifest)?;
+        }
 
         let blob_path = layout::blob_data(&digest)?;
         let stored_before = exists(self.driver(), &blob_path).await?;
@@ -107,11 +144,13 @@ impl Repository {
         // Checked under the lease: garbage collection removes unused layer links and manifests
         // under it too, so what is found here stays until the manifest is linked.
         let linked = async {
-            stream::iter(manifest.references().map(Ok::<_, ContentError>))
-                .try_for_each_concurrent(LOOKUPS_IN_FLIGHT, |(role, descriptor)| {
-                    self.ensure_referenced(role, descriptor)
-                })
-                .await?;
+            if origin == Origin::Pushed {
+                stream::iter(manifest.references().map(Ok::<_, ContentError>))
+                    .try_for_each_concurrent(LOOKUPS_IN_FLIGHT, |(role, descriptor)| {
+                        self.ensure_referenced(role, descriptor)
+                    })
+                    .await?;
+            }
             self.link_manifest(&digest, &manifest, bytes.len() as u64, &tags, &lease)
                 .await
         }

@@ -1,7 +1,7 @@
 //! The one place that says what access each request needs, and how a refusal is answered.
 
 use http::{HeaderValue, Method, StatusCode, header};
-use registry_auth::{Access, AccessController, Action, Credentials, Decision, Grant};
+use registry_auth::{Access, AccessController, Action, Credentials, Decision, Grant, Resource};
 use registry_model::RepositoryName;
 
 use crate::error::{ApiError, ErrorCode};
@@ -45,12 +45,25 @@ pub fn required_access(route: &Route, method: &Method, params: &[(String, String
 /// Whether a request needing `accesses` changes what is stored: it pushes or deletes. These are
 /// the requests read-only mode refuses.
 pub(crate) fn changes_content(accesses: &[Access]) -> bool {
-    accesses.iter().any(|access| {
-        access
-            .actions
-            .iter()
-            .any(|action| matches!(action, Action::Push | Action::Delete))
-    })
+    accesses.iter().any(changes)
+}
+
+/// The repositories `accesses` push to or delete from.
+pub(crate) fn changed_repositories(accesses: &[Access]) -> impl Iterator<Item = &RepositoryName> {
+    accesses
+        .iter()
+        .filter(|access| changes(access))
+        .filter_map(|access| match &access.resource {
+            Resource::Repository(name) => Some(name),
+            _ => None,
+        })
+}
+
+fn changes(access: &Access) -> bool {
+    access
+        .actions
+        .iter()
+        .any(|action| matches!(action, Action::Push | Action::Delete))
 }
 
 /// Decides a request: the grant to serve it with, or the 401/403 to answer instead (503 when the

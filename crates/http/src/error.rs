@@ -248,6 +248,22 @@ impl From<ContentError> for ApiError {
                 ErrorCode::Unsupported,
                 "the registry is in read-only mode: pulls work, pushes and deletes do not",
             ),
+            ContentError::ReadThrough { .. } => {
+                ApiError::new(S::METHOD_NOT_ALLOWED, ErrorCode::Unsupported, message)
+            }
+            ContentError::UpstreamBusy { retry_after, .. } => {
+                let error =
+                    ApiError::new(S::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests, message);
+                match retry_after {
+                    Some(retry_after) => {
+                        error.with_header(header::RETRY_AFTER, retry_after_seconds(retry_after))
+                    }
+                    None => error,
+                }
+            }
+            ContentError::UpstreamFailed { .. } => {
+                ApiError::new(S::BAD_GATEWAY, ErrorCode::Unavailable, message)
+            }
             ContentError::Body(error) => match error.downcast_ref::<BodyCut>() {
                 Some(BodyCut::Idle(idle)) => ApiError::new(
                     S::REQUEST_TIMEOUT,

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use registry_auth::AccessController;
-use registry_content::{ContentError, ContentStore};
+use registry_content::{ContentError, ContentSource, ContentStore};
 use registry_events::EventSink;
 
 pub use access::required_access;
@@ -100,6 +100,9 @@ pub struct HttpOptions {
     /// The health checks; while one fails, `GET /v2/` answers 503 `UNAVAILABLE`. `None` for no
     /// checks.
     pub health: Option<Arc<Health>>,
+    /// Where manifests, blobs and tag lists are read from, and which repositories take writes: a
+    /// pull-through cache in front of the content store. `None`: the content store itself.
+    pub source: Option<Arc<dyn ContentSource>>,
 }
 
 /// The default of [`HttpOptions::max_referrers`]: the largest page of referrers, 1,000, as for the
@@ -118,6 +121,7 @@ impl Default for HttpOptions {
             max_referrers: DEFAULT_MAX_REFERRERS,
             events: None,
             health: None,
+            source: None,
         }
     }
 }
@@ -131,6 +135,7 @@ pub struct RegistryService {
 #[derive(Debug)]
 struct Inner {
     content: ContentStore,
+    source: Arc<dyn ContentSource>,
     prefix: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     access: Option<AccessController>,
@@ -147,6 +152,7 @@ impl RegistryService {
         let prefix = options.prefix.trim_end_matches('/').to_owned();
         RegistryService {
             inner: Arc::new(Inner {
+                source: options.source.unwrap_or_else(|| Arc::new(content.clone())),
                 content,
                 prefix,
                 headers: options.headers,
@@ -238,6 +244,9 @@ impl RegistryService {
         if self.inner.content.is_read_only() && access::changes_content(&accesses) {
             return Err(ContentError::ReadOnly.into());
         }
+        for name in access::changed_repositories(&accesses) {
+            self.inner.source.ensure_writable(name)?;
+        }
         // Gathered only for the requests that can make events: the rest (the base check,
         // listings, upload chunks, blob HEADs) skip the strings a notice copies.
         let notice = self
@@ -250,6 +259,7 @@ impl RegistryService {
             });
         let context = handlers::Context {
             content: &self.inner.content,
+            source: self.inner.source.as_ref(),
             notice: notice.as_ref(),
             prefix: &self.inner.prefix,
             grant: &grant,

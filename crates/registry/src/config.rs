@@ -116,7 +116,7 @@ pub struct Config {
     pub catalog: CatalogConfig,
     /// The tags list endpoint (`tags`).
     pub tags: TagsConfig,
-    /// Pull-through cache settings (`proxy`). Read but not acted on yet: loading warns.
+    /// Pull-through cache settings (`proxy`).
     pub proxy: Option<ProxyConfig>,
     /// Webhooks that receive the registry's events (`notifications`).
     pub notifications: NotificationsConfig,
@@ -1036,10 +1036,13 @@ impl ValidationConfig {
     }
 }
 
-/// Pull-through cache (`proxy`). Read but not implemented yet.
+/// Pull-through cache (`proxy`): registry:2's one upstream for every repository (`remoteurl`),
+/// and registryd's several upstreams by repository prefix (`upstreams`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProxyConfig {
-    /// The upstream registry.
+    /// The upstream registry every repository is read from (registry:2's key); empty when only
+    /// `upstreams` are given.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub remoteurl: String,
     /// The upstream user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1047,16 +1050,38 @@ pub struct ProxyConfig {
     /// The upstream password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
-    /// How long cached content is kept (registry:2's default is 168h; 0 for ever).
+    /// How long cached content is kept (registry:2's default is 168h; 0 for ever). Read, not
+    /// acted on yet: loading warns.
     #[serde(
         default,
         with = "serde_option_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub ttl: Option<Duration>,
-    /// A credential helper to run instead of `username`/`password`, as written.
+    /// A credential helper to run instead of `username`/`password`, as written. Not supported:
+    /// loading warns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<serde_json::Value>,
+    /// Upstreams by repository prefix (registryd's addition): `docker.io/library/busybox` is
+    /// `library/busybox` of the upstream with prefix `docker.io`. Repositories under no prefix
+    /// take pushes as usual.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<ProxyUpstreamConfig>,
+}
+
+/// One entry of `proxy.upstreams`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyUpstreamConfig {
+    /// The repositories read from it: `<prefix>/...`.
+    pub prefix: String,
+    /// Its URL.
+    pub remoteurl: String,
+    /// The user to authenticate as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// That user's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 impl Config {
@@ -1130,6 +1155,9 @@ impl Config {
         hide(&mut config.http.secret);
         if let Some(proxy) = &mut config.proxy {
             hide(&mut proxy.password);
+            for upstream in &mut proxy.upstreams {
+                hide(&mut upstream.password);
+            }
             if let Some(exec) = &mut proxy.exec {
                 redact_value(exec);
             }

@@ -53,6 +53,8 @@ pub use registry_events as events;
 use registry_events::{EventSink, Notifier};
 pub use registry_http as http_api;
 pub use registry_model as model;
+pub use registry_proxy as proxy;
+use registry_proxy::{Mirror, Upstream, Upstreams};
 pub use registry_storage as storage;
 pub use server::{ServeError, ServerOptions};
 pub use tls::{ReloadableTls, TlsError};
@@ -94,6 +96,7 @@ pub struct RegistryBuilder {
     storage_check: Option<StorageHealthCheck>,
     metrics_path: Option<String>,
     record_metrics: bool,
+    mirror: Option<Upstreams>,
 }
 
 impl RegistryBuilder {
@@ -221,6 +224,13 @@ impl RegistryBuilder {
         self
     }
 
+    /// Reads through to `upstreams` what the store lacks (a pull-through cache, registry:2's
+    /// `proxy`); the repositories they mirror take no pushes. `None` (the default) for none.
+    pub fn mirror(mut self, upstreams: Option<Upstreams>) -> Self {
+        self.mirror = upstreams;
+        self
+    }
+
     /// The registry.
     pub fn build(mut self) -> Registry {
         // Before anything registers its metrics.
@@ -238,6 +248,9 @@ impl RegistryBuilder {
         };
         let content = ContentStore::new(driver, self.content);
         content.set_read_only(self.read_only);
+        if let Some(upstreams) = self.mirror {
+            self.http.source = Some(Arc::new(Mirror::new(content.clone(), upstreams)));
+        }
         let health = Arc::new(Health::new());
         self.http.health = Some(Arc::clone(&health));
         let events = self.http.events.clone();
@@ -477,6 +490,7 @@ impl Registry {
         let notifier = notifications::notifier(config, Arc::clone(&driver))?;
         let mut builder = Registry::builder()
             .driver(driver)
+            .mirror(mirror_from_config(config)?)
             .notifier(notifier)
             .delete_enabled(config.storage.delete.enabled)
             .manifest_validation(manifest_validation(config)?)
@@ -544,6 +558,55 @@ impl Registry {
             .tls(tls)
             .build())
     }
+}
+
+/// The upstreams a configuration's `proxy` section names: `remoteurl` for every repository,
+/// `upstreams` by prefix.
+fn mirror_from_config(config: &Config) -> Result<Option<Upstreams>, BuildError> {
+    let Some(proxy) = &config.proxy else {
+        return Ok(None);
+    };
+    let mut upstreams = Vec::new();
+    if !proxy.remoteurl.is_empty() {
+        upstreams.push(Upstream {
+            url: proxy.remoteurl.clone(),
+            username: proxy.username.clone(),
+            password: proxy.password.clone(),
+            prefix: String::new(),
+        });
+    }
+    for upstream in &proxy.upstreams {
+        if upstream.prefix.trim_matches('/').is_empty() {
+            return Err(BuildError::Invalid {
+                key: "proxy.upstreams.prefix".to_owned(),
+                reason: format!(
+                    "the upstream {} needs a prefix (for example docker.io); use \
+                     proxy.remoteurl for an upstream of every repository",
+                    upstream.remoteurl
+                ),
+            });
+        }
+        upstreams.push(Upstream {
+            url: upstream.remoteurl.clone(),
+            username: upstream.username.clone(),
+            password: upstream.password.clone(),
+            prefix: upstream.prefix.clone(),
+        });
+    }
+    if upstreams.is_empty() {
+        return Err(BuildError::Invalid {
+            key: "proxy.remoteurl".to_owned(),
+            reason: "a pull-through cache needs an upstream: set proxy.remoteurl (for example \
+                     https://registry-1.docker.io) or proxy.upstreams"
+                .to_owned(),
+        });
+    }
+    Upstreams::new(&upstreams)
+        .map(Some)
+        .map_err(|error| BuildError::Invalid {
+            key: "proxy".to_owned(),
+            reason: error.to_string(),
+        })
 }
 
 /// The content store over the storage driver a configuration's `storage` section describes,

@@ -416,7 +416,8 @@ fn registry2_reference_options_load_with_warnings_only() {
             "health.file",
             "health.http",
             "health.tcp",
-            "proxy",
+            "proxy.exec",
+            "proxy.ttl",
         ],
         "{:#?}",
         loaded.warnings
@@ -1150,17 +1151,36 @@ fn env_sets_free_form_fields() {
 
 #[test]
 fn env_override_into_an_unsupported_section_still_warns_about_the_section() {
+    let loaded = load(BASE, &[("REGISTRY_REDIS_ADDR", "localhost:6379")]);
+    assert_eq!(
+        loaded.warnings,
+        vec!["config key redis (set by REGISTRY_REDIS_ADDR): redis is not supported yet; the section is ignored".to_owned()]
+    );
+}
+
+#[test]
+fn env_sets_the_pull_through_cache_and_its_unsupported_keys_warn() {
     let loaded = load(
         BASE,
-        &[("REGISTRY_PROXY_REMOTEURL", "https://registry-1.docker.io")],
+        &[
+            ("REGISTRY_PROXY_REMOTEURL", "https://registry-1.docker.io"),
+            ("REGISTRY_PROXY_USERNAME", "robot"),
+            ("REGISTRY_PROXY_PASSWORD", "secret"),
+        ],
     );
-    assert_eq!(
-        loaded.config.proxy.map(|proxy| proxy.remoteurl).as_deref(),
-        Some("https://registry-1.docker.io")
+    let proxy = loaded.config.proxy.expect("proxy section");
+    assert_eq!(proxy.remoteurl, "https://registry-1.docker.io");
+    assert_eq!(proxy.username.as_deref(), Some("robot"));
+    assert_eq!(proxy.password.as_deref(), Some("secret"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+
+    let loaded = load(
+        "proxy:\n  remoteurl: https://registry-1.docker.io\n  ttl: 168h\n",
+        &[],
     );
     assert_eq!(
         loaded.warnings,
-        vec!["config key proxy (set by REGISTRY_PROXY_REMOTEURL): the pull-through cache is not supported yet; registryd serves its own content only".to_owned()]
+        vec!["config key proxy.ttl (line 3): expiring cached content by age is not supported yet; it is kept until deleted or collected".to_owned()]
     );
 }
 

@@ -11,17 +11,19 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use registry::Registry;
 use registry::config::Config;
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// How long a test waits for events before it fails.
 const PATIENCE: Duration = Duration::from_secs(30);
+
+mod common;
+
+use common::Api;
 
 // ---- the webhook ------------------------------------------------------------------------------
 
@@ -198,105 +200,6 @@ notifications:
     (address, stop, task)
 }
 
-/// A client of the registry's API.
-struct Api {
-    base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-impl Api {
-    fn new(address: SocketAddr) -> Api {
-        Api {
-            base: format!("http://{address}"),
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        }
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Bytes,
-    ) -> (StatusCode, HeaderMap, Bytes) {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("user-agent", "notifications-test/1.0");
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(Full::new(body)).expect("request");
-        let response = self.client.request(request).await.expect("response");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, headers, body)
-    }
-
-    async fn push_blob(&self, repository: &str, content: &[u8]) -> String {
-        let digest = sha256(content);
-        let (status, _, _) = self
-            .send(
-                Method::POST,
-                &format!("/v2/{repository}/blobs/uploads/?digest={digest}"),
-                &[],
-                Bytes::copy_from_slice(content),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "blob push");
-        digest
-    }
-
-    /// Pushes an image (a config and one layer) tagged `tag`; returns the manifest's digest and
-    /// bytes, and the layer's digest.
-    async fn push_image(
-        &self,
-        repository: &str,
-        tag: &str,
-        seed: &str,
-    ) -> (String, Vec<u8>, String) {
-        let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":\"{seed}\"}}");
-        let layer = format!("layer of {seed}");
-        let config_digest = self.push_blob(repository, config.as_bytes()).await;
-        let layer_digest = self.push_blob(repository, layer.as_bytes()).await;
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": config.len(),
-            },
-            "layers": [{
-                "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                "digest": layer_digest,
-                "size": layer.len(),
-            }],
-        }))
-        .expect("manifest");
-        let (status, _, _) = self
-            .send(
-                Method::PUT,
-                &format!("/v2/{repository}/manifests/{tag}"),
-                &[("content-type", "application/vnd.oci.image.manifest.v1+json")],
-                Bytes::from(manifest.clone()),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "manifest push");
-        (sha256(&manifest), manifest, layer_digest)
-    }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 /// The events matching `action`, `repository` and `digest` (and `tag` when given).
 fn matching<'a>(
     events: &'a [Value],
@@ -420,7 +323,7 @@ async fn push_pull_mount_and_delete_reach_the_webhook_as_registry2_sends_them() 
     assert_eq!(target["references"][1]["digest"], layer_digest.as_str());
     let request = &pushed["request"];
     assert_eq!(request["method"], "PUT");
-    assert_eq!(request["useragent"], "notifications-test/1.0");
+    assert_eq!(request["useragent"], "registry-test/1.0");
     assert_eq!(request["host"], address.to_string());
     assert!(
         request["addr"]

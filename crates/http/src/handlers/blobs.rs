@@ -18,11 +18,7 @@ pub(super) async fn get(
     request_headers: &HeaderMap,
     head: bool,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let blob = context
-        .content
-        .repository(name.clone())
-        .blob(&digest)
-        .await?;
+    let blob = context.source.blob(&name, &digest).await?;
     let size = blob.size();
     if !head && let Some(notice) = context.notice {
         notice.blob(Action::Pull, &name, &digest, size, None).await;

@@ -58,13 +58,12 @@ pub(super) async fn tags(
     }
     let mut page = page(params)?;
     page.n = page.n.map(|n| n.min(context.max_tags));
-    let repository = context.content.repository(name);
-    let listing = repository.tags(&page).await?;
+    let listing = context.source.tags(&name, &page).await?;
     let json = to_json(&Tags {
-        name: repository.name().as_str(),
+        name: name.as_str(),
         tags: listing.items().map(|tag| tag.as_str()).collect(),
     });
-    let path = format!("/v2/{}/tags/list", repository.name());
+    let path = format!("/v2/{name}/tags/list");
     Ok(listing_response(
         context, &path, &page, &listing, json, head,
     ))

@@ -21,11 +21,7 @@ pub(super) async fn get(
     request_headers: &HeaderMap,
     head: bool,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let manifest = context
-        .content
-        .repository(name.clone())
-        .manifest(&reference)
-        .await?;
+    let manifest = context.source.manifest(&name, &reference).await?;
     if let Some(notice) = context.notice.filter(|notice| notice.wants(Action::Pull)) {
         let parsed = if notice.include_references() {
             parse_manifest(&manifest.bytes, Some(&manifest.media_type)).ok()

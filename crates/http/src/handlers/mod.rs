@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use registry_auth::Grant;
-use registry_content::ContentStore;
+use registry_content::{ContentSource, ContentStore};
 use registry_model::Digest;
 
 use crate::body::{self, BoxError, ResponseBody};
@@ -21,7 +21,10 @@ use crate::{ApiError, Route, method_not_allowed};
 /// What every handler may use.
 #[derive(Clone, Copy)]
 pub(crate) struct Context<'a> {
+    /// Where uploads, pushes, deletes and the other listings go.
     pub(crate) content: &'a ContentStore,
+    /// Where manifests, blobs and tags are read from.
+    pub(crate) source: &'a dyn ContentSource,
     /// The configured path prefix, without a trailing slash.
     pub(crate) prefix: &'a str,
     /// What the caller may do, for answers that depend on it (the catalog).

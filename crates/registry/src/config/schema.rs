@@ -345,8 +345,26 @@ const PROXY: Kind = Kind::Struct(&[
     key("remoteurl", &Kind::Str),
     key("username", &Kind::Str),
     key("password", &Kind::Str),
-    key("ttl", &Kind::Duration),
-    key("exec", &Kind::Any),
+    unsupported(
+        "ttl",
+        &Kind::Duration,
+        "expiring cached content by age is not supported yet; it is kept until deleted or \
+         collected",
+    ),
+    unsupported(
+        "exec",
+        &Kind::Any,
+        "credential helpers are not supported; use proxy.username and proxy.password",
+    ),
+    key("upstreams", &Kind::List(&PROXY_UPSTREAM)),
+]);
+
+/// One entry of `proxy.upstreams`.
+const PROXY_UPSTREAM: Kind = Kind::Struct(&[
+    key("prefix", &Kind::Str),
+    key("remoteurl", &Kind::Str),
+    key("username", &Kind::Str),
+    key("password", &Kind::Str),
 ]);
 
 /// One platform of `validation.manifests.indexes.platformlist`.
@@ -386,11 +404,7 @@ pub(crate) const ROOT: Kind = Kind::Struct(&[
     key("http", &HTTP),
     key("catalog", &Kind::Struct(&[key("maxentries", &Kind::Int)])),
     key("tags", &Kind::Struct(&[key("maxtags", &Kind::Int)])),
-    unsupported(
-        "proxy",
-        &PROXY,
-        "the pull-through cache is not supported yet; registryd serves its own content only",
-    ),
+    key("proxy", &PROXY),
     key("notifications", &NOTIFICATIONS),
     unsupported(
         "redis",

@@ -120,7 +120,7 @@ fn scalar_keys() -> Vec<(String, &'static Kind)> {
                 let skip = matches!(field.name, "loglevel" | "layerinfo" | "letsencrypt")
                     || (field.role == Role::Variant
                         && !matches!(field.name, "filesystem" | "htpasswd"))
-                    || (matches!(field.role, Role::Unsupported(_)) && field.name != "proxy");
+                    || matches!(field.role, Role::Unsupported(_));
                 if !skip {
                     walk(field.kind, &join_path(path, field.name), out);
                 }
@@ -271,7 +271,7 @@ fn scalar_keys_cover_the_sections_with_required_keys() {
         "storage.filesystem.rootdirectory",
         "auth.htpasswd.path",
         "http.tls.minimumtls",
-        "proxy.ttl",
+        "proxy.remoteurl",
         "http.debug.prometheus.path",
     ] {
         assert!(
