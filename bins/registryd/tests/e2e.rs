@@ -14,6 +14,8 @@
 mod harness;
 #[path = "e2e/images.rs"]
 mod images;
+#[path = "e2e/mirror.rs"]
+mod mirror;
 #[path = "e2e/security.rs"]
 mod security;
 

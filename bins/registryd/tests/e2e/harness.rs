@@ -603,7 +603,8 @@ impl Server {
         }
     }
 
-    fn log_text(&self) -> String {
+    /// What the server logged so far.
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read(&self.log)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
