@@ -9,7 +9,7 @@ use registry_storage::{ByteStream, StorageDriver, StorageError, StoragePath};
 
 use crate::links::{delete_if_exists, exists, read_link, write_link};
 use crate::manifests::LOOKUPS_IN_FLIGHT;
-use crate::{ContentError, Repository, layout};
+use crate::{ContentError, ContentStore, Repository, layout};
 
 /// The most repositories a mount without `from` looks in for the blob
 /// ([`Repository::mount_blob_from_any`]). Past them the client uploads the blob, which is always
@@ -92,6 +92,17 @@ impl Blob {
         match &self.reader {
             Reader::Stored { driver, path } => Ok(driver.redirect_url(path).await?),
             Reader::Elsewhere(_) => Ok(None),
+        }
+    }
+}
+
+impl ContentStore {
+    /// The size of the blob `digest`'s data, `None` when it is not stored.
+    pub async fn stored_size(&self, digest: &Digest) -> Result<Option<u64>, ContentError> {
+        match self.driver.stat(&layout::blob_data(digest)?).await {
+            Ok(info) if !info.is_dir => Ok(Some(info.size)),
+            Ok(_) | Err(StorageError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
         }
     }
 }

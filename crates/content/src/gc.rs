@@ -32,7 +32,7 @@ use registry_storage::{Durability, ObjectVersion, PutMode, StorageError, Storage
 use serde::{Deserialize, Serialize};
 
 use crate::lease::{Busy, Kind, Lease};
-use crate::links::{delete_if_exists, read_link};
+use crate::links::{delete_if_exists, digest_links, read_link};
 use crate::retention::{RetentionPolicy, policy_for};
 use crate::{ContentError, ContentStore, Repository, layout};
 
@@ -366,12 +366,6 @@ struct Collection<'a, F> {
     lease: &'a Lease,
 }
 
-/// A link of a repository: what it names and when it was last written.
-struct Linked {
-    digest: Digest,
-    written: Option<SystemTime>,
-}
-
 /// The blobs a collection found linked, in 8 bytes each: the first 8 bytes of each digest's
 /// hash, which for a cryptographic hash are as good as random. Two digests sharing them make the
 /// collector keep a blob it could have deleted, never the reverse; with a million blobs that
@@ -482,12 +476,14 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
         linked: &mut MarkSet,
     ) -> Result<(), ContentError> {
         let name = repository.name();
-        let revisions = self
-            .digest_links(|algorithm| layout::revision_links_dir(name, algorithm))
-            .await?;
-        let layers = self
-            .digest_links(|algorithm| layout::layer_links_dir(name, algorithm))
-            .await?;
+        let revisions = digest_links(self.store.driver.as_ref(), |algorithm| {
+            layout::revision_links_dir(name, algorithm)
+        })
+        .await?;
+        let layers = digest_links(self.store.driver.as_ref(), |algorithm| {
+            layout::layer_links_dir(name, algorithm)
+        })
+        .await?;
         let policy = policy_for(&self.options.retention, name);
         let mut tags = self.tags(repository).await?;
         if let Some(policy) = policy.filter(|policy| policy.has_tag_rules()) {
@@ -695,37 +691,6 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
     fn within_grace(&self, written: Option<SystemTime>) -> bool {
         // A link whose time the driver does not know is taken as new: kept.
         written.is_none_or(|written| written > self.cutoff)
-    }
-
-    /// The links in the directories `dir` gives for each algorithm, with when each was written.
-    async fn digest_links(
-        &self,
-        dir: impl Fn(DigestAlgorithm) -> Result<StoragePath, StorageError>,
-    ) -> Result<Vec<Linked>, ContentError> {
-        let mut links = Vec::new();
-        for algorithm in layout::ALGORITHMS {
-            let entries = match self.store.driver.list(&dir(algorithm)?).await {
-                Ok(entries) => entries,
-                Err(StorageError::NotFound { .. }) => continue,
-                Err(error) => return Err(error.into()),
-            };
-            for entry in entries {
-                let Some(digest) = entry
-                    .file_name()
-                    .and_then(|hex| Digest::new(algorithm, hex).ok())
-                else {
-                    continue;
-                };
-                let written = match self.store.driver.stat(&layout::link(&entry)?).await {
-                    Ok(info) => info.modified,
-                    // A link directory without its link file links nothing.
-                    Err(StorageError::NotFound { .. }) => continue,
-                    Err(error) => return Err(error.into()),
-                };
-                links.push(Linked { digest, written });
-            }
-        }
-        Ok(links)
     }
 
     /// The tags of the repository and the manifests they name.

@@ -1,11 +1,52 @@
 //! Link files: a small object holding a digest, the way registry:2 points from a repository to
 //! global content.
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
-use registry_model::Digest;
+use registry_model::{Digest, DigestAlgorithm};
 use registry_storage::{StorageDriver, StorageError, StoragePath};
 
-use crate::ContentError;
+use crate::{ContentError, layout};
+
+/// A link of a repository: what it names and when it was last written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Linked {
+    pub(crate) digest: Digest,
+    pub(crate) written: Option<SystemTime>,
+}
+
+/// The links in the directories `dir` gives for each algorithm (a repository's layer or
+/// revision links), with when each was written.
+pub(crate) async fn digest_links(
+    driver: &dyn StorageDriver,
+    dir: impl Fn(DigestAlgorithm) -> Result<StoragePath, StorageError>,
+) -> Result<Vec<Linked>, ContentError> {
+    let mut links = Vec::new();
+    for algorithm in layout::ALGORITHMS {
+        let entries = match driver.list(&dir(algorithm)?).await {
+            Ok(entries) => entries,
+            Err(StorageError::NotFound { .. }) => continue,
+            Err(error) => return Err(error.into()),
+        };
+        for entry in entries {
+            let Some(digest) = entry
+                .file_name()
+                .and_then(|hex| Digest::new(algorithm, hex).ok())
+            else {
+                continue;
+            };
+            let written = match driver.stat(&layout::link(&entry)?).await {
+                Ok(info) => info.modified,
+                // A link directory without its link file links nothing.
+                Err(StorageError::NotFound { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            };
+            links.push(Linked { digest, written });
+        }
+    }
+    Ok(links)
+}
 
 /// The digest in the link at `path`, or `None` when there is no link.
 pub(crate) async fn read_link(

@@ -1,6 +1,8 @@
 //! Manifests and tags: stored byte for byte as blobs, linked into the repository by revision, and
 //! named by tags.
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use futures_util::{TryStreamExt, stream};
 use registry_model::{
@@ -10,7 +12,7 @@ use registry_model::{
 use registry_storage::StorageError;
 
 use crate::lease::{Busy, Kind, Lease};
-use crate::links::{delete_if_exists, exists, read_link, write_link};
+use crate::links::{delete_if_exists, digest_links, exists, read_link, write_link};
 use crate::{ContentError, Repository, layout};
 
 /// How many storage lookups one request runs at once when it has many to make: the references
@@ -308,6 +310,30 @@ impl Repository {
         let deleted = self.delete_manifest_leased(reference, &lease).await;
         lease.release().await?;
         deleted
+    }
+
+    /// Removes the manifest `digest` with every tag naming it, as a delete by digest does, but
+    /// whether or not deletes are enabled: for a pull-through cache making room. Its blobs stay
+    /// until garbage collection finds no manifest using them.
+    pub async fn evict_manifest(&self, digest: &Digest) -> Result<(), ContentError> {
+        let lease = self.lease_tags().await?;
+        let reference = Reference::Digest(digest.clone());
+        let deleted = self.delete_manifest_leased(&reference, &lease).await;
+        lease.release().await?;
+        deleted
+    }
+
+    /// The manifests this repository holds (its revision links), with when each was linked.
+    pub async fn manifest_links(&self) -> Result<Vec<(Digest, Option<SystemTime>)>, ContentError> {
+        let name = &self.name;
+        let links = digest_links(self.driver(), |algorithm| {
+            layout::revision_links_dir(name, algorithm)
+        })
+        .await?;
+        Ok(links
+            .into_iter()
+            .map(|link| (link.digest, link.written))
+            .collect())
     }
 
     async fn delete_manifest_leased(

@@ -17,6 +17,7 @@ use registry_storage::{ByteStream, StorageError, StoragePath};
 use tokio::sync::{mpsc, watch};
 
 use crate::Failure;
+use crate::eviction::Usage;
 use crate::upstream::UpstreamClient;
 
 /// How many chunks may wait for the client a fetch streams to.
@@ -68,6 +69,8 @@ pub(crate) struct Origin {
     pub(crate) name: RepositoryName,
     /// The repository upstream.
     pub(crate) remote: String,
+    /// Told how much was fetched.
+    pub(crate) usage: Arc<Usage>,
 }
 
 impl Fetches {
@@ -140,6 +143,7 @@ impl Fetch {
             store: origin.store.clone(),
             name: origin.name.clone(),
             remote: origin.remote.clone(),
+            usage: Arc::clone(&origin.usage),
         };
         let digest = digest.clone();
         tokio::spawn(async move {
@@ -236,7 +240,10 @@ async fn run(
     };
     let _ = tokio::time::timeout(LIVE_PATIENCE, live.send(last)).await;
     match stored {
-        Ok(_) => Ok(size),
+        Ok(_) => {
+            origin.usage.fetched(size);
+            Ok(size)
+        }
         Err(ContentError::DigestMismatch { actual, .. }) => Err(Failure::Failed(format!(
             "the upstream sent content whose digest is {actual}"
         ))),

@@ -19,6 +19,7 @@
 
 mod blobs;
 mod challenge;
+mod eviction;
 mod flights;
 mod upstream;
 
@@ -32,7 +33,10 @@ use registry_content::{
 };
 use registry_model::{Digest, Reference, RepositoryName, Tag};
 
+pub use crate::eviction::{CacheBound, RoomReport, keep_within};
+
 use crate::blobs::{Fetches, Origin};
+use crate::eviction::Usage;
 use crate::flights::Flights;
 use crate::upstream::{UpstreamClient, read_limited, read_small};
 
@@ -115,6 +119,7 @@ pub struct Mirror {
     fetches: Arc<Fetches>,
     /// One upstream request at a time per (repository, tag or digest).
     manifests: Flights<(RepositoryName, String), Result<(), Failure>>,
+    usage: Arc<Usage>,
 }
 
 #[derive(Clone, Debug)]
@@ -139,6 +144,7 @@ impl Mirror {
             upstreams,
             fetches: Arc::default(),
             manifests: Flights::default(),
+            usage: Arc::default(),
         }
     }
 
@@ -234,11 +240,15 @@ impl Mirror {
                 .and_then(|value| value.to_str().ok())
                 .is_some_and(|digest| digest == cached.as_str());
             if same {
-                return self
-                    .store
-                    .repository(name.clone())
+                let repository = self.store.repository(name.clone());
+                match repository
                     .manifest(&Reference::Digest(cached.clone()))
-                    .await;
+                    .await
+                {
+                    // Evicted since, with its bytes collected: fetched again below.
+                    Err(ContentError::ManifestUnknown { .. }) => {}
+                    found => return found,
+                }
             }
         }
         self.fetch_manifest(name, &reference, mirrored).await
@@ -414,10 +424,12 @@ impl ContentSource for Mirror {
         let Some(mirrored) = self.mirrored(name) else {
             return self.store.manifest(name, reference).await;
         };
-        match reference {
+        let manifest = match reference {
             Reference::Tag(tag) => self.tagged(name, tag, &mirrored).await,
             Reference::Digest(digest) => self.by_digest(name, digest, &mirrored).await,
-        }
+        }?;
+        self.usage.pulled(name, &manifest.digest);
+        Ok(manifest)
     }
 
     async fn blob(&self, name: &RepositoryName, digest: &Digest) -> Result<Blob, ContentError> {
@@ -433,6 +445,7 @@ impl ContentSource for Mirror {
             store: self.store.clone(),
             name: name.clone(),
             remote: mirrored.remote.to_owned(),
+            usage: Arc::clone(&self.usage),
         };
         let (size, reader) = self.fetches.blob(origin, digest).await?;
         Ok(Blob::read_elsewhere(digest.clone(), size, reader))

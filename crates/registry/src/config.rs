@@ -1062,6 +1062,11 @@ pub struct ProxyConfig {
     /// loading warns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<serde_json::Value>,
+    /// The most bytes of blobs the mirrored repositories may reference (registryd's addition);
+    /// past it, the least recently pulled images are evicted and garbage collection frees their
+    /// blobs. No bound when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxsize: Option<u64>,
     /// Upstreams by repository prefix (registryd's addition): `docker.io/library/busybox` is
     /// `library/busybox` of the upstream with prefix `docker.io`. Repositories under no prefix
     /// take pushes as usual.

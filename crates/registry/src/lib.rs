@@ -33,7 +33,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{HeaderName, HeaderValue};
-use registry_content::{ContentOptions, ContentStore, GcOptions, ManifestValidation};
+use registry_content::{
+    ContentOptions, ContentSource, ContentStore, GcOptions, ManifestValidation,
+};
 use registry_http::layers::{self, ObservedService};
 use registry_http::{Health, HttpOptions, RegistryService};
 use registry_storage::{FilesystemDriver, InMemoryDriver, MeteredDriver, StorageDriver};
@@ -54,7 +56,7 @@ use registry_events::{EventSink, Notifier};
 pub use registry_http as http_api;
 pub use registry_model as model;
 pub use registry_proxy as proxy;
-use registry_proxy::{Mirror, Upstream, Upstreams};
+use registry_proxy::{CacheBound, Mirror, Upstream, Upstreams};
 pub use registry_storage as storage;
 pub use server::{ServeError, ServerOptions};
 pub use tls::{ReloadableTls, TlsError};
@@ -77,6 +79,9 @@ pub struct Registry {
     record_metrics: bool,
     /// Whether [`Registry::serve`] is serving and not shutting down, for the readiness probe.
     ready: Arc<AtomicBool>,
+    /// The pull-through cache in front of the content store, if there is one.
+    mirror: Option<Arc<Mirror>>,
+    cache_bound: Option<CacheBound>,
 }
 
 /// Builds a [`Registry`] piece by piece. Starts from the in-memory driver and registry:2's
@@ -97,6 +102,7 @@ pub struct RegistryBuilder {
     metrics_path: Option<String>,
     record_metrics: bool,
     mirror: Option<Upstreams>,
+    cache_bound: Option<CacheBound>,
 }
 
 impl RegistryBuilder {
@@ -231,6 +237,13 @@ impl RegistryBuilder {
         self
     }
 
+    /// Keeps what the mirror cached within `bound` while serving (see [`Mirror::make_room`]);
+    /// `None` (the default) for no bound. Without [`mirror`](RegistryBuilder::mirror), nothing.
+    pub fn cache_bound(mut self, bound: Option<CacheBound>) -> Self {
+        self.cache_bound = bound;
+        self
+    }
+
     /// The registry.
     pub fn build(mut self) -> Registry {
         // Before anything registers its metrics.
@@ -248,13 +261,18 @@ impl RegistryBuilder {
         };
         let content = ContentStore::new(driver, self.content);
         content.set_read_only(self.read_only);
-        if let Some(upstreams) = self.mirror {
-            self.http.source = Some(Arc::new(Mirror::new(content.clone(), upstreams)));
+        let mirror = self
+            .mirror
+            .map(|upstreams| Arc::new(Mirror::new(content.clone(), upstreams)));
+        if let Some(mirror) = &mirror {
+            self.http.source = Some(Arc::clone(mirror) as Arc<dyn ContentSource>);
         }
         let health = Arc::new(Health::new());
         self.http.health = Some(Arc::clone(&health));
         let events = self.http.events.clone();
         Registry {
+            cache_bound: mirror.as_ref().and(self.cache_bound),
+            mirror,
             service: RegistryService::new(content, self.http),
             server: self.server,
             upload_purging: self.upload_purging,
@@ -292,6 +310,11 @@ impl Registry {
     /// The HTTP API alone, without layers.
     pub fn api(&self) -> RegistryService {
         self.service.clone()
+    }
+
+    /// The pull-through cache reads go through, when [`RegistryBuilder::mirror`] set one up.
+    pub fn mirror(&self) -> Option<&Arc<Mirror>> {
+        self.mirror.as_ref()
     }
 
     /// The content store the API answers from.
@@ -362,6 +385,11 @@ impl Registry {
                 self.events.clone(),
             ))
         });
+        let bounding = self
+            .mirror
+            .clone()
+            .zip(self.cache_bound.clone())
+            .map(|(mirror, bound)| tokio::spawn(registry_proxy::keep_within(mirror, bound)));
         let checking = self.storage_check.clone().map(|check| {
             tokio::spawn(health::check_storage_periodically(
                 Arc::clone(content.driver()),
@@ -384,7 +412,12 @@ impl Registry {
         )
         .await;
         self.ready.store(false, Ordering::Relaxed);
-        for task in purging.into_iter().chain(collecting).chain(checking) {
+        for task in purging
+            .into_iter()
+            .chain(collecting)
+            .chain(checking)
+            .chain(bounding)
+        {
             task.abort();
         }
         if let Some(notifier) = &self.notifier {
@@ -491,6 +524,7 @@ impl Registry {
         let mut builder = Registry::builder()
             .driver(driver)
             .mirror(mirror_from_config(config)?)
+            .cache_bound(cache_bound_from_config(config)?)
             .notifier(notifier)
             .delete_enabled(config.storage.delete.enabled)
             .manifest_validation(manifest_validation(config)?)
@@ -607,6 +641,19 @@ fn mirror_from_config(config: &Config) -> Result<Option<Upstreams>, BuildError> 
             key: "proxy".to_owned(),
             reason: error.to_string(),
         })
+}
+
+/// The bound `proxy.maxsize` sets on the mirror's cache, checked every minute; its collections
+/// run as `storage.maintenance.gc` says (its grace period, retention, untagged manifests).
+fn cache_bound_from_config(config: &Config) -> Result<Option<CacheBound>, BuildError> {
+    let Some(max_bytes) = config.proxy.as_ref().and_then(|proxy| proxy.maxsize) else {
+        return Ok(None);
+    };
+    Ok(Some(CacheBound {
+        max_bytes,
+        interval: std::time::Duration::from_secs(60),
+        collection: gc_options(config)?,
+    }))
 }
 
 /// The content store over the storage driver a configuration's `storage` section describes,

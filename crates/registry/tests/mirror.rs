@@ -241,8 +241,9 @@ fn answer(status: StatusCode, bytes: Bytes) -> Response<Body> {
 /// 127.0.0.1 until dropped.
 struct Mirror {
     api: Api,
+    registry: Registry,
+    root: TempDir,
     _stop: oneshot::Sender<()>,
-    _root: TempDir,
 }
 
 impl Mirror {
@@ -259,8 +260,9 @@ impl Mirror {
             .expect("bind mirror");
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
+        let serving = registry.clone();
         tokio::spawn(async move {
-            registry
+            serving
                 .serve(listener, async {
                     let _ = stopped.await;
                 })
@@ -269,8 +271,9 @@ impl Mirror {
         });
         Mirror {
             api: Api::new(address),
+            registry,
+            root,
             _stop: stop,
-            _root: root,
         }
     }
 
@@ -585,6 +588,95 @@ async fn mirrored_prefixes_refuse_pushes_and_the_rest_is_an_ordinary_registry() 
         upstream.count("GET /v2/team/"),
         0,
         "local repositories stay local"
+    );
+}
+
+/// Whether the mirror's storage holds the data of blob `digest`.
+fn stored(mirror: &Mirror, digest: &str) -> bool {
+    let hex = digest.trim_start_matches("sha256:");
+    mirror
+        .root
+        .path()
+        .join(format!(
+            "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ))
+        .exists()
+}
+
+#[tokio::test]
+async fn past_its_size_bound_the_mirror_evicts_the_least_recently_pulled_image() {
+    let (upstream, _files) = Upstream::with_htpasswd().await;
+    let pusher = Api::with_basic(upstream.address, USER, PASSWORD);
+    let mut images = Vec::new();
+    for name in ["alpha", "bravo", "charlie"] {
+        images.push(push(&pusher, &format!("team/{name}"), "v1", name).await);
+    }
+    let mirror = Mirror::of(&upstream).await;
+    let mut sizes = Vec::new();
+    for (name, image) in ["alpha", "bravo", "charlie"].iter().zip(&images) {
+        pull(&mirror, &format!("team/{name}"), "v1", image).await;
+        let mut size = image.manifest.len() as u64;
+        for digest in [&image.config_digest, &image.layer_digest] {
+            let (_, _, body) = mirror.get(&format!("/v2/team/{name}/blobs/{digest}")).await;
+            size += body.len() as u64;
+        }
+        sizes.push(size);
+    }
+    // alpha is pulled again: bravo is now the least recently pulled.
+    pull(&mirror, "team/alpha", "v1", &images[0]).await;
+
+    let total: u64 = sizes.iter().sum();
+    let bound = registry::proxy::CacheBound {
+        // Over the bound by less than an image; nine tenths of it leaves room for two.
+        max_bytes: total - sizes[1] / 2,
+        interval: std::time::Duration::from_secs(60),
+        collection: registry::content::GcOptions {
+            grace_period: std::time::Duration::ZERO,
+            ..registry::content::GcOptions::default()
+        },
+    };
+    assert!((total - sizes[1]) <= bound.max_bytes / 10 * 9, "{sizes:?}");
+    let report = mirror
+        .registry
+        .mirror()
+        .expect("a mirror")
+        .make_room(&bound)
+        .await
+        .expect("room made");
+    assert_eq!(report.bytes_before, total);
+    assert_eq!(report.manifests_evicted, 1, "{report:?}");
+    for (index, image) in images.iter().enumerate() {
+        for digest in [
+            &image.manifest_digest,
+            &image.config_digest,
+            &image.layer_digest,
+        ] {
+            assert_eq!(
+                stored(&mirror, digest),
+                index != 1,
+                "image {index}: {digest}"
+            );
+        }
+    }
+    // Under the bound now: nothing more is evicted.
+    let again = mirror
+        .registry
+        .mirror()
+        .expect("a mirror")
+        .make_room(&bound)
+        .await
+        .expect("room made");
+    assert_eq!(again.manifests_evicted, 0);
+
+    // An evicted image is fetched again when pulled.
+    pull(&mirror, "team/bravo", "v1", &images[1]).await;
+    assert_eq!(
+        upstream.count(&format!(
+            "GET /v2/team/bravo/blobs/{}",
+            images[1].layer_digest
+        )),
+        2
     );
 }
 

@@ -356,6 +356,7 @@ const PROXY: Kind = Kind::Struct(&[
         &Kind::Any,
         "credential helpers are not supported; use proxy.username and proxy.password",
     ),
+    key("maxsize", &Kind::Int),
     key("upstreams", &Kind::List(&PROXY_UPSTREAM)),
 ]);
 
