@@ -123,6 +123,16 @@ impl Repository {
             })
     }
 
+    /// Links the blob `digest` into this repository if its data is stored (by any repository),
+    /// without copying it: for a pull-through cache whose upstream confirmed that this
+    /// repository has the blob. `None` when the data is not stored.
+    pub async fn link_stored_blob(&self, digest: &Digest) -> Result<Option<Blob>, ContentError> {
+        match self.stored_blob(digest).await? {
+            Some(blob) if self.link_blob_or_unlink(digest).await? => Ok(Some(blob)),
+            _ => Ok(None),
+        }
+    }
+
     /// Makes the blob `digest` of repository `from` available in this repository without copying
     /// it (a cross-repository mount). `None` when `from` does not have the blob, in which case the
     /// client has to upload it.

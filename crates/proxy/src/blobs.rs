@@ -1,5 +1,7 @@
-//! Blobs fetched from upstream: one fetch per digest however many clients ask, stored as it
-//! streams to the client that started it, linked only once its digest verifies.
+//! Blobs fetched from upstream: one fetch per repository and digest however many clients ask,
+//! stored as it streams to the client that started it, linked only once its digest verifies. A
+//! blob already stored for another repository is linked after a `HEAD` confirms the upstream
+//! repository has it, instead of fetched again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,10 +29,10 @@ const LIVE_CHUNKS: usize = 8;
 /// client's answer then ends with an error; the blob is still stored for the next request).
 const LIVE_PATIENCE: Duration = Duration::from_secs(30);
 
-/// The fetches under way, by digest.
+/// The fetches under way, by repository and digest.
 #[derive(Debug, Default)]
 pub(crate) struct Fetches {
-    running: Mutex<HashMap<Digest, Arc<Fetch>>>,
+    running: Mutex<HashMap<(RepositoryName, Digest), Arc<Fetch>>>,
 }
 
 /// One blob being fetched from upstream into the store.
@@ -82,12 +84,13 @@ impl Fetches {
         digest: &Digest,
     ) -> Result<(u64, Arc<dyn BlobReader>), ContentError> {
         let (fetch, live) = {
+            let key = (origin.name.clone(), digest.clone());
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            match running.get(digest) {
+            match running.get(&key) {
                 Some(fetch) => (Arc::clone(fetch), None),
                 None => {
                     let (fetch, live) = Fetch::start(&origin, digest, Arc::downgrade(self));
-                    running.insert(digest.clone(), Arc::clone(&fetch));
+                    running.insert(key, Arc::clone(&fetch));
                     (fetch, Some(live))
                 }
             }
@@ -116,13 +119,13 @@ impl Fetches {
         Ok((size, Arc::new(reader)))
     }
 
-    fn finished(&self, digest: &Digest, fetch: &Weak<Fetch>) {
+    fn finished(&self, key: &(RepositoryName, Digest), fetch: &Weak<Fetch>) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if running
-            .get(digest)
+            .get(key)
             .is_some_and(|current| Weak::ptr_eq(&Arc::downgrade(current), fetch))
         {
-            running.remove(digest);
+            running.remove(key);
         }
     }
 }
@@ -162,7 +165,7 @@ impl Fetch {
                 Err(failure) => State::Failed(failure),
             });
             if let Some(fetches) = fetches.upgrade() {
-                fetches.finished(&digest, &weak);
+                fetches.finished(&(origin.name.clone(), digest), &weak);
             }
         });
         (fetch, receiver)
@@ -179,6 +182,16 @@ async fn run(
 ) -> Result<u64, Failure> {
     let path = format!("/v2/{}/blobs/{digest}", origin.remote);
     let scope = format!("repository:{}:pull", origin.remote);
+    let stored = origin
+        .store
+        .stored_size(digest)
+        .await
+        .map_err(|error| Failure::Failed(error.to_string()))?;
+    if stored.is_some()
+        && let Some(size) = link_confirmed(origin, digest, &path, &scope).await?
+    {
+        return Ok(size);
+    }
     let answer = origin
         .upstream
         .send(Method::GET, &path, &scope, None)
@@ -189,10 +202,7 @@ async fn run(
         return Err(Failure::Unknown);
     }
     if status != StatusCode::OK {
-        return Err(match origin.upstream.refusal(status, answer.headers()) {
-            ContentError::UpstreamBusy { retry_after, .. } => Failure::Busy(retry_after),
-            other => Failure::Failed(other.to_string()),
-        });
+        return Err(refusal(origin, status, answer.headers()));
     }
     let size = answer
         .headers()
@@ -251,6 +261,41 @@ async fn run(
     }
 }
 
+/// Links the stored blob `digest` into the repository if the upstream says its repository has
+/// it; its size, or `None` when the data went meanwhile (it is fetched then).
+async fn link_confirmed(
+    origin: &Origin,
+    digest: &Digest,
+    path: &str,
+    scope: &str,
+) -> Result<Option<u64>, Failure> {
+    let answer = origin
+        .upstream
+        .send(Method::HEAD, path, scope, None)
+        .await
+        .map_err(|error| Failure::Failed(error.to_string()))?;
+    match answer.status() {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND => return Err(Failure::Unknown),
+        status => return Err(refusal(origin, status, answer.headers())),
+    }
+    let linked = origin
+        .store
+        .repository(origin.name.clone())
+        .link_stored_blob(digest)
+        .await
+        .map_err(|error| Failure::Failed(error.to_string()))?;
+    Ok(linked.map(|blob| blob.size()))
+}
+
+/// The failure for an upstream answer that is neither the blob nor "not found".
+fn refusal(origin: &Origin, status: StatusCode, headers: &http::HeaderMap) -> Failure {
+    match origin.upstream.refusal(status, headers) {
+        ContentError::UpstreamBusy { retry_after, .. } => Failure::Busy(retry_after),
+        other => Failure::Failed(other.to_string()),
+    }
+}
+
 /// The error for a fetch that failed.
 fn fetch_error(failure: Failure, origin: &Origin, digest: &Digest) -> ContentError {
     failure.into_error(&origin.upstream, || ContentError::BlobUnknown {
@@ -281,7 +326,9 @@ impl std::fmt::Debug for FetchReader {
 impl BlobReader for FetchReader {
     async fn open(&self, offset: u64, length: Option<u64>) -> Result<ByteStream, ContentError> {
         let whole = offset == 0 && length.is_none_or(|length| length >= self.size);
-        if whole {
+        // A blob linked without a fetch (stored for another repository) never streams.
+        let streaming = matches!(*self.fetch.state.borrow(), State::Streaming { .. });
+        if whole && streaming {
             let live = self.live.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(live) = live {
                 return Ok(live_stream(live, &self.digest));

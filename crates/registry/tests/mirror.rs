@@ -553,6 +553,33 @@ async fn concurrent_pulls_of_one_image_make_one_upstream_request_per_blob_and_ma
 }
 
 #[tokio::test]
+async fn a_blob_cached_for_one_repository_is_linked_into_another_after_a_head_upstream() {
+    let (upstream, _files) = Upstream::with_htpasswd().await;
+    let pusher = Api::with_basic(upstream.address, USER, PASSWORD);
+    // The same seed: the same config and layer in two repositories.
+    let first = push(&pusher, "team/one", "v1", "shared").await;
+    let second = push(&pusher, "team/two", "v1", "shared").await;
+    let mirror = Mirror::of(&upstream).await;
+    pull(&mirror, "team/one", "v1", &first).await;
+    pull(&mirror, "team/two", "v1", &second).await;
+    for digest in [&second.config_digest, &second.layer_digest] {
+        assert_eq!(
+            upstream.count(&format!("GET /v2/team/two/blobs/{digest}")),
+            0
+        );
+        assert_eq!(
+            upstream.count(&format!("HEAD /v2/team/two/blobs/{digest}")),
+            1
+        );
+    }
+    // A repository the upstream does not have the blob in does not get it from the cache.
+    let (status, _, _) = mirror
+        .get(&format!("/v2/team/three/blobs/{}", first.layer_digest))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn mirrored_prefixes_refuse_pushes_and_the_rest_is_an_ordinary_registry() {
     let (upstream, _files) = Upstream::with_htpasswd().await;
     let image = push(
