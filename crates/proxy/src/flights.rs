@@ -9,9 +9,10 @@ use std::time::Instant;
 use tokio::sync::OwnedMutexGuard;
 
 /// A turnstile per key. [`Flights::board`] waits until no one else holds the key; the holder
-/// asks upstream and notes when it started and what came of it with [`Boarded::landed`]; the next
-/// holder sees both in [`Boarded::last`] and may use the answer instead of asking again. Keys no
-/// one holds or waits for are forgotten, so the map holds only what is in flight.
+/// asks upstream and notes what came of it with [`Boarded::landed`]; the next holder sees when
+/// and what in [`Boarded::last`], and uses the answer instead of asking again when it came after
+/// its own arrival. Keys no one holds or waits for are forgotten, so the map holds only what is
+/// in flight.
 #[derive(Debug)]
 pub(crate) struct Flights<K, V> {
     keys: Mutex<HashMap<K, Turnstile<V>>>,
@@ -57,16 +58,16 @@ impl<K: Eq + Hash + Clone, V> Flights<K, V> {
 }
 
 impl<K: Eq + Hash + Clone, V> Boarded<'_, K, V> {
-    /// When the last request that completed under this key started and what came of it, if one
-    /// did while anyone was waiting for the key.
+    /// When the last request under this key ended and what came of it, if one did while anyone
+    /// was waiting for the key.
     pub(crate) fn last(&self) -> Option<&(Instant, V)> {
         self.guard.as_ref().and_then(|guard| guard.as_ref())
     }
 
-    /// Notes that a request started at `started` completed with `outcome`, for those waiting.
-    pub(crate) fn landed(&mut self, started: Instant, outcome: V) {
+    /// Notes that a request ended now with `outcome`, for those waiting.
+    pub(crate) fn landed(&mut self, outcome: V) {
         if let Some(guard) = &mut self.guard {
-            **guard = Some((started, outcome));
+            **guard = Some((Instant::now(), outcome));
         }
     }
 }
@@ -95,9 +96,9 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn the_second_holder_sees_when_the_first_one_asked() {
+    async fn the_second_holder_sees_what_the_first_one_was_answered_and_when() {
         let flights = Flights::default();
-        let started = Instant::now();
+        let arrived = Instant::now();
         {
             let mut first = flights.board("tag").await;
             assert_eq!(first.last(), None);
@@ -105,10 +106,12 @@ mod tests {
             tokio::pin!(waiting);
             // The key is held: the second caller waits.
             assert!((&mut waiting).now_or_never().is_none());
-            first.landed(started, "answer");
+            first.landed("answer");
             drop(first);
             let second = waiting.await;
-            assert_eq!(second.last(), Some(&(started, "answer")));
+            let (ended, answer) = second.last().expect("the first one landed");
+            assert!(*ended >= arrived);
+            assert_eq!(*answer, "answer");
         }
         assert_eq!(flights.len(), 0, "keys no one holds are forgotten");
     }

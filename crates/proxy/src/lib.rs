@@ -7,7 +7,8 @@
 //! and asks it which repositories take pushes. What it promises:
 //! - Manifests by digest and blobs are immutable: fetched once, then served from the store.
 //! - A tag is checked with the upstream on every pull (a `HEAD`, which Docker Hub does not count
-//!   against its pull limit), one check at a time per tag however many clients ask; when the
+//!   against its pull limit); pulls that arrive while a check is under way share its answer, so
+//!   concurrent pulls of a tag make one upstream request; when the
 //!   upstream cannot be reached or answers 429 or 5xx, the cached answer is served and the
 //!   failure logged (stale-if-error).
 //! - A blob is stored as it streams to the client that asked first, and linked in the repository
@@ -178,9 +179,10 @@ impl Mirror {
         let repository = self.store.repository(name.clone());
         let reference = Reference::Tag(tag.clone());
         let cached = repository.resolve(&reference).await.ok();
-        // A check that started after this request arrived answers it too.
-        if let Some((started, outcome)) = boarded.last()
-            && *started >= arrived
+        // A check that ended after this request arrived answers it too: concurrent pulls of a
+        // tag share one check.
+        if let Some((ended, outcome)) = boarded.last()
+            && *ended >= arrived
         {
             return match (outcome, cached) {
                 (_, Some(digest)) => repository.manifest(&Reference::Digest(digest)).await,
@@ -190,9 +192,8 @@ impl Mirror {
                 (Ok(()), None) => Err(manifest_unknown(&reference)),
             };
         }
-        let started = Instant::now();
         let checked = self.check_tag(name, tag, cached.as_ref(), mirrored).await;
-        boarded.landed(started, checked.as_ref().map(|_| ()).map_err(Failure::of));
+        boarded.landed(checked.as_ref().map(|_| ()).map_err(Failure::of));
         match (checked, cached) {
             (Ok(manifest), _) => Ok(manifest),
             (Err(error), Some(digest)) if error.is_upstream_failure() => {
@@ -276,16 +277,15 @@ impl Mirror {
             Err(ContentError::ManifestUnknown { .. }) => {}
             found => return found,
         }
-        if let Some((started, Err(failure))) = boarded.last()
-            && *started >= arrived
+        if let Some((ended, Err(failure))) = boarded.last()
+            && *ended >= arrived
         {
             return Err(failure
                 .clone()
                 .into_error(mirrored.upstream, || manifest_unknown(&reference)));
         }
-        let started = Instant::now();
         let fetched = self.fetch_manifest(name, &reference, mirrored).await;
-        boarded.landed(started, fetched.as_ref().map(|_| ()).map_err(Failure::of));
+        boarded.landed(fetched.as_ref().map(|_| ()).map_err(Failure::of));
         fetched
     }
 
