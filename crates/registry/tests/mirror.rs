@@ -184,6 +184,18 @@ impl Upstream {
         (Upstream::start(&auth).await, files)
     }
 
+    /// An htpasswd upstream holding the image `repository:tag` made from `seed`.
+    async fn holding(repository: &str, tag: &str, seed: &str) -> (Upstream, TempDir, Image) {
+        let (upstream, files) = Upstream::with_htpasswd().await;
+        let image = push(&upstream.pusher(), repository, tag, seed).await;
+        (upstream, files, image)
+    }
+
+    /// A client that pushes to the upstream as `USER`.
+    fn pusher(&self) -> Api {
+        Api::with_basic(self.address, USER, PASSWORD)
+    }
+
     fn url(&self) -> String {
         format!("http://{}", self.address)
     }
@@ -351,13 +363,7 @@ async fn pull(mirror: &Mirror, repository: &str, tag: &str, image: &Image) {
 #[tokio::test]
 async fn an_image_is_fetched_from_an_htpasswd_upstream_once_then_served_while_it_is_down() {
     let (mut upstream, _files) = Upstream::with_htpasswd().await;
-    let image = push(
-        &Api::with_basic(upstream.address, USER, PASSWORD),
-        "library/busybox",
-        "latest",
-        "busybox",
-    )
-    .await;
+    let image = push(&upstream.pusher(), "library/busybox", "latest", "busybox").await;
     let mirror = Mirror::of(&upstream).await;
 
     pull(&mirror, "library/busybox", "latest", &image).await;
@@ -399,14 +405,7 @@ async fn an_image_is_fetched_from_an_htpasswd_upstream_once_then_served_while_it
 
 #[tokio::test]
 async fn a_busy_or_failing_upstream_leaves_cached_tags_served_and_says_so_for_the_rest() {
-    let (upstream, _files) = Upstream::with_htpasswd().await;
-    let image = push(
-        &Api::with_basic(upstream.address, USER, PASSWORD),
-        "team/app",
-        "v1",
-        "app",
-    )
-    .await;
+    let (upstream, _files, image) = Upstream::holding("team/app", "v1", "app").await;
     let mirror = Mirror::of(&upstream).await;
     pull(&mirror, "team/app", "v1", &image).await;
 
@@ -424,7 +423,7 @@ async fn a_busy_or_failing_upstream_leaves_cached_tags_served_and_says_so_for_th
 #[tokio::test]
 async fn a_tag_moved_upstream_is_followed_and_unknown_content_is_404() {
     let (upstream, _files) = Upstream::with_htpasswd().await;
-    let pusher = Api::with_basic(upstream.address, USER, PASSWORD);
+    let pusher = upstream.pusher();
     let first = push(&pusher, "team/app", "stable", "first").await;
     let mirror = Mirror::of(&upstream).await;
     pull(&mirror, "team/app", "stable", &first).await;
@@ -448,14 +447,7 @@ async fn a_tag_moved_upstream_is_followed_and_unknown_content_is_404() {
 
 #[tokio::test]
 async fn a_blob_that_does_not_match_its_digest_is_never_kept_or_delivered_whole() {
-    let (upstream, _files) = Upstream::with_htpasswd().await;
-    let image = push(
-        &Api::with_basic(upstream.address, USER, PASSWORD),
-        "team/app",
-        "v1",
-        "app",
-    )
-    .await;
+    let (upstream, _files, image) = Upstream::holding("team/app", "v1", "app").await;
     let mirror = Mirror::of(&upstream).await;
     let path = format!("/v2/team/app/blobs/{}", image.layer_digest);
     upstream.corrupt(&path);
@@ -477,7 +469,7 @@ async fn a_blob_that_does_not_match_its_digest_is_never_kept_or_delivered_whole(
 #[tokio::test]
 async fn a_blob_streams_to_its_first_client_before_the_upstream_has_sent_all_of_it() {
     let (upstream, _files) = Upstream::with_htpasswd().await;
-    let pusher = Api::with_basic(upstream.address, USER, PASSWORD);
+    let pusher = upstream.pusher();
     let blob: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let digest = pusher.push_blob("team/big", &blob).await;
     let mirror = Mirror::of(&upstream).await;
@@ -517,14 +509,7 @@ async fn a_blob_streams_to_its_first_client_before_the_upstream_has_sent_all_of_
 
 #[tokio::test]
 async fn concurrent_pulls_of_one_image_make_one_upstream_request_per_blob_and_manifest() {
-    let (upstream, _files) = Upstream::with_htpasswd().await;
-    let image = push(
-        &Api::with_basic(upstream.address, USER, PASSWORD),
-        "library/busybox",
-        "latest",
-        "busybox",
-    )
-    .await;
+    let (upstream, _files, image) = Upstream::holding("library/busybox", "latest", "busybox").await;
     let mirror = Arc::new(Mirror::of(&upstream).await);
     let before = upstream.requests.lock().expect("requests").len();
     let mut pulls = JoinSet::new();
@@ -549,7 +534,7 @@ async fn concurrent_pulls_of_one_image_make_one_upstream_request_per_blob_and_ma
 #[tokio::test]
 async fn a_blob_cached_for_one_repository_is_linked_into_another_after_a_head_upstream() {
     let (upstream, _files) = Upstream::with_htpasswd().await;
-    let pusher = Api::with_basic(upstream.address, USER, PASSWORD);
+    let pusher = upstream.pusher();
     // The same seed: the same config and layer in two repositories.
     let first = push(&pusher, "team/one", "v1", "shared").await;
     let second = push(&pusher, "team/two", "v1", "shared").await;
@@ -575,14 +560,7 @@ async fn a_blob_cached_for_one_repository_is_linked_into_another_after_a_head_up
 
 #[tokio::test]
 async fn mirrored_prefixes_refuse_pushes_and_the_rest_is_an_ordinary_registry() {
-    let (upstream, _files) = Upstream::with_htpasswd().await;
-    let image = push(
-        &Api::with_basic(upstream.address, USER, PASSWORD),
-        "library/busybox",
-        "1.36",
-        "busybox",
-    )
-    .await;
+    let (upstream, _files, image) = Upstream::holding("library/busybox", "1.36", "busybox").await;
     let mirror = Mirror::start(&format!(
         "proxy:\n  upstreams:\n    - prefix: docker.io\n      remoteurl: {}\n      username: {USER}\n      password: {PASSWORD}\n",
         upstream.url()
@@ -628,7 +606,7 @@ fn stored(mirror: &Mirror, digest: &str) -> bool {
 #[tokio::test]
 async fn past_its_size_bound_the_mirror_evicts_the_least_recently_pulled_image() {
     let (upstream, _files) = Upstream::with_htpasswd().await;
-    let pusher = Api::with_basic(upstream.address, USER, PASSWORD);
+    let pusher = upstream.pusher();
     let mut images = Vec::new();
     for name in ["alpha", "bravo", "charlie"] {
         images.push(push(&pusher, &format!("team/{name}"), "v1", name).await);
