@@ -67,20 +67,30 @@ fn describe(what: &str, reply: &Reply) -> String {
     )
 }
 
-/// Uploads `data` as a blob of `repository` in one POST.
+/// Uploads `data` as a blob of `repository` in one POST, again when a collection with no grace
+/// period deleted the data as the upload completed (404 `BLOB_UPLOAD_UNKNOWN`, as a client is
+/// told to start over).
 fn upload(address: SocketAddr, repository: &str, data: &[u8]) -> Result<String, String> {
     let digest = sha256(data);
-    let reply = call(
-        address,
-        "POST",
-        &format!("/v2/{repository}/blobs/uploads/?digest={digest}"),
-        data,
-    );
-    if reply.status == 201 {
-        Ok(digest)
-    } else {
-        Err(describe("blob upload", &reply))
+    let mut reply = None;
+    for _attempt in 0..5 {
+        let answer = call(
+            address,
+            "POST",
+            &format!("/v2/{repository}/blobs/uploads/?digest={digest}"),
+            data,
+        );
+        let lost = answer.status == 404
+            && String::from_utf8_lossy(&answer.body).contains("BLOB_UPLOAD_UNKNOWN");
+        if answer.status == 201 {
+            return Ok(digest);
+        }
+        reply = Some(answer);
+        if !lost {
+            break;
+        }
     }
+    Err(reply.map_or_else(String::new, |reply| describe("blob upload", &reply)))
 }
 
 fn manifest_of(config: &(String, Vec<u8>), layers: &[(String, Vec<u8>)]) -> Vec<u8> {

@@ -23,6 +23,13 @@ pub enum ContentError {
         /// The id asked for.
         id: String,
     },
+    /// Garbage collection deleted the upload's data as it completed (possible only with no grace
+    /// period): nothing was stored and the session is gone; the client must upload again.
+    #[error("upload {id} was lost to a garbage collection as it completed: upload the blob again")]
+    UploadLost {
+        /// The session's id.
+        id: String,
+    },
     /// Another request is using the upload session (one request at a time may).
     #[error("upload {id} is in use by another request")]
     UploadInUse {

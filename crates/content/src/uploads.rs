@@ -516,10 +516,13 @@ impl Repository {
         }
         if !self.link_blob(digest).await? {
             if moved {
-                return Err(ContentError::Corrupt {
-                    path: blob_path.to_string(),
-                    reason: "the data this upload moved there is gone".to_owned(),
-                });
+                // A collection with no grace period deleted the data between its move and its
+                // link: nothing is left to link. Take the link back and end the session; the
+                // client uploads again.
+                delete_if_exists(self.driver(), &layout::layer_link_dir(&self.name, digest)?)
+                    .await?;
+                self.discard_upload(id).await?;
+                return Err(ContentError::UploadLost { id: id.to_string() });
             }
             session.ensure_held()?;
             self.driver().move_object(&data, &blob_path).await?;

@@ -702,3 +702,47 @@ async fn purging_keeps_a_session_a_request_is_using() {
     let report = content.purge_uploads(cutoff, false).await.expect("purge");
     assert_eq!(report.purged, vec![(name("purge/busy"), id.to_string())]);
 }
+
+#[tokio::test]
+async fn an_upload_whose_data_a_collection_deletes_as_it_completes_is_lost_not_corrupt() {
+    let memory: Arc<dyn StorageDriver> = Arc::new(InMemoryDriver::new());
+    let driver = Arc::new(FaultyDriver::new(Arc::clone(&memory)));
+    let repository = store(driver.clone()).repository(name("race/lost"));
+    let content = data(7, 4096);
+    let digest = Digest::sha256(&content);
+
+    // The upload has moved its data into place and is about to link it, when the data is
+    // deleted (a collection with no grace period that looked at the links just before).
+    let (fault, linking) = Fault::stall(Operation::PutContent);
+    driver.inject(fault.on_path("/_layers/"));
+    let upload = tokio::spawn({
+        let (repository, digest, content) = (repository.clone(), digest.clone(), content.clone());
+        async move { repository.put_blob(&digest, body(&[&content])).await }
+    });
+    linking.reached().await;
+    let hex = digest.hex();
+    let blob_data = registry_storage::StoragePath::parse(&format!(
+        "/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ))
+    .expect("path");
+    memory.delete(&blob_data).await.expect("data deleted");
+    linking.release();
+
+    let lost = upload.await.expect("upload task");
+    assert!(
+        matches!(lost, Err(ContentError::UploadLost { .. })),
+        "{lost:?}"
+    );
+    // Nothing is left claiming the blob: the repository does not have it, and uploading again
+    // stores it.
+    assert!(matches!(
+        repository.blob(&digest).await,
+        Err(ContentError::BlobUnknown { .. })
+    ));
+    repository
+        .put_blob(&digest, body(&[&content]))
+        .await
+        .expect("uploaded again");
+    assert_eq!(blob_bytes(&repository, &digest).await, content);
+}

@@ -202,7 +202,7 @@ impl From<ContentError> for ApiError {
                 ApiError::new(S::NOT_FOUND, ErrorCode::BlobUnknown, message)
                     .with_detail(serde_json::json!({ "digest": digest.as_str() }))
             }
-            ContentError::UploadUnknown { .. } => {
+            ContentError::UploadUnknown { .. } | ContentError::UploadLost { .. } => {
                 ApiError::new(S::NOT_FOUND, ErrorCode::BlobUploadUnknown, message)
             }
             ContentError::UploadInUse { retry_after, .. } => {
