@@ -312,11 +312,7 @@ fn resume_in_flight(server: &Server, ledger: &mut Ledger) -> (usize, usize) {
 fn assert_became_blob(server: &Server, location: &str, reply: &Reply, data: &[u8], context: &str) {
     let body = String::from_utf8_lossy(&reply.body);
     assert!(body.contains("BLOB_UPLOAD_UNKNOWN"), "{location}: {body}");
-    let repository = location
-        .strip_prefix("/v2/")
-        .and_then(|rest| rest.split_once("/blobs/uploads/"))
-        .map(|(repository, _)| repository)
-        .expect("an upload location");
+    let (repository, _) = upload_session(location);
     let digest = sha256(data);
     let blob = exchange(
         server.address,
@@ -333,12 +329,18 @@ fn assert_became_blob(server: &Server, location: &str, reply: &Reply, data: &[u8
     assert!(blob.body == data, "{digest} holds what {location} uploaded");
 }
 
+/// The repository and session id of an upload `location` (absolute, `http://registry/v2/...`,
+/// as registry:2 answers).
+fn upload_session(location: &str) -> (&str, &str) {
+    location
+        .find("/v2/")
+        .and_then(|at| location[at + 4..].split_once("/blobs/uploads/"))
+        .expect("an upload location")
+}
+
 /// The files of the upload session at `location` and their sizes, for failure messages.
 fn session_files(server: &Server, location: &str) -> String {
-    let (repository, id) = location
-        .strip_prefix("/v2/")
-        .and_then(|rest| rest.split_once("/blobs/uploads/"))
-        .expect("an upload location");
+    let (repository, id) = upload_session(location);
     let root = server.dir.join(format!(
         "data/docker/registry/v2/repositories/{repository}/_uploads/{id}"
     ));

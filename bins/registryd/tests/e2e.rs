@@ -16,6 +16,8 @@ mod harness;
 mod images;
 #[path = "e2e/mirror.rs"]
 mod mirror;
+#[path = "e2e/reverse_proxy.rs"]
+mod reverse_proxy;
 #[path = "e2e/security.rs"]
 mod security;
 

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, Method, Request, header};
+use http::{HeaderName, Method, Request, header};
 use registry_auth::{Grant, Identity};
 use registry_events::{Action, ActorRecord, Descriptor, Event, EventSink, RequestRecord, Target};
 use registry_model::{Digest, Manifest, RepositoryName, Tag};
@@ -15,6 +15,7 @@ use registry_model::{Digest, Manifest, RepositoryName, Tag};
 use crate::Route;
 use crate::connection::ClientConnection;
 use crate::layers::REQUEST_ID;
+use crate::urls::{first_value, header_str};
 
 /// The media type of a blob's events, as registry:2 sends it.
 const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
@@ -42,10 +43,13 @@ pub(crate) struct Notice {
 }
 
 impl Notice {
+    /// What the events of `request` share. `origin` is `scheme://host` as the registry's
+    /// absolute URLs begin (`http.host`, or as the client addressed it).
     pub(crate) fn new<B>(
         sink: Arc<dyn EventSink>,
         request: &Request<B>,
         grant: &Grant,
+        origin: &str,
         prefix: &str,
     ) -> Notice {
         let headers = request.headers();
@@ -60,12 +64,6 @@ impl Notice {
             })
             .unwrap_or_default()
             .to_owned();
-        let scheme = first_value(headers, &HeaderName::from_static("x-forwarded-proto")).unwrap_or(
-            match connection {
-                Some(connection) if connection.tls => "https",
-                _ => "http",
-            },
-        );
         let record = RequestRecord {
             id: header_str(headers, &REQUEST_ID)
                 .map(str::to_owned)
@@ -73,7 +71,7 @@ impl Notice {
             addr: connection
                 .map(|connection| connection.remote.to_string())
                 .unwrap_or_default(),
-            host: host.clone(),
+            host,
             method: request.method().as_str().to_owned(),
             useragent: header_str(headers, &header::USER_AGENT)
                 .unwrap_or_default()
@@ -89,7 +87,7 @@ impl Notice {
             sink,
             request: record,
             actor,
-            base_url: concat(&[scheme, "://", &host, prefix]),
+            base_url: concat(&[origin, prefix]),
         }
     }
 
@@ -258,20 +256,4 @@ fn concat(parts: &[&str]) -> String {
         joined.push_str(part);
     }
     joined
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|value| !value.is_empty())
-}
-
-/// The first of a comma-separated header's values (proxies append theirs).
-fn first_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-    header_str(headers, name)
-        .and_then(|value| value.split(',').next())
-        .map(str::trim)
-        .filter(|value| !value.is_empty())
 }

@@ -19,6 +19,7 @@ pub mod layers;
 mod query;
 mod range;
 mod route;
+mod urls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -41,6 +42,7 @@ pub use error::{ApiError, ErrorCode};
 pub use health::Health;
 pub use layers::REQUEST_ID;
 pub use route::Route;
+pub use urls::UrlBase;
 
 /// The crate's private header parsers, for the coverage-guided fuzz targets in `fuzz/`. Built only
 /// with `--cfg fuzzing` (which `cargo afl build` sets), so it is never part of the API.
@@ -103,6 +105,8 @@ pub struct HttpOptions {
     /// Where manifests, blobs and tag lists are read from, and which repositories take writes: a
     /// pull-through cache in front of the content store. `None`: the content store itself.
     pub source: Option<Arc<dyn ContentSource>>,
+    /// How `Location` URLs begin (registry:2's `http.host` and `http.relativeurls`).
+    pub urls: UrlBase,
 }
 
 /// The default of [`HttpOptions::max_referrers`]: the largest page of referrers, 1,000, as for the
@@ -122,6 +126,7 @@ impl Default for HttpOptions {
             events: None,
             health: None,
             source: None,
+            urls: UrlBase::FromRequest,
         }
     }
 }
@@ -136,6 +141,7 @@ pub struct RegistryService {
 struct Inner {
     content: ContentStore,
     source: Arc<dyn ContentSource>,
+    urls: UrlBase,
     prefix: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     access: Option<AccessController>,
@@ -153,6 +159,10 @@ impl RegistryService {
         RegistryService {
             inner: Arc::new(Inner {
                 source: options.source.unwrap_or_else(|| Arc::new(content.clone())),
+                urls: match options.urls {
+                    UrlBase::Fixed(url) => UrlBase::Fixed(url.trim_end_matches('/').to_owned()),
+                    other => other,
+                },
                 content,
                 prefix,
                 headers: options.headers,
@@ -249,15 +259,40 @@ impl RegistryService {
         }
         // Gathered only for the requests that can make events: the rest (the base check,
         // listings, upload chunks, blob HEADs) skip the strings a notice copies.
+        // Only the requests that answer with a Location need it.
+        let located = matches!(route, Route::UploadStart(_) | Route::Upload(..))
+            || matches!(
+                *request.method(),
+                Method::POST | Method::PUT | Method::PATCH
+            );
+        let origin = match &self.inner.urls {
+            UrlBase::Relative => String::new(),
+            UrlBase::Fixed(url) => url.clone(),
+            UrlBase::FromRequest if located => urls::request_origin(&request),
+            UrlBase::FromRequest => String::new(),
+        };
         let notice = self
             .inner
             .events
             .as_ref()
             .filter(|_| events::may_emit(&route, request.method()))
             .map(|sink| {
-                events::Notice::new(Arc::clone(sink), &request, &grant, &self.inner.prefix)
+                // Event URLs are absolute whatever Location URLs are.
+                let event_origin = if origin.is_empty() {
+                    urls::request_origin(&request)
+                } else {
+                    origin.clone()
+                };
+                events::Notice::new(
+                    Arc::clone(sink),
+                    &request,
+                    &grant,
+                    &event_origin,
+                    &self.inner.prefix,
+                )
             });
         let context = handlers::Context {
+            origin: &origin,
             content: &self.inner.content,
             source: self.inner.source.as_ref(),
             notice: notice.as_ref(),

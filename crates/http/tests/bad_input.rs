@@ -381,7 +381,7 @@ async fn mount_from_an_invalid_source_starts_an_upload_inside_the_repository() {
     assert!(
         reply
             .header("location")
-            .starts_with("/v2/repo/blobs/uploads/")
+            .starts_with(&registry.url("/v2/repo/blobs/uploads/"))
     );
     for file in files_below(outer.path()) {
         assert!(

@@ -387,7 +387,7 @@ async fn prefix_and_configured_headers_apply_to_routes_and_urls() {
     assert_eq!(reply.status, StatusCode::ACCEPTED);
     let location = reply.header("location").to_owned();
     assert!(
-        location.starts_with("/registry/v2/repo/blobs/uploads/"),
+        location.starts_with(&registry.url("/registry/v2/repo/blobs/uploads/")),
         "{location}"
     );
     let digest = sha256(b"prefixed");
@@ -396,7 +396,7 @@ async fn prefix_and_configured_headers_apply_to_routes_and_urls() {
         .await;
     assert_eq!(
         reply.header("location"),
-        format!("/registry/v2/repo/blobs/{digest}")
+        registry.url(&format!("/registry/v2/repo/blobs/{digest}"))
     );
 
     // Without the prefix nothing is routed, and errors carry the configured header too.

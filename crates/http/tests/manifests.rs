@@ -67,7 +67,7 @@ async fn manifest_put_by_tag_is_201_with_location_and_digest_of_the_exact_bytes(
         .await;
     reply.assert_empty(StatusCode::CREATED);
     assert_eq!(
-        reply.header("location"),
+        reply.location_path(),
         format!("/v2/library/app/manifests/{digest}")
     );
     assert_eq!(reply.header("docker-content-digest"), digest);
@@ -98,7 +98,7 @@ async fn manifest_put_by_digest_is_201_and_untagged() {
         .await;
     reply.assert_empty(StatusCode::CREATED);
     assert_eq!(
-        reply.header("location"),
+        reply.location_path(),
         format!("/v2/repo/manifests/{digest}")
     );
     assert_eq!(reply.header("docker-content-digest"), digest);
@@ -817,7 +817,7 @@ async fn manifest_pushed_by_sha512_digest_is_served_by_that_digest() {
     reply.assert_empty(StatusCode::CREATED);
     assert_eq!(reply.header("docker-content-digest"), digest);
     assert_eq!(
-        reply.header("location"),
+        reply.location_path(),
         format!("/v2/repo/manifests/{digest}")
     );
 

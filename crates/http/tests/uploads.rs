@@ -1,5 +1,6 @@
 //! Blob uploads: monolithic, streamed and chunked, their status and cancellation, mounts, sha512,
-//! sessions surviving a restart or a client that goes away, and concurrent pushes.
+//! sessions surviving a restart or a client that goes away, concurrent pushes, and the
+//! `Location` URLs they are answered with.
 
 mod common;
 
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use common::{Registry, content, sha256, sha512, with_query};
 use http::{Method, StatusCode};
 use registry_content::ContentOptions;
+use registry_http::{HttpOptions, UrlBase};
 use registry_storage::FilesystemDriver;
 use registry_storage::faults::{Fault, FaultyDriver, Operation};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,10 +20,7 @@ use tokio::net::TcpStream;
 /// Asserts `reply` is the 201 of a blob now at `/v2/<repo>/blobs/<digest>`.
 fn assert_blob_created(reply: &common::Reply, repo: &str, digest: &str) {
     reply.assert_empty(StatusCode::CREATED);
-    assert_eq!(
-        reply.header("location"),
-        format!("/v2/{repo}/blobs/{digest}")
-    );
+    assert_eq!(reply.location_path(), format!("/v2/{repo}/blobs/{digest}"));
     assert_eq!(reply.header("docker-content-digest"), digest);
 }
 
@@ -49,7 +48,7 @@ async fn post_starts_upload_with_location_range_and_uuid() {
     let uuid = reply.header("docker-upload-uuid");
     assert!(!uuid.is_empty());
     assert_eq!(
-        reply.header("location"),
+        reply.location_path(),
         format!("/v2/library/app/blobs/uploads/{uuid}")
     );
     assert_eq!(reply.header("range"), "0-0");
@@ -366,7 +365,7 @@ async fn mount_from_a_repository_without_the_blob_starts_an_upload() {
     assert_eq!(reply.header("range"), "0-0");
     let location = reply.header("location").to_owned();
     assert!(
-        location.starts_with("/v2/target/blobs/uploads/"),
+        location.starts_with(&registry.url("/v2/target/blobs/uploads/")),
         "{location}"
     );
     registry
@@ -507,7 +506,8 @@ async fn chunked_upload_is_continued_by_a_new_service_over_the_same_root() {
             .patch_chunk(&location, 10_000, &data[10_000..20_000])
             .await;
         assert_eq!(reply.header("range"), "0-19999");
-        location
+        // The path: the second service listens elsewhere.
+        reply.location_path().to_owned()
     };
 
     let second = Registry::filesystem_at(root.path(), ContentOptions::default()).await;
@@ -538,7 +538,8 @@ async fn sha512_upload_is_continued_by_a_new_service_over_the_same_root() {
                 Bytes::new(),
             )
             .await;
-        let location = reply.header("location").to_owned();
+        // The path: the second service listens elsewhere.
+        let location = reply.location_path().to_owned();
         first.patch_chunk(&location, 0, &data[..5_000]).await;
         location
     };
@@ -855,4 +856,76 @@ async fn a_put_during_another_requests_patch_is_refused_and_no_blob_holds_other_
         .head(&format!("/v2/race/x/blobs/{digest}"))
         .await
         .assert_empty(StatusCode::NOT_FOUND);
+}
+
+/// The `Location` a new upload of `repo` is answered with, the request carrying `headers`.
+async fn upload_location(registry: &Registry, headers: &[(&str, &str)]) -> String {
+    let reply = registry
+        .send(
+            Method::POST,
+            "/v2/repo/blobs/uploads/",
+            headers,
+            Bytes::new(),
+        )
+        .await;
+    reply.assert_empty(StatusCode::ACCEPTED);
+    let uuid = reply.header("docker-upload-uuid");
+    let location = reply.header("location");
+    let suffix = format!("/v2/repo/blobs/uploads/{uuid}");
+    location
+        .strip_suffix(&suffix)
+        .unwrap_or_else(|| panic!("{location} does not end in {suffix}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn locations_are_absolute_as_the_client_addressed_the_registry() {
+    let registry = Registry::in_memory().await;
+    assert_eq!(
+        upload_location(&registry, &[("host", "registry.example.com:5000")]).await,
+        "http://registry.example.com:5000"
+    );
+    // Behind a reverse proxy that terminates TLS, as nginx's recipe sets the headers.
+    assert_eq!(
+        upload_location(
+            &registry,
+            &[
+                ("host", "127.0.0.1:5000"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "registry.example.com"),
+            ]
+        )
+        .await,
+        "https://registry.example.com"
+    );
+    assert_eq!(
+        upload_location(
+            &registry,
+            &[
+                ("host", "127.0.0.1:5000"),
+                ("forwarded", "for=10.1.2.3;proto=https;host=r.example.com"),
+            ]
+        )
+        .await,
+        "https://r.example.com"
+    );
+}
+
+#[tokio::test]
+async fn http_host_fixes_locations_and_relativeurls_drops_the_origin() {
+    let fixed = Registry::in_memory_with_http(HttpOptions {
+        urls: UrlBase::Fixed("https://registry.example.com/".to_owned()),
+        ..HttpOptions::default()
+    })
+    .await;
+    assert_eq!(
+        upload_location(&fixed, &[("x-forwarded-host", "elsewhere.example")]).await,
+        "https://registry.example.com"
+    );
+    let relative = Registry::in_memory_with_http(HttpOptions {
+        urls: UrlBase::Relative,
+        ..HttpOptions::default()
+    })
+    .await;
+    assert_eq!(upload_location(&relative, &[]).await, "");
 }

@@ -37,7 +37,7 @@ use registry_content::{
     ContentOptions, ContentSource, ContentStore, GcOptions, ManifestValidation,
 };
 use registry_http::layers::{self, ObservedService};
-use registry_http::{Health, HttpOptions, RegistryService};
+use registry_http::{Health, HttpOptions, RegistryService, UrlBase};
 use registry_storage::{FilesystemDriver, InMemoryDriver, MeteredDriver, StorageDriver};
 
 pub use config::Config;
@@ -227,6 +227,13 @@ impl RegistryBuilder {
     /// `metrics` recorder, unless another is installed already (which then gets the metrics).
     pub fn metrics_path(mut self, path: Option<String>) -> Self {
         self.metrics_path = path;
+        self
+    }
+
+    /// How `Location` URLs begin: from the request (the default, as registry:2), from a fixed
+    /// URL (`http.host`), or relative (`http.relativeurls`).
+    pub fn urls(mut self, urls: UrlBase) -> Self {
+        self.http.urls = urls;
         self
     }
 
@@ -523,6 +530,7 @@ impl Registry {
         let notifier = notifications::notifier(config, Arc::clone(&driver))?;
         let mut builder = Registry::builder()
             .driver(driver)
+            .urls(url_base(config)?)
             .mirror(mirror_from_config(config)?)
             .cache_bound(cache_bound_from_config(config)?)
             .notifier(notifier)
@@ -592,6 +600,32 @@ impl Registry {
             .tls(tls)
             .build())
     }
+}
+
+/// How `Location` URLs begin: `http.relativeurls` wins, then `http.host`, else the request.
+fn url_base(config: &Config) -> Result<UrlBase, BuildError> {
+    if config.http.relativeurls {
+        return Ok(UrlBase::Relative);
+    }
+    let Some(host) = config.http.host.as_deref().filter(|host| !host.is_empty()) else {
+        return Ok(UrlBase::FromRequest);
+    };
+    let valid = host
+        .parse::<http::Uri>()
+        .ok()
+        .filter(|uri| matches!(uri.scheme_str(), Some("http" | "https")))
+        .filter(|uri| uri.authority().is_some())
+        .is_some();
+    if !valid {
+        return Err(BuildError::Invalid {
+            key: "http.host".to_owned(),
+            reason: format!(
+                "{host:?} is not an absolute URL: write the address clients reach the registry \
+                 at, e.g. https://registry.example.com"
+            ),
+        });
+    }
+    Ok(UrlBase::Fixed(host.trim_end_matches('/').to_owned()))
 }
 
 /// The upstreams a configuration's `proxy` section names: `remoteurl` for every repository,
@@ -751,4 +785,34 @@ fn access_controller(config: &Config) -> Result<Option<AccessController>, BuildE
         authenticator,
         config.access_rules(),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Config {
+        Config::from_yaml(yaml, []).expect("config").config
+    }
+
+    #[test]
+    fn location_urls_follow_http_host_and_relativeurls() {
+        assert_eq!(url_base(&config("")).ok(), Some(UrlBase::FromRequest));
+        assert_eq!(
+            url_base(&config("http:\n  host: https://registry.example.com/\n")).ok(),
+            Some(UrlBase::Fixed("https://registry.example.com".to_owned()))
+        );
+        assert_eq!(
+            url_base(&config(
+                "http:\n  host: https://registry.example.com\n  relativeurls: true\n"
+            ))
+            .ok(),
+            Some(UrlBase::Relative)
+        );
+        let refused = url_base(&config("http:\n  host: registry.example.com\n"));
+        assert!(
+            matches!(&refused, Err(BuildError::Invalid { key, .. }) if key == "http.host"),
+            "{refused:?}"
+        );
+    }
 }

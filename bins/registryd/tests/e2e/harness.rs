@@ -55,6 +55,8 @@ pub(crate) enum Need {
     Busybox,
     /// `curl`, the plain HTTP client of the TLS and authentication checks.
     Curl,
+    /// nginx, the reverse proxy of registry:2's recipe.
+    Nginx,
 }
 
 /// The programs a test runs, found on this machine.
@@ -70,6 +72,8 @@ pub(crate) struct Tools {
     busybox: Option<PathBuf>,
     /// `curl`.
     curl: Option<PathBuf>,
+    /// nginx.
+    nginx: Option<PathBuf>,
 }
 
 impl Tools {
@@ -101,6 +105,13 @@ impl Tools {
             .expect("the test did not ask for Need::Busybox")
     }
 
+    /// nginx; present whenever the test asked for [`Need::Nginx`].
+    pub(crate) fn nginx(&self) -> &Path {
+        self.nginx
+            .as_deref()
+            .expect("the test did not ask for Need::Nginx")
+    }
+
     /// curl; present whenever the test asked for [`Need::Curl`].
     pub(crate) fn curl(&self) -> &Path {
         self.curl
@@ -128,6 +139,7 @@ pub(crate) fn e2e_gate(test: &str, needs: &[Need]) -> Option<Tools> {
                 Need::Registry2 => tools.registry2 = Some(path),
                 Need::Busybox => tools.busybox = Some(path),
                 Need::Curl => tools.curl = Some(path),
+                Need::Nginx => tools.nginx = Some(path),
             },
             Err(why) => missing.push(why),
         }
@@ -181,6 +193,9 @@ fn find(need: Need) -> Result<PathBuf, String> {
         }
         Need::Skopeo => which("skopeo").ok_or_else(|| "skopeo (Debian package skopeo)".into()),
         Need::Curl => which("curl").ok_or_else(|| "curl (Debian package curl)".into()),
+        Need::Nginx => which("nginx")
+            .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
+            .ok_or_else(|| "nginx (Debian package nginx-light)".into()),
         Need::Registry2 => match std::env::var_os("REGISTRY_E2E_REGISTRY2") {
             Some(path) if !path.is_empty() => Some(PathBuf::from(path))
                 .filter(|p| p.is_file())
@@ -626,13 +641,13 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr")
 }
 
 /// The status code of a plain HTTP/1.1 GET, or `None` when nothing answers.
-fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+pub(crate) fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(

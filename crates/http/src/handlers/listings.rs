@@ -125,7 +125,7 @@ pub(super) fn set_next_link(
     last: &str,
     kept: &[(&str, &str)],
 ) {
-    let mut url = format!("{}?n={n}&last={}", context.url(path), query::encode(last));
+    let mut url = format!("{}?n={n}&last={}", context.path(path), query::encode(last));
     for (name, value) in kept {
         url.push_str(&format!("&{name}={}", query::encode(value)));
     }

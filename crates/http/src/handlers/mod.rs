@@ -21,6 +21,8 @@ use crate::{ApiError, Route, method_not_allowed};
 /// What every handler may use.
 #[derive(Clone, Copy)]
 pub(crate) struct Context<'a> {
+    /// How absolute URLs begin (`scheme://host`, or `http.host`); empty for relative ones.
+    pub(crate) origin: &'a str,
     /// Where uploads, pushes, deletes and the other listings go.
     pub(crate) content: &'a ContentStore,
     /// Where manifests, blobs and tags are read from.
@@ -40,8 +42,15 @@ pub(crate) struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// An absolute-path URL under the service's prefix.
+    /// The URL of `path` under the service's prefix, for `Location`: absolute unless
+    /// `http.relativeurls`.
     fn url(&self, path: &str) -> String {
+        format!("{}{}{path}", self.origin, self.prefix)
+    }
+
+    /// The absolute path of `path` under the service's prefix (registry:2's `Link` headers are
+    /// relative).
+    fn path(&self, path: &str) -> String {
         format!("{}{path}", self.prefix)
     }
 }

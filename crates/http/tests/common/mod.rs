@@ -218,6 +218,11 @@ impl Registry {
         self.addr
     }
 
+    /// The absolute URL of `path` on this registry, as `Location` headers give it.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
     /// The filesystem root, for a registry on the filesystem driver.
     pub(crate) fn root(&self) -> &Path {
         self.root.as_deref().expect("a filesystem registry")
@@ -262,9 +267,13 @@ impl Registry {
         headers: &[(&str, &str)],
         body: RequestBody,
     ) -> Reply {
-        let mut request = Request::builder()
-            .method(method.clone())
-            .uri(format!("http://{}{path}", self.addr));
+        // A Location the registry answered with may be absolute already.
+        let uri = if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("http://{}{path}", self.addr)
+        };
+        let mut request = Request::builder().method(method.clone()).uri(uri);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -538,6 +547,16 @@ impl std::fmt::Debug for Reply {
 }
 
 impl Reply {
+    /// The path (and query) of the `Location` header: registryd answers with absolute URLs, as
+    /// registry:2 does.
+    pub(crate) fn location_path(&self) -> &str {
+        let location = self.header("location");
+        match location.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("", |at| &rest[at..]),
+            None => location,
+        }
+    }
+
     fn checked(what: String, status: StatusCode, headers: HeaderMap, body: Bytes) -> Reply {
         let reply = Reply {
             what,
