@@ -9,6 +9,7 @@ mod config_check;
 mod garbage_collect;
 mod htpasswd;
 mod logging;
+mod systemd;
 mod verify;
 
 use std::net::SocketAddr;
@@ -253,7 +254,13 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
         delete_enabled = config.storage.delete.enabled,
         "registryd listening on {scheme}://{local}"
     );
-    let served = registry.serve(listener, shutdown_signal()).await;
+    systemd::notify("READY=1");
+    let served = registry
+        .serve(listener, async {
+            shutdown_signal().await;
+            systemd::notify("STOPPING=1");
+        })
+        .await;
     let _ = stop_debug.send(());
     served.map_err(|error| error.to_string())?;
     tracing::info!("registryd stopped");

@@ -57,6 +57,8 @@ pub(crate) enum Need {
     Curl,
     /// nginx, the reverse proxy of registry:2's recipe.
     Nginx,
+    /// `systemd-analyze`, which checks unit files.
+    SystemdAnalyze,
 }
 
 /// The programs a test runs, found on this machine.
@@ -74,6 +76,8 @@ pub(crate) struct Tools {
     curl: Option<PathBuf>,
     /// nginx.
     nginx: Option<PathBuf>,
+    /// `systemd-analyze`.
+    systemd_analyze: Option<PathBuf>,
 }
 
 impl Tools {
@@ -112,6 +116,13 @@ impl Tools {
             .expect("the test did not ask for Need::Nginx")
     }
 
+    /// systemd-analyze; present whenever the test asked for [`Need::SystemdAnalyze`].
+    pub(crate) fn systemd_analyze(&self) -> &Path {
+        self.systemd_analyze
+            .as_deref()
+            .expect("the test did not ask for Need::SystemdAnalyze")
+    }
+
     /// curl; present whenever the test asked for [`Need::Curl`].
     pub(crate) fn curl(&self) -> &Path {
         self.curl
@@ -140,6 +151,7 @@ pub(crate) fn e2e_gate(test: &str, needs: &[Need]) -> Option<Tools> {
                 Need::Busybox => tools.busybox = Some(path),
                 Need::Curl => tools.curl = Some(path),
                 Need::Nginx => tools.nginx = Some(path),
+                Need::SystemdAnalyze => tools.systemd_analyze = Some(path),
             },
             Err(why) => missing.push(why),
         }
@@ -196,6 +208,8 @@ fn find(need: Need) -> Result<PathBuf, String> {
         Need::Nginx => which("nginx")
             .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
             .ok_or_else(|| "nginx (Debian package nginx-light)".into()),
+        Need::SystemdAnalyze => which("systemd-analyze")
+            .ok_or_else(|| "systemd-analyze (Debian package systemd)".into()),
         Need::Registry2 => match std::env::var_os("REGISTRY_E2E_REGISTRY2") {
             Some(path) if !path.is_empty() => Some(PathBuf::from(path))
                 .filter(|p| p.is_file())
