@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use registry::Registry;
 use registry::config::{Config, LoadedConfig, StorageDriverConfig};
 use tokio::net::TcpListener;
@@ -67,6 +67,18 @@ enum Command {
     /// and deletes. Safe while registryd serves the same store: nothing linked within the grace
     /// period is deleted, and pushes running meanwhile keep what they were told is stored.
     GarbageCollect(garbage_collect::GcArgs),
+    /// Print a shell completion script for registryd.
+    ///
+    /// bash: `registryd completions bash > /etc/bash_completion.d/registryd`; zsh: into a
+    /// directory of `$fpath` as `_registryd`; fish: `~/.config/fish/completions/registryd.fish`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, registryd(1), in roff.
+    ///
+    /// `registryd man > /usr/local/share/man/man1/registryd.1`, then `man registryd`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,7 +106,23 @@ fn main() -> ExitCode {
         Some(Command::GarbageCollect(args)) => {
             report("garbage-collect", garbage_collect::run(args))
         }
+        Some(Command::Completions { shell }) => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "registryd", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Man) => report("man", manual_page()),
     }
+}
+
+/// Writes registryd(1) to standard output: its usage, options and subcommands (each one's own
+/// options are in `registryd help SUBCOMMAND`).
+fn manual_page() -> Result<(), String> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut page)
+        .map_err(|error| error.to_string())?;
+    std::io::Write::write_all(&mut std::io::stdout(), &page).map_err(|error| error.to_string())
 }
 
 /// The exit code for a subcommand's outcome, printing its error.

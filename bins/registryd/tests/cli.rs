@@ -650,3 +650,40 @@ fn two_processes_over_one_directory_let_one_request_at_a_time_use_an_upload() {
     );
     assert_eq!(status, 201, "{headers:?}");
 }
+
+#[test]
+fn the_manual_page_and_shell_completions_come_from_the_command_line_definition() {
+    let man = registryd().arg("man").output().expect("registryd man");
+    assert!(man.status.success());
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH registryd 1"),
+        "{page}"
+    );
+    for subcommand in [
+        "serve",
+        "cert",
+        "htpasswd",
+        "garbage\\-collect",
+        "completions",
+    ] {
+        assert!(page.contains(subcommand), "the page lists {subcommand}");
+    }
+    for (shell, marker) in [
+        ("bash", "_registryd()"),
+        ("zsh", "#compdef registryd"),
+        ("fish", "complete -c registryd"),
+    ] {
+        let completions = registryd()
+            .args(["completions", shell])
+            .output()
+            .expect("registryd completions");
+        assert!(completions.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&completions.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("garbage-collect"),
+            "{shell} completes subcommands"
+        );
+    }
+}
