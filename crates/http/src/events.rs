@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderName, Method, Request, header};
+use http::{Method, Request, header};
 use registry_auth::{Grant, Identity};
 use registry_events::{Action, ActorRecord, Descriptor, Event, EventSink, RequestRecord, Target};
 use registry_model::{Digest, Manifest, RepositoryName, Tag};
@@ -15,7 +15,7 @@ use registry_model::{Digest, Manifest, RepositoryName, Tag};
 use crate::Route;
 use crate::connection::ClientConnection;
 use crate::layers::REQUEST_ID;
-use crate::urls::{first_value, header_str};
+use crate::urls::{header_str, request_host};
 
 /// The media type of a blob's events, as registry:2 sends it.
 const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
@@ -54,16 +54,6 @@ impl Notice {
     ) -> Notice {
         let headers = request.headers();
         let connection = request.extensions().get::<ClientConnection>();
-        let host = first_value(headers, &HeaderName::from_static("x-forwarded-host"))
-            .or_else(|| header_str(headers, &header::HOST))
-            .or_else(|| {
-                request
-                    .uri()
-                    .authority()
-                    .map(|authority| authority.as_str())
-            })
-            .unwrap_or_default()
-            .to_owned();
         let record = RequestRecord {
             id: header_str(headers, &REQUEST_ID)
                 .map(str::to_owned)
@@ -71,7 +61,7 @@ impl Notice {
             addr: connection
                 .map(|connection| connection.remote.to_string())
                 .unwrap_or_default(),
-            host,
+            host: request_host(request).to_owned(),
             method: request.method().as_str().to_owned(),
             useragent: header_str(headers, &header::USER_AGENT)
                 .unwrap_or_default()

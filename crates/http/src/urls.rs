@@ -27,17 +27,7 @@ pub enum UrlBase {
 pub(crate) fn request_origin<B>(request: &Request<B>) -> String {
     let headers = request.headers();
     let forwarded = forwarded(headers);
-    let host = forwarded
-        .host
-        .or_else(|| first_value(headers, &HeaderName::from_static("x-forwarded-host")))
-        .or_else(|| header_str(headers, &header::HOST))
-        .or_else(|| {
-            request
-                .uri()
-                .authority()
-                .map(|authority| authority.as_str())
-        })
-        .unwrap_or_default();
+    let host = forwarded.host.unwrap_or_else(|| request_host(request));
     let scheme = forwarded
         .proto
         .or_else(|| first_value(headers, &HeaderName::from_static("x-forwarded-proto")))
@@ -47,6 +37,21 @@ pub(crate) fn request_origin<B>(request: &Request<B>) -> String {
             _ => "http",
         });
     format!("{scheme}://{host}")
+}
+
+/// The host `request`'s client addressed: `X-Forwarded-Host` (its first value), else `Host`, else
+/// the URI's authority (HTTP/2); empty when none says.
+pub(crate) fn request_host<B>(request: &Request<B>) -> &str {
+    let headers = request.headers();
+    first_value(headers, &HeaderName::from_static("x-forwarded-host"))
+        .or_else(|| header_str(headers, &header::HOST))
+        .or_else(|| {
+            request
+                .uri()
+                .authority()
+                .map(|authority| authority.as_str())
+        })
+        .unwrap_or_default()
 }
 
 /// `proto` and `host` of the first element of a `Forwarded` header.
@@ -89,7 +94,7 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Optio
 }
 
 /// The first of a comma-separated header's values (proxies append theirs).
-pub(crate) fn first_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+fn first_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     header_str(headers, name)
         .and_then(|value| value.split(',').next())
         .map(str::trim)

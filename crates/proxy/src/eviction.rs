@@ -230,6 +230,7 @@ impl Mirror {
 /// Checks `bound` on its interval until the future is dropped, logging what each round evicts.
 pub async fn keep_within(mirror: std::sync::Arc<Mirror>, bound: CacheBound) {
     loop {
+        // A schedule, not a wait for something: the bound is looked at once per interval.
         tokio::time::sleep(bound.interval).await;
         match mirror.make_room(&bound).await {
             Ok(report) if report.manifests_evicted > 0 => tracing::info!(
