@@ -1299,12 +1299,15 @@ pub async fn every_write_makes_a_new_version(driver: &dyn StorageDriver) {
 /// succeeds, the others get `AlreadyExists`, and the object holds the winner's content.
 pub async fn concurrent_creates_have_one_winner(driver: &dyn StorageDriver) {
     let t = Scratch::new(driver, "concurrent_creates_have_one_winner");
-    for (durability, object) in [
+    for (round, (durability, object)) in [
         (Durability::Durable, "durable"),
         (Durability::Volatile, "volatile"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let path = t.path(&format!("contended/{object}"));
-        t.assert_one_winner(&path, PutMode::Create, durability, "create")
+        t.assert_one_winner(&path, PutMode::Create, durability, round, "create")
             .await;
     }
     t.finish().await;
@@ -1316,9 +1319,12 @@ pub async fn concurrent_updates_have_one_winner(driver: &dyn StorageDriver) {
     let t = Scratch::new(driver, "concurrent_updates_have_one_winner");
     let path = t.path("object");
     t.put(&path, pattern(10, 100)).await;
-    for durability in [Durability::Durable, Durability::Volatile] {
+    for (round, durability) in [Durability::Durable, Durability::Volatile]
+        .into_iter()
+        .enumerate()
+    {
         let (_, read) = t.get_versioned(&path).await;
-        t.assert_one_winner(&path, PutMode::Update(read), durability, "update")
+        t.assert_one_winner(&path, PutMode::Update(read), durability, round, "update")
             .await;
     }
     t.finish().await;
@@ -1426,18 +1432,23 @@ impl<'a> Scratch<'a> {
 
     /// Writes `path` conditionally with `mode` and `durability` from 8 tasks at once: exactly one may succeed,
     /// the others must be refused, and the object must hold the winner's content.
+    ///
+    /// Every `round` writes contents no earlier round wrote: a driver whose versions are content
+    /// hashes may keep an object's version when the same bytes are written again (see
+    /// [`ObjectVersion`]), which would let a second writer of this round pass as well.
     async fn assert_one_winner(
         &self,
         path: &StoragePath,
         mode: PutMode,
         durability: Durability,
+        round: usize,
         what: &str,
     ) {
         let attempts = (0..8u64).map(|task| {
             let mode = mode.clone();
             async move {
                 yield_now().await;
-                let content = pattern(1000 + task as usize, task);
+                let content = pattern(1000 + 8 * round + task as usize, task);
                 let outcome = self
                     .driver
                     .put_content_if(path, content.clone(), mode, durability)
