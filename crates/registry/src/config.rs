@@ -63,6 +63,7 @@ use serde::{Deserialize, Serialize};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
 pub use registry_auth::{AccessRule, RuleAction};
+pub use schema::key_paths;
 
 use duration::{serde_duration, serde_option_duration};
 use tree::{Node, Origin};
