@@ -15,6 +15,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use clap::Parser;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, StatusCode};
 use registry_bench::blob::XorShift;
@@ -23,16 +24,6 @@ use registry_bench::load::{self, LoadOptions, LoadReport, Target, format_micros}
 use registry_bench::procfs::cpu_time;
 use registry_bench::server::RegistryProcess;
 use registry_bench::{Error, human_bytes};
-
-const USAGE: &str = "\
-usage: auth_overhead [--server PATH] [--connections N] [--seconds S] [--warmup S] [--cost N]
-
-  --server PATH     registryd binary, run as `PATH serve CONFIG` and `PATH htpasswd`
-                    (env REGISTRYD_BIN; default: registryd next to this executable)
-  --connections N   concurrent keep-alive connections, one request in flight each (default 64)
-  --seconds S       measured period of each run, in seconds (default 10)
-  --warmup S        unmeasured load before each measured period, in seconds (default 2)
-  --cost N          bcrypt cost of the htpasswd entry (default 10, registryd's default)";
 
 /// The repository and tag of the image the benchmark pushes and asks for.
 const NAME: &str = "bench/auth-overhead";
@@ -59,45 +50,53 @@ struct Options {
     cost: u32,
 }
 
+/// Authentication overhead: requests/s of `HEAD` manifest without auth, then with htpasswd
+/// (Basic) credentials on every request.
+#[derive(Debug, Parser)]
+#[command(name = "auth_overhead")]
+struct Args {
+    /// registryd binary, run as `PATH serve CONFIG` and `PATH htpasswd` [env: REGISTRYD_BIN;
+    /// default: registryd next to this executable].
+    #[arg(long, value_name = "PATH")]
+    server: Option<PathBuf>,
+    /// Concurrent keep-alive connections, one request in flight each.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    connections: usize,
+    /// Measured period of each run, in seconds.
+    #[arg(long, value_name = "S", default_value = "10", value_parser = parse_seconds)]
+    seconds: Duration,
+    /// Unmeasured load before each measured period, in seconds.
+    #[arg(long, value_name = "S", default_value = "2", value_parser = parse_seconds)]
+    warmup: Duration,
+    /// bcrypt cost of the htpasswd entry (10 is registryd's default).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    cost: u32,
+}
+
 fn parse_args() -> Result<Options, Error> {
-    let mut options = Options {
-        server: registry_bench::server::default_registryd()?,
-        connections: 64,
-        seconds: Duration::from_secs(10),
-        warmup: Duration::from_secs(2),
-        cost: 10,
+    let args = Args::parse();
+    let options = Options {
+        server: match args.server {
+            Some(path) => path,
+            None => registry_bench::server::default_registryd()?,
+        },
+        connections: args.connections,
+        seconds: args.seconds,
+        warmup: args.warmup,
+        cost: args.cost,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "-h" || arg == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
-        };
-        match arg.as_str() {
-            "--server" => options.server = PathBuf::from(value()?),
-            "--connections" => options.connections = value()?.parse()?,
-            "--seconds" => options.seconds = parse_seconds(&value()?)?,
-            "--warmup" => options.warmup = parse_seconds(&value()?)?,
-            "--cost" => options.cost = value()?.parse()?,
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
-        }
-    }
     if options.connections == 0 || options.seconds.is_zero() {
         return Err("--connections and --seconds must be positive".into());
     }
     Ok(options)
 }
 
-fn parse_seconds(text: &str) -> Result<Duration, Error> {
+fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
         .map_err(|_| format!("not a number of seconds: {text:?}"))?;
     Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("not a usable number of seconds: {text:?}").into())
+        .map_err(|_| format!("not a usable number of seconds: {text:?}"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

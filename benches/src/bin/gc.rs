@@ -29,33 +29,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use clap::Parser;
 use registry_bench::blob::XorShift;
 use registry_bench::client::RegistryClient;
 use registry_bench::layout::{self, GarbageStore, StoreCheck};
 use registry_bench::procfs::Memory;
 use registry_bench::server::{RegistryProcess, Settings};
 use registry_bench::{Error, human_bytes, machine, parse_size};
-
-const USAGE: &str = "\
-usage: gc [--server PATH] [--repositories N] [--blobs N] [--seconds S] [--concurrency N]
-          [--push-size SIZE] [--limit SIZE] [--max-loss PERCENT] [--no-uploads] [--no-fail]
-
-  --server PATH       the registryd binary, run as `PATH garbage-collect CONFIG ...` and
-                      `PATH serve CONFIG` (env REGISTRYD_BIN; default: registryd next to this
-                      executable)
-  --repositories N    repositories written (default 10000)
-  --blobs N           blobs written in all, at least 9 a repository and one more
-                      (default 100000)
-  --seconds S         each upload period alone, before and after the collection (default 15)
-  --concurrency N     concurrent POST + PUT loops (default 16)
-  --push-size SIZE    size of each pushed blob (default 1MiB)
-  --limit SIZE        fail when a collection's peak RSS exceeds this (default 64MiB)
-  --max-loss PERCENT  fail when uploads during collections lose more throughput (default 20)
-  --no-uploads        measure the collections only (steps 1 and 2)
-  --no-fail           report figures past their targets, but exit 0 for them (a damaged store
-                      still exits 1)
-
-  A quick run: gc --repositories 200 --blobs 2000 --seconds 3";
 
 /// How far back every file written is dated: well past the default grace period of one hour.
 const AGE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -77,43 +57,77 @@ struct Options {
     fail: bool,
 }
 
+/// Garbage collection of a large store: the collector's peak memory, and what a collection
+/// costs uploads running beside it.
+///
+/// A quick run: gc --repositories 200 --blobs 2000 --seconds 3
+#[derive(Debug, Parser)]
+#[command(name = "gc")]
+struct Args {
+    /// The registryd binary, run as `PATH garbage-collect CONFIG ...` and `PATH serve CONFIG`
+    /// [env: REGISTRYD_BIN; default: registryd next to this executable].
+    #[arg(long, value_name = "PATH")]
+    server: Option<PathBuf>,
+    /// Repositories written.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    repositories: usize,
+    /// Blobs written in all, at least 9 a repository and one more.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    blobs: usize,
+    /// Each upload period alone, before and after the collection, in seconds.
+    #[arg(long, value_name = "S", default_value = "15", value_parser = parse_seconds)]
+    seconds: Duration,
+    /// Concurrent POST + PUT loops.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    concurrency: usize,
+    /// Size of each pushed blob.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = size)]
+    push_size: u64,
+    /// Fail when a collection's peak RSS exceeds this.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = size)]
+    limit: u64,
+    /// Fail when uploads during collections lose more throughput, in percent.
+    #[arg(long, value_name = "PERCENT", default_value_t = 20.0)]
+    max_loss: f64,
+    /// Measure the collections only (steps 1 and 2).
+    #[arg(long)]
+    no_uploads: bool,
+    /// Report figures past their targets, but exit 0 for them (a damaged store still exits 1).
+    #[arg(long)]
+    no_fail: bool,
+}
+
+/// A size as [`parse_size`] reads it.
+fn size(text: &str) -> Result<u64, String> {
+    parse_size(text).map_err(|e| e.to_string())
+}
+
+/// A number of seconds.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {text:?}"))?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("not a usable number of seconds: {text:?}"))
+}
+
 fn parse_args() -> Result<Options, Error> {
-    let mut options = Options {
-        server: registry_bench::server::default_registryd()?,
-        repositories: 10_000,
-        blobs: 100_000,
-        seconds: Duration::from_secs(15),
-        concurrency: 16,
-        push_size: 1 << 20,
-        limit: 64 << 20,
-        max_loss: 20.0,
-        uploads: true,
-        fail: true,
+    let args = Args::parse();
+    let options = Options {
+        server: match args.server {
+            Some(path) => path,
+            None => registry_bench::server::default_registryd()?,
+        },
+        repositories: args.repositories,
+        blobs: args.blobs,
+        seconds: args.seconds,
+        concurrency: args.concurrency,
+        push_size: usize::try_from(args.push_size)?,
+        limit: args.limit,
+        max_loss: args.max_loss,
+        uploads: !args.no_uploads,
+        fail: !args.no_fail,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "-h" || arg == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
-        };
-        match arg.as_str() {
-            "--server" => options.server = PathBuf::from(value()?),
-            "--repositories" => options.repositories = value()?.parse()?,
-            "--blobs" => options.blobs = value()?.parse()?,
-            "--seconds" => options.seconds = Duration::from_secs_f64(value()?.parse()?),
-            "--concurrency" => options.concurrency = value()?.parse()?,
-            "--push-size" => options.push_size = usize::try_from(parse_size(&value()?)?)?,
-            "--limit" => options.limit = parse_size(&value()?)?,
-            "--max-loss" => options.max_loss = value()?.parse()?,
-            "--no-uploads" => options.uploads = false,
-            "--no-fail" => options.fail = false,
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
-        }
-    }
     if options.concurrency == 0 || options.push_size < 8 || options.seconds.is_zero() {
         return Err(
             "--concurrency, --push-size (8 bytes at least) and --seconds must be positive".into(),

@@ -9,22 +9,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
+
 use registry_bench::blob::BlobSource;
 use registry_bench::client::{RegistryClient, Transfer};
 use registry_bench::procfs::Memory;
 use registry_bench::server::RegistryProcess;
 use registry_bench::{Error, human_bytes, parse_size};
-
-const USAGE: &str = "\
-usage: memory [--server PATH] [--size SIZE] [--chunk SIZE] [--limit SIZE] [--seed N]
-
-  --server PATH   registry binary run as `PATH serve CONFIG` (env REGISTRYD_BIN;
-                  default: registryd next to this executable). registry:2 works too:
-                  --server /usr/bin/docker-registry
-  --size SIZE     blob size (default 1GiB)
-  --chunk SIZE    PATCH chunk size for the chunked upload (default 16MiB)
-  --limit SIZE    fail when the server's peak RSS reaches this (default 64MiB)
-  --seed N        pseudo-random stream seed (default 1)";
 
 struct Options {
     server: PathBuf,
@@ -34,33 +25,45 @@ struct Options {
     seed: u64,
 }
 
+/// Peak memory of a registry server while it stores and serves a large blob.
+#[derive(Debug, Parser)]
+#[command(name = "memory")]
+struct Args {
+    /// Registry binary run as `PATH serve CONFIG` [env: REGISTRYD_BIN; default: registryd next
+    /// to this executable]. registry:2 works too: --server /usr/bin/docker-registry
+    #[arg(long, value_name = "PATH")]
+    server: Option<PathBuf>,
+    /// Blob size.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = size)]
+    size: u64,
+    /// PATCH chunk size for the chunked upload.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = size)]
+    chunk: u64,
+    /// Fail when the server's peak RSS reaches this.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = size)]
+    limit: u64,
+    /// Pseudo-random stream seed.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+}
+
+/// A size as [`parse_size`] reads it.
+fn size(text: &str) -> Result<u64, String> {
+    parse_size(text).map_err(|e| e.to_string())
+}
+
 fn parse_args() -> Result<Options, Error> {
-    let mut options = Options {
-        server: registry_bench::server::default_registryd()?,
-        size: 1 << 30,
-        chunk: 16 << 20,
-        limit: 64 << 20,
-        seed: 1,
+    let args = Args::parse();
+    let options = Options {
+        server: match args.server {
+            Some(path) => path,
+            None => registry_bench::server::default_registryd()?,
+        },
+        size: args.size,
+        chunk: args.chunk,
+        limit: args.limit,
+        seed: args.seed,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "-h" || arg == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
-        };
-        match arg.as_str() {
-            "--server" => options.server = PathBuf::from(value()?),
-            "--size" => options.size = parse_size(&value()?)?,
-            "--chunk" => options.chunk = parse_size(&value()?)?,
-            "--limit" => options.limit = parse_size(&value()?)?,
-            "--seed" => options.seed = value()?.parse()?,
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
-        }
-    }
     if options.size == 0 || options.chunk == 0 {
         return Err("--size and --chunk must be positive".into());
     }

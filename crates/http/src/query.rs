@@ -1,18 +1,15 @@
 //! Query strings and percent-encoding, as far as the /v2 API needs them.
 
-/// The `key=value` pairs of a query string, percent-decoded, in order. Repeated keys (`tag=a&tag=b`)
-/// appear once each.
+/// The `key=value` pairs of a query string, percent-decoded (`+` is a space, as in forms), in
+/// order. Repeated keys (`tag=a&tag=b`) appear once each. Invalid escapes are kept as they are,
+/// and bytes that do not form UTF-8 are replaced, so a value fails later validation instead of
+/// being silently altered into something valid.
 pub(crate) fn parse(query: Option<&str>) -> Vec<(String, String)> {
     let Some(query) = query else {
         return Vec::new();
     };
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(key), decode(value))
-        })
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
         .collect()
 }
 
@@ -32,31 +29,13 @@ pub(crate) fn all<'a>(params: &'a [(String, String)], key: &str) -> impl Iterato
         .map(|(_, value)| value.as_str())
 }
 
-/// Percent-decodes `text` (`+` is a space, as in forms). Invalid escapes are kept as they are, and
-/// bytes that do not form UTF-8 are replaced, so the result fails later validation instead of
-/// being silently altered into something valid.
+/// Percent-decodes a path segment (`+` stays a plus, as in a URL path). Invalid escapes are
+/// kept as they are, and bytes that do not form UTF-8 are replaced, so the result fails later
+/// validation instead of being silently altered into something valid.
 pub(crate) fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
-                    (Some(high), Some(low)) => {
-                        decoded.push(high << 4 | low);
-                        i += 3;
-                        continue;
-                    }
-                    _ => decoded.push(b'%'),
-                }
-            }
-            b'+' => decoded.push(b' '),
-            byte => decoded.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Percent-encodes everything but unreserved characters, for values put into a `Link` URL.
@@ -70,15 +49,6 @@ pub(crate) fn encode(text: &str) -> String {
         }
     }
     encoded
-}
-
-fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -101,12 +71,45 @@ mod tests {
         assert_eq!(decode("a%2"), "a%2");
         assert_eq!(decode("a%zz"), "a%zz");
         assert_eq!(decode("%"), "%");
+        let params = parse(Some("last=sha256%3Aab&a%2=%zz&%=b+c"));
+        assert_eq!(first(&params, "last"), Some("sha256:ab"));
+        assert_eq!(first(&params, "a%2"), Some("%zz"));
+        assert_eq!(first(&params, "%"), Some("b c"));
+    }
+
+    #[test]
+    fn plus_is_a_space_in_a_query_and_a_plus_in_a_path() {
+        let params = parse(Some("artifactType=a+b%2Bc"));
+        assert_eq!(first(&params, "artifactType"), Some("a b+c"));
+        assert_eq!(decode("a+b%2Bc"), "a+b+c");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_replaced() {
+        assert_eq!(decode("v%FF"), "v\u{FFFD}");
+        let params = parse(Some("n=%FF1"));
+        assert_eq!(first(&params, "n"), Some("\u{FFFD}1"));
+    }
+
+    #[test]
+    fn empty_pairs_are_skipped_and_a_key_without_value_is_empty() {
+        let params = parse(Some("&&n&last=&=x"));
+        assert_eq!(
+            params,
+            [
+                ("n".to_owned(), String::new()),
+                ("last".to_owned(), String::new()),
+                (String::new(), "x".to_owned()),
+            ]
+        );
     }
 
     proptest! {
         #[test]
         fn encode_then_decode_is_identity(text in "\\PC{0,40}") {
-            prop_assert_eq!(decode(&encode(&text)), text);
+            prop_assert_eq!(decode(&encode(&text)), text.clone());
+            let params = parse(Some(&format!("last={}", encode(&text))));
+            prop_assert_eq!(first(&params, "last"), Some(text.as_str()));
         }
 
         #[test]

@@ -63,6 +63,7 @@ use serde::{Deserialize, Serialize};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
 pub use registry_auth::{AccessRule, RuleAction};
+pub use schema::key_paths;
 
 use duration::{serde_duration, serde_option_duration};
 use tree::{Node, Origin};
@@ -1517,11 +1518,11 @@ fn suggest<'k>(name: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&
     known
         .into_iter()
         .filter(|known| {
-            edit_distance(known, name) <= (name.len() / 3).max(1)
+            strsim::levenshtein(known, name) <= (name.len() / 3).max(1)
                 || (name.len() >= 4 && known.starts_with(name))
                 || known.eq_ignore_ascii_case(name)
         })
-        .min_by_key(|known| edit_distance(known, name))
+        .min_by_key(|known| strsim::levenshtein(known, name))
 }
 
 /// The keys the schema knows under `path` (a struct's fields), for suggestions.
@@ -1539,21 +1540,6 @@ fn known_keys(path: &str) -> Vec<&'static str> {
         schema::Kind::Struct(fields) => fields.iter().map(|field| field.name).collect(),
         _ => Vec::new(),
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous + usize::from(ca != *cb);
-            previous = row[j + 1];
-            row[j + 1] = substitute.min(row[j] + 1).min(previous + 1);
-        }
-    }
-    row[b.len()]
 }
 
 // ---- serde for the sections whose keys choose a variant --------------------------------------

@@ -82,6 +82,37 @@ impl Kind {
     }
 }
 
+/// Every key of the configuration file, as `section.key` paths in the order of the schema: a
+/// list of sections as itself and its entries' keys (`auth.access`, `auth.access[N].users`, ...),
+/// and a key holding free-form content (a map such
+/// as `http.headers`, a list of plain values, a section registryd keeps as written such as
+/// `redis`, a driver with no parameters such as `storage.inmemory`) as one path.
+/// `docs/configuration.md` documents exactly these; a test holds the two together.
+pub fn key_paths() -> Vec<String> {
+    fn walk(kind: &Kind, path: &str, out: &mut Vec<String>) {
+        match kind {
+            Kind::Struct(fields) if !fields.is_empty() => {
+                for field in fields.iter() {
+                    let child = if path.is_empty() {
+                        field.name.to_owned()
+                    } else {
+                        format!("{path}.{}", field.name)
+                    };
+                    walk(field.kind, &child, out);
+                }
+            }
+            Kind::List(item @ Kind::Struct(fields)) if !fields.is_empty() => {
+                out.push(path.to_owned());
+                walk(item, &format!("{path}[N]"), out);
+            }
+            _ => out.push(path.to_owned()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(&ROOT, "", &mut out);
+    out
+}
+
 const fn key(name: &'static str, kind: &'static Kind) -> Field {
     Field {
         name,
