@@ -262,6 +262,13 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
+    // What the file and the REGISTRY_* variables add up to, for `log.level: debug`.
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        match serde_json::to_string(&config.redacted()) {
+            Ok(effective) => tracing::debug!(config = %effective, "effective configuration"),
+            Err(error) => tracing::debug!(%error, "cannot show the effective configuration"),
+        }
+    }
     let registry = Registry::from_config(&config).map_err(|error| error.to_string())?;
     // Installed before listening: from then on SIGHUP reloads instead of ending the process.
     match signal(SignalKind::hangup()) {
