@@ -10,6 +10,8 @@
 //! The TLS and authentication tests (`security`) also need curl and, for docker, root: they
 //! install a CA under `/etc/docker/certs.d` for the duration of the test.
 
+#[path = "e2e/container.rs"]
+mod container;
 #[path = "e2e/deploy.rs"]
 mod deploy;
 #[path = "e2e/harness.rs"]
