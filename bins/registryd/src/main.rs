@@ -7,8 +7,10 @@
 mod cert;
 mod config_check;
 mod garbage_collect;
+mod health;
 mod htpasswd;
 mod logging;
+mod run_as;
 mod systemd;
 mod verify;
 
@@ -44,6 +46,13 @@ enum Command {
         /// The configuration file; else $REGISTRY_CONFIGURATION_PATH; else the built-in default
         /// (0.0.0.0:5000, filesystem storage in ./data).
         config: Option<PathBuf>,
+        /// Started as root, serve as this user and group instead (numeric, `65532:65532`), where
+        /// the data directory and the files the configuration names allow it: an empty data
+        /// directory is given to them, one owned by another user is served as its owner, and data
+        /// or keys only root may read keep registryd root (logged). Also $REGISTRYD_RUN_AS, which
+        /// the container image sets.
+        #[arg(long, value_name = "UID:GID")]
+        run_as: Option<run_as::RunAs>,
     },
     /// Create a private CA and a server certificate signed by it, for serving HTTPS.
     ///
@@ -67,6 +76,12 @@ enum Command {
     /// and deletes. Safe while registryd serves the same store: nothing linked within the grace
     /// period is deleted, and pushes running meanwhile keep what they were told is stored.
     GarbageCollect(garbage_collect::GcArgs),
+    /// Ask the registryd serving a configuration whether it is healthy (exit 0) or not (exit 1),
+    /// for a container's HEALTHCHECK.
+    ///
+    /// Sends GET /v2/ to http.addr (over TLS when http.tls is set; 200 and 401 are healthy), or
+    /// GET /debug/health to http.debug.addr when the debug server is on.
+    Health(health::HealthArgs),
     /// Print a shell completion script for registryd.
     ///
     /// bash: `registryd completions bash > /etc/bash_completion.d/registryd`; zsh: into a
@@ -94,8 +109,8 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Serve { config }) => serve_command(config),
-        None => serve_command(cli.config),
+        Some(Command::Serve { config, run_as }) => serve_command(config, run_as),
+        None => serve_command(cli.config, None),
         Some(Command::Cert(args)) => report("cert", cert::run(&args)),
         Some(Command::Htpasswd(args)) => report("htpasswd", htpasswd::run(args)),
         Some(Command::Config(ConfigCommand::Check { config })) => report(
@@ -105,6 +120,10 @@ fn main() -> ExitCode {
         Some(Command::Verify(args)) => verify::run(args),
         Some(Command::GarbageCollect(args)) => {
             report("garbage-collect", garbage_collect::run(args))
+        }
+        Some(Command::Health(args)) => {
+            let config = config_path(args.config.clone());
+            report("health", health::run(&args, config))
         }
         Some(Command::Completions { shell }) => {
             let mut command = Cli::command();
@@ -142,6 +161,18 @@ fn config_path(argument: Option<PathBuf>) -> Option<PathBuf> {
     argument.or_else(|| std::env::var_os("REGISTRY_CONFIGURATION_PATH").map(PathBuf::from))
 }
 
+/// `REGISTRYD_RUN_AS` (`UID:GID`), when set and not empty.
+fn run_as_from_env() -> Result<Option<run_as::RunAs>, String> {
+    match std::env::var("REGISTRYD_RUN_AS") {
+        Ok(value) if !value.trim().is_empty() => value
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|error| format!("REGISTRYD_RUN_AS: {error}")),
+        _ => Ok(None),
+    }
+}
+
 /// The content of the store the configuration at `config` names, and that configuration, for a
 /// command that works on a store directly (`command` is its name, for messages): a store that
 /// serving would use, never one made up by a mistyped path.
@@ -177,8 +208,15 @@ fn stored_content(
 }
 
 /// `registryd [serve] [CONFIG]`.
-fn serve_command(config: Option<PathBuf>) -> ExitCode {
+fn serve_command(config: Option<PathBuf>, run_as: Option<run_as::RunAs>) -> ExitCode {
     let config_path = config_path(config);
+    let run_as = match run_as.map_or_else(run_as_from_env, |run_as| Ok(Some(run_as))) {
+        Ok(run_as) => run_as,
+        Err(message) => {
+            eprintln!("registryd: {message}");
+            return ExitCode::from(2);
+        }
+    };
 
     let loaded = match Config::load(config_path.as_deref()) {
         Ok(loaded) => loaded,
@@ -188,6 +226,13 @@ fn serve_command(config: Option<PathBuf>) -> ExitCode {
         }
     };
     logging::init(&loaded.config.log);
+    if let Some(run_as) = run_as
+        && let Err(message) = run_as::drop_root(&loaded.config, config_path.as_deref(), run_as)
+    {
+        tracing::error!("{message}");
+        eprintln!("registryd: {message}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -216,6 +261,13 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
     }
     for warning in &warnings {
         tracing::warn!("{warning}");
+    }
+    // What the file and the REGISTRY_* variables add up to, for `log.level: debug`.
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        match serde_json::to_string(&config.redacted()) {
+            Ok(effective) => tracing::debug!(config = %effective, "effective configuration"),
+            Err(error) => tracing::debug!(%error, "cannot show the effective configuration"),
+        }
     }
     let registry = Registry::from_config(&config).map_err(|error| error.to_string())?;
     // Installed before listening: from then on SIGHUP reloads instead of ending the process.

@@ -8,8 +8,13 @@
 //! `REGISTRY_E2E=require cargo test -p registryd --test e2e -- --test-threads=1`.
 //! `REGISTRY_E2E_SERVER=/usr/bin/docker-registry` points the suite at another server binary.
 //! The TLS and authentication tests (`security`) also need curl and, for docker, root: they
-//! install a CA under `/etc/docker/certs.d` for the duration of the test.
+//! install a CA under `/etc/docker/certs.d` for the duration of the test. The image and compose
+//! tests (`container`) build the image with `deploy/container/build` from the binary under test
+//! and bring up `deploy/compose/` with docker-compose 1.x and Compose v2 (`docker compose`),
+//! which `.ci/e2e-setup` installs too.
 
+#[path = "e2e/container.rs"]
+mod container;
 #[path = "e2e/deploy.rs"]
 mod deploy;
 #[path = "e2e/harness.rs"]

@@ -59,6 +59,10 @@ pub(crate) enum Need {
     Nginx,
     /// `systemd-analyze`, which checks unit files.
     SystemdAnalyze,
+    /// `docker-compose` 1.x (Debian's 1.29) and a reachable Docker engine.
+    ComposeV1,
+    /// Compose v2, the `docker compose` plugin, and a reachable Docker engine.
+    ComposeV2,
 }
 
 /// The programs a test runs, found on this machine.
@@ -78,6 +82,8 @@ pub(crate) struct Tools {
     nginx: Option<PathBuf>,
     /// `systemd-analyze`.
     systemd_analyze: Option<PathBuf>,
+    /// `docker-compose` 1.x.
+    compose_v1: Option<PathBuf>,
 }
 
 impl Tools {
@@ -123,6 +129,13 @@ impl Tools {
             .expect("the test did not ask for Need::SystemdAnalyze")
     }
 
+    /// `docker-compose` 1.x; present whenever the test asked for [`Need::ComposeV1`].
+    pub(crate) fn compose_v1(&self) -> &Path {
+        self.compose_v1
+            .as_deref()
+            .expect("the test did not ask for Need::ComposeV1")
+    }
+
     /// curl; present whenever the test asked for [`Need::Curl`].
     pub(crate) fn curl(&self) -> &Path {
         self.curl
@@ -152,6 +165,9 @@ pub(crate) fn e2e_gate(test: &str, needs: &[Need]) -> Option<Tools> {
                 Need::Curl => tools.curl = Some(path),
                 Need::Nginx => tools.nginx = Some(path),
                 Need::SystemdAnalyze => tools.systemd_analyze = Some(path),
+                Need::ComposeV1 => tools.compose_v1 = Some(path),
+                // Run as `docker compose`: the docker client is what the test needs.
+                Need::ComposeV2 => tools.docker = Some(path),
             },
             Err(why) => missing.push(why),
         }
@@ -186,6 +202,24 @@ pub(crate) fn registryd_tool() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_registryd"))
 }
 
+/// Whether `program ARGS` succeeds and prints a version starting with `prefix` (after an
+/// optional `v`).
+fn answers_version(program: &Path, args: &[&str], prefix: &str) -> Result<(), String> {
+    let out = run_quiet(Command::new(program).args(args), Duration::from_secs(30))?;
+    let version = out.stdout.trim().trim_start_matches('v');
+    if out.status.success() && version.starts_with(prefix) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{} {}` printed {:?} {:?}",
+            program.display(),
+            args.join(" "),
+            out.stdout.trim(),
+            out.stderr.trim()
+        ))
+    }
+}
+
 fn find(need: Need) -> Result<PathBuf, String> {
     match need {
         Need::Docker => {
@@ -202,6 +236,22 @@ fn find(need: Need) -> Result<PathBuf, String> {
                 )),
                 Err(e) => Err(format!("a reachable Docker engine ({e})")),
             }
+        }
+        Need::ComposeV1 => {
+            find(Need::Docker)?;
+            let compose = which("docker-compose")
+                .ok_or("docker-compose 1.x (Debian package docker-compose)")?;
+            answers_version(&compose, &["version", "--short"], "1.")
+                .map(|()| compose)
+                .map_err(|e| format!("docker-compose 1.x ({e})"))
+        }
+        Need::ComposeV2 => {
+            let docker = find(Need::Docker)?;
+            answers_version(&docker, &["compose", "version", "--short"], "")
+                .map(|()| docker)
+                .map_err(|e| {
+                    format!("Compose v2, `docker compose` (.ci/e2e-setup installs it: {e})")
+                })
         }
         Need::Skopeo => which("skopeo").ok_or_else(|| "skopeo (Debian package skopeo)".into()),
         Need::Curl => which("curl").ok_or_else(|| "curl (Debian package curl)".into()),
@@ -677,7 +727,7 @@ pub(crate) fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
 
 /// The status code of an HTTP/1.1 GET over TLS, the server's certificate checked against `ca`
 /// for the name `127.0.0.1`; `None` when nothing answers or the handshake fails.
-fn https_status(addr: SocketAddr, ca: &Path, path: &str) -> Option<u16> {
+pub(crate) fn https_status(addr: SocketAddr, ca: &Path, path: &str) -> Option<u16> {
     let mut roots = rustls::RootCertStore::empty();
     for certificate in CertificateDer::pem_file_iter(ca).ok()? {
         roots.add(certificate.ok()?).ok()?;

@@ -22,7 +22,7 @@ const REALM: &str = "registryd e2e";
 
 /// A name part no earlier run (or other test) used: the Docker engine's image store outlives
 /// the test, and its content is keyed by name.
-fn unique(what: &str) -> String {
+pub(super) fn unique(what: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -32,17 +32,17 @@ fn unique(what: &str) -> String {
 /// What every secured server here is made of: `registryd cert`'s files, a directory holding only
 /// the CA (for `--cert-dir`: a `.key` there would be read as a client key) and an htpasswd file
 /// `registryd htpasswd` wrote.
-struct Secrets {
-    work: tempfile::TempDir,
-    certs: PathBuf,
-    ca_dir: PathBuf,
-    htpasswd: PathBuf,
+pub(super) struct Secrets {
+    pub(super) work: tempfile::TempDir,
+    pub(super) certs: PathBuf,
+    pub(super) ca_dir: PathBuf,
+    pub(super) htpasswd: PathBuf,
 }
 
 impl Secrets {
     /// Runs `registryd cert --host localhost --host 127.0.0.1` and `registryd htpasswd USER`
     /// (the password on standard input, `-C cost` when given) for each user.
-    fn new(prefix: &str, users: &[(&str, &str)], cost: Option<u32>) -> Secrets {
+    pub(super) fn new(prefix: &str, users: &[(&str, &str)], cost: Option<u32>) -> Secrets {
         let work = temp_dir(prefix);
         let certs = work.path().join("certs");
         let tool = registryd_tool();
@@ -109,19 +109,19 @@ impl Secrets {
             .with_yaml(&auth)
     }
 
-    fn ca(&self) -> PathBuf {
+    pub(super) fn ca(&self) -> PathBuf {
         self.certs.join("ca.crt")
     }
 }
 
 /// The CA installed in `/etc/docker/certs.d/HOST:PORT/ca.crt` for each host, removed on drop
 /// (the directories too, when this made them).
-struct DockerTrust {
+pub(super) struct DockerTrust {
     installed: Vec<(PathBuf, bool)>,
 }
 
 impl DockerTrust {
-    fn install(ca: &Path, hosts: &[String]) -> DockerTrust {
+    pub(super) fn install(ca: &Path, hosts: &[String]) -> DockerTrust {
         let mut trust = DockerTrust {
             installed: Vec::new(),
         };
@@ -156,13 +156,13 @@ impl Drop for DockerTrust {
 
 /// skopeo with a private, empty credential store (so that only `--creds` counts) and the
 /// signature policy check off (the images are unsigned test images).
-struct SecureSkopeo<'a> {
+pub(super) struct SecureSkopeo<'a> {
     bin: &'a Path,
     home: tempfile::TempDir,
 }
 
 impl<'a> SecureSkopeo<'a> {
-    fn new(bin: &'a Path) -> Self {
+    pub(super) fn new(bin: &'a Path) -> Self {
         SecureSkopeo {
             bin,
             home: temp_dir("registry-e2e-skopeo-home-"),
@@ -182,7 +182,7 @@ impl<'a> SecureSkopeo<'a> {
 
     /// `skopeo copy` of `src` to `dest` as `creds` (USER:PASS), the destination's certificate
     /// checked against the CA in `ca_dir`.
-    fn copy(&self, src: &str, dest: &str, creds: &str, ca_dir: &Path) -> Output {
+    pub(super) fn copy(&self, src: &str, dest: &str, creds: &str, ca_dir: &Path) -> Output {
         let mut cmd = self.cmd("copy");
         cmd.args([
             "--dest-creds",
@@ -196,7 +196,12 @@ impl<'a> SecureSkopeo<'a> {
     }
 
     /// `skopeo inspect --raw` with `--tls-verify=true`, `--creds` and `--cert-dir` when given.
-    fn inspect(&self, reference: &str, creds: Option<&str>, ca_dir: Option<&Path>) -> Output {
+    pub(super) fn inspect(
+        &self,
+        reference: &str,
+        creds: Option<&str>,
+        ca_dir: Option<&Path>,
+    ) -> Output {
         let mut cmd = self.cmd("inspect");
         cmd.args(["--raw", "--tls-verify=true"]);
         if let Some(creds) = creds {
@@ -218,7 +223,7 @@ impl<'a> SecureSkopeo<'a> {
     }
 }
 
-fn assert_ok(what: &str, out: &Output) {
+pub(super) fn assert_ok(what: &str, out: &Output) {
     assert!(
         out.status.success(),
         "{what} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
@@ -229,7 +234,7 @@ fn assert_ok(what: &str, out: &Output) {
 }
 
 /// Asserts that the command failed and that its output says one of `words` (case-insensitive).
-fn assert_refused(what: &str, out: &Output, words: &[&str]) {
+pub(super) fn assert_refused(what: &str, out: &Output, words: &[&str]) {
     let text = format!("{}\n{}", out.stdout, out.stderr).to_lowercase();
     assert!(
         !out.status.success(),
@@ -243,7 +248,7 @@ fn assert_refused(what: &str, out: &Output, words: &[&str]) {
 
 /// A small single-layer OCI image (the linux/amd64 manifest of the harness's layout) and its
 /// `oci:` reference for skopeo.
-fn oci_image(work: &Path, salt: &str) -> (String, String) {
+pub(super) fn oci_image(work: &Path, salt: &str) -> (String, String) {
     let layout = work.join("layout");
     let written = images::write_multiarch_layout(&layout, salt);
     (
