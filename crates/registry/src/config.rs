@@ -275,6 +275,9 @@ pub enum StorageDriverConfig {
     Filesystem(FilesystemConfig),
     /// Memory only, lost on exit (`storage.inmemory`); for tests.
     InMemory,
+    /// Objects in an S3 bucket or an S3-compatible service (`storage.s3`), in registry:2's
+    /// layout.
+    S3(S3Config),
 }
 
 impl Default for StorageDriverConfig {
@@ -306,6 +309,64 @@ impl Default for FilesystemConfig {
             directio: false,
         }
     }
+}
+
+/// The S3 driver's parameters (`storage.s3`): registry:2's keys and defaults.
+///
+/// Without `accesskey` and `secretkey`, credentials come from the environment as AWS's tools find
+/// them (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, a web identity token, the ECS container
+/// endpoint, the EC2 instance profile). registry:2's `skipverify`, `storageclass`, `objectacl`,
+/// `redirectendpoint`, `useragent`, `usedualstack`, `accelerate`, `usefipsendpoint`,
+/// `multipartcopy*` and `loglevel` are read and dropped with a warning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3Config {
+    /// The access key; with `secretkey`, overrides the environment's credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accesskey: Option<String>,
+    /// The secret key. Shown as `<redacted>` when printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secretkey: Option<String>,
+    /// A session token for temporary credentials. Shown as `<redacted>` when printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessiontoken: Option<String>,
+    /// The bucket's region, e.g. `us-east-1` (required).
+    pub region: String,
+    /// The endpoint of an S3-compatible service (`http://minio:9000`); none for Amazon S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regionendpoint: Option<String>,
+    /// The bucket, which must exist (required).
+    pub bucket: String,
+    /// The prefix of every key, so that several registries can share a bucket (default none).
+    #[serde(default)]
+    pub rootdirectory: String,
+    /// HTTPS to the endpoint (default true).
+    #[serde(default = "default_true")]
+    pub secure: bool,
+    /// Version 4 signatures (default true); false, registry:2 2.x's Version 2, is refused.
+    #[serde(default = "default_true")]
+    pub v4auth: bool,
+    /// The part size of uploads, at least 5 MiB (default 10 MiB): each upload in progress holds
+    /// up to one part in memory.
+    #[serde(default = "default_s3_chunk_size")]
+    pub chunksize: u64,
+    /// Path-style addressing (`endpoint/bucket/key`) instead of virtual-hosted style
+    /// (`bucket.endpoint/key`); most S3-compatible services need it (default false).
+    #[serde(default)]
+    pub forcepathstyle: bool,
+    /// Server-side encryption: SSE-KMS with `keyid` when it is set, else SSE-S3 (default false).
+    #[serde(default)]
+    pub encrypt: bool,
+    /// The KMS key for `encrypt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyid: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_s3_chunk_size() -> u64 {
+    10 << 20
 }
 
 /// Deleting by digest (`storage.delete`).
@@ -1159,6 +1220,10 @@ impl Config {
             }
         };
         hide(&mut config.http.secret);
+        if let StorageDriverConfig::S3(s3) = &mut config.storage.driver {
+            hide(&mut s3.secretkey);
+            hide(&mut s3.sessiontoken);
+        }
         if let Some(proxy) = &mut config.proxy {
             hide(&mut proxy.password);
             for upstream in &mut proxy.upstreams {
@@ -1571,7 +1636,7 @@ impl<'de> Visitor<'de> for StorageVisitor {
     type Value = StorageConfig;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map with one storage driver (filesystem or inmemory)")
+        f.write_str("a map with one storage driver (filesystem, s3 or inmemory)")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StorageConfig, A::Error> {
@@ -1584,28 +1649,30 @@ impl<'de> Visitor<'de> for StorageVisitor {
                 "cache" => config.cache = map.next_value()?,
                 "maintenance" => config.maintenance = map.next_value()?,
                 "tag" => config.tag = map.next_value()?,
-                "filesystem" | "inmemory" => {
+                "filesystem" | "inmemory" | "s3" => {
                     if let Some(previous) = &driver {
                         return Err(A::Error::custom(format!(
                             "more than one storage driver is configured ({previous} and {key}); keep exactly one"
                         )));
                     }
-                    config.driver = if key == "filesystem" {
-                        StorageDriverConfig::Filesystem(map.next_value()?)
-                    } else {
-                        map.next_value::<InMemoryParams>()?;
-                        StorageDriverConfig::InMemory
+                    config.driver = match key.as_str() {
+                        "filesystem" => StorageDriverConfig::Filesystem(map.next_value()?),
+                        "s3" => StorageDriverConfig::S3(map.next_value()?),
+                        _ => {
+                            map.next_value::<InMemoryParams>()?;
+                            StorageDriverConfig::InMemory
+                        }
                     };
                     driver = Some(key);
                 }
                 name if schema::UNSUPPORTED_DRIVERS.contains(&name) => {
                     map.next_value_seed(Reject(format!(
-                        "storage driver {name} is not supported yet; use filesystem or inmemory"
+                        "storage driver {name} is not supported yet; use filesystem, s3 or inmemory"
                     )))?;
                 }
                 name => {
                     map.next_value_seed(Reject(format!(
-                        "unknown storage driver {name}; use filesystem or inmemory (the other keys here are delete, redirect, cache, maintenance and tag)"
+                        "unknown storage driver {name}; use filesystem, s3 or inmemory (the other keys here are delete, redirect, cache, maintenance and tag)"
                     )))?;
                 }
             }
@@ -1620,6 +1687,7 @@ impl Serialize for StorageConfig {
         match &self.driver {
             StorageDriverConfig::Filesystem(params) => map.serialize_entry("filesystem", params)?,
             StorageDriverConfig::InMemory => map.serialize_entry("inmemory", &InMemoryParams {})?,
+            StorageDriverConfig::S3(params) => map.serialize_entry("s3", params)?,
         }
         map.serialize_entry("delete", &self.delete)?;
         map.serialize_entry("redirect", &self.redirect)?;

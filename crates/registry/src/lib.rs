@@ -39,6 +39,7 @@ use registry_content::{
 use registry_http::layers::{self, ObservedService};
 use registry_http::{Health, HttpOptions, RegistryService, UrlBase};
 use registry_storage::{FilesystemDriver, InMemoryDriver, MeteredDriver, StorageDriver};
+use registry_storage_s3::{OptionsError, S3Driver, S3Options};
 
 pub use config::Config;
 use config::{AuthConfig, StorageDriverConfig};
@@ -739,6 +740,36 @@ fn driver_from_config(config: &Config) -> Result<Arc<dyn StorageDriver>, BuildEr
                 .with_direct_io(filesystem.directio),
         ),
         StorageDriverConfig::InMemory => Arc::new(InMemoryDriver::new()),
+        StorageDriverConfig::S3(s3) => Arc::new(s3_driver(s3, !config.storage.redirect.disable)?),
+    })
+}
+
+/// The S3 driver `storage.s3` describes; `redirect` lets it answer blob GETs with presigned URLs.
+fn s3_driver(s3: &config::S3Config, redirect: bool) -> Result<S3Driver, BuildError> {
+    if !s3.v4auth {
+        return Err(BuildError::Unsupported {
+            key: "storage.s3.v4auth",
+            reason: "only Version 4 signatures are supported (S3 and its clones have dropped \
+                     Version 2); remove v4auth or set it to true",
+        });
+    }
+    let mut options = S3Options::new(&s3.bucket, &s3.region);
+    options.endpoint = s3.regionendpoint.clone();
+    options.access_key = s3.accesskey.clone();
+    options.secret_key = s3.secretkey.clone();
+    options.session_token = s3.sessiontoken.clone();
+    options.secure = s3.secure;
+    options.force_path_style = s3.forcepathstyle;
+    options.encrypt = s3.encrypt;
+    options.kms_key_id = s3.keyid.clone();
+    options.root_directory = s3.rootdirectory.clone();
+    options.chunk_size = s3.chunksize;
+    options.redirect = redirect;
+    S3Driver::new(options).map_err(|error| match error {
+        OptionsError::Invalid(reason) => BuildError::Invalid {
+            key: "storage.s3".to_owned(),
+            reason,
+        },
     })
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use registry::config::{
     AccessRule, AuthConfig, BlobDescriptorCache, ClientAuth, Config, ConfigError, FilesystemConfig,
     HtpasswdConfig, IndexPlatforms, LoadedConfig, LogFormatter, LogLevel, Net, PlatformConfig,
-    RuleAction, StorageDriverConfig, TlsVersion,
+    RuleAction, S3Config, StorageDriverConfig, TlsVersion,
 };
 use registry::content::{IndexChildren, ManifestValidation, OsArchitecture, UrlPolicy};
 
@@ -732,13 +732,176 @@ fn unknown_key_warns_with_its_path_and_a_suggestion() {
 
 #[test]
 fn unsupported_storage_driver_errors() {
-    let error = load_error(
-        "storage:\n  s3:\n    bucket: b\n    region: us-east-1\n",
-        &[],
-    );
+    let error = load_error("storage:\n  azure:\n    accountname: a\n", &[]);
     assert_eq!(
         error,
-        "config key storage.s3 (line 2): storage driver s3 is not supported yet; use filesystem or inmemory"
+        "config key storage.azure (line 2): storage driver azure is not supported yet; use filesystem, s3 or inmemory"
+    );
+}
+
+fn s3(config: &Config) -> &S3Config {
+    match &config.storage.driver {
+        StorageDriverConfig::S3(params) => params,
+        other => panic!("expected the s3 driver, got {other:?}"),
+    }
+}
+
+/// registry:2's reference example of `storage.s3`, every key of it.
+const REGISTRY2_S3: &str = "\
+version: 0.1
+storage:
+  s3:
+    accesskey: awsaccesskey
+    secretkey: awssecretkey
+    region: us-west-1
+    regionendpoint: http://myobjects.local
+    forcepathstyle: true
+    accelerate: false
+    bucket: bucketname
+    encrypt: true
+    keyid: mykeyid
+    secure: true
+    v4auth: true
+    chunksize: 5242880
+    multipartcopychunksize: 33554432
+    multipartcopymaxconcurrency: 100
+    multipartcopythresholdsize: 33554432
+    rootdirectory: /s3/object/name/prefix
+    usedualstack: false
+    usefipsendpoint: false
+    loglevel: debug
+";
+
+#[test]
+fn registry2_s3_section_loads_and_warns_about_the_keys_it_ignores() {
+    let loaded = load(REGISTRY2_S3, &[]);
+    assert_eq!(
+        *s3(&loaded.config),
+        S3Config {
+            accesskey: Some("awsaccesskey".to_owned()),
+            secretkey: Some("awssecretkey".to_owned()),
+            sessiontoken: None,
+            region: "us-west-1".to_owned(),
+            regionendpoint: Some("http://myobjects.local".to_owned()),
+            bucket: "bucketname".to_owned(),
+            rootdirectory: "/s3/object/name/prefix".to_owned(),
+            secure: true,
+            v4auth: true,
+            chunksize: 5 << 20,
+            forcepathstyle: true,
+            encrypt: true,
+            keyid: Some("mykeyid".to_owned()),
+        }
+    );
+    let ignored: Vec<&str> = loaded
+        .warnings
+        .iter()
+        .filter_map(|warning| warning.strip_prefix("config key storage.s3."))
+        .filter_map(|rest| rest.split_once(' ').map(|(key, _)| key))
+        .collect();
+    assert_eq!(
+        ignored,
+        [
+            "accelerate",
+            "multipartcopychunksize",
+            "multipartcopymaxconcurrency",
+            "multipartcopythresholdsize",
+            "usedualstack",
+            "usefipsendpoint",
+            "loglevel"
+        ]
+    );
+    assert_eq!(loaded.warnings.len(), ignored.len(), "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.warnings[0],
+        "config key storage.s3.accelerate (line 9): not supported; set regionendpoint to the \
+         bucket's accelerate endpoint instead; ignored"
+    );
+}
+
+#[test]
+fn s3_takes_registry2_defaults_for_the_keys_left_out() {
+    let config = load("storage:\n  s3:\n    bucket: b\n    region: eu-west-1\n", &[]).config;
+    let s3 = s3(&config);
+    assert_eq!((s3.accesskey.as_deref(), s3.secretkey.as_deref()), (None, None));
+    assert!(s3.secure && s3.v4auth && !s3.forcepathstyle && !s3.encrypt);
+    assert_eq!(s3.chunksize, 10 << 20);
+    assert_eq!(s3.rootdirectory, "");
+    assert!(!config.storage.redirect.disable);
+}
+
+#[test]
+fn s3_is_configured_by_environment_variables_alone() {
+    let config = load(
+        BASE,
+        &[
+            ("REGISTRY_STORAGE", "s3"),
+            ("REGISTRY_STORAGE_S3_BUCKET", "images"),
+            ("REGISTRY_STORAGE_S3_REGION", "us-east-1"),
+            ("REGISTRY_STORAGE_S3_REGIONENDPOINT", "http://127.0.0.1:9000"),
+            ("REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "true"),
+            ("REGISTRY_STORAGE_S3_SECURE", "false"),
+            ("REGISTRY_STORAGE_S3_CHUNKSIZE", "20971520"),
+            ("REGISTRY_STORAGE_S3_ACCESSKEY", "AKIA"),
+            ("REGISTRY_STORAGE_S3_SECRETKEY", "hunter2"),
+            ("REGISTRY_STORAGE_S3_ROOTDIRECTORY", "/registry"),
+        ],
+    )
+    .config;
+    let s3 = s3(&config);
+    assert_eq!(s3.bucket, "images");
+    assert_eq!(s3.regionendpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert!(s3.forcepathstyle && !s3.secure);
+    assert_eq!(s3.chunksize, 20 << 20);
+    assert_eq!(s3.secretkey.as_deref(), Some("hunter2"));
+    assert_eq!(s3.rootdirectory, "/registry");
+}
+
+#[test]
+fn s3_without_a_bucket_names_the_key_and_its_variable() {
+    let error = load_error("storage:\n  s3:\n    region: us-east-1\n", &[]);
+    assert_eq!(
+        error,
+        "config key storage.s3.bucket: required but missing; set it in the config file or with REGISTRY_STORAGE_S3_BUCKET"
+    );
+}
+
+#[test]
+fn s3_secrets_are_redacted_when_printed() {
+    let config = load(
+        "storage:\n  s3:\n    bucket: b\n    region: r\n    accesskey: AKIA\n    secretkey: hunter2\n    sessiontoken: tok\n",
+        &[],
+    )
+    .config
+    .redacted();
+    let s3 = s3(&config);
+    assert_eq!(s3.accesskey.as_deref(), Some("AKIA"));
+    assert_eq!(s3.secretkey.as_deref(), Some("<redacted>"));
+    assert_eq!(s3.sessiontoken.as_deref(), Some("<redacted>"));
+}
+
+#[test]
+fn s3_settings_the_driver_cannot_use_stop_start_up() {
+    let build = |extra: &str| {
+        let yaml = format!("storage:\n  s3:\n    bucket: b\n    region: r\n{extra}");
+        match registry::Registry::from_config(&load(&yaml, &[]).config) {
+            Ok(_) => "built".to_owned(),
+            Err(error) => error.to_string(),
+        }
+    };
+    assert_eq!(
+        build("    v4auth: false\n"),
+        "config key storage.s3.v4auth: only Version 4 signatures are supported (S3 and its \
+         clones have dropped Version 2); remove v4auth or set it to true"
+    );
+    assert_eq!(
+        build("    chunksize: 1048576\n"),
+        "config key storage.s3: chunksize 1048576 is outside S3's part sizes (5242880 to \
+         5368709120 bytes)"
+    );
+    assert_eq!(
+        build("    accesskey: AKIA\n"),
+        "config key storage.s3: accesskey and secretkey go together: give both or neither"
     );
 }
 
@@ -1024,10 +1187,10 @@ fn registry_storage_applies_before_its_sub_keys() {
 
 #[test]
 fn registry_storage_names_an_unsupported_driver() {
-    let error = load_error(BASE, &[("REGISTRY_STORAGE", "s3")]);
+    let error = load_error(BASE, &[("REGISTRY_STORAGE", "swift")]);
     assert_eq!(
         error,
-        "config key storage.s3 (set by REGISTRY_STORAGE): storage driver s3 is not supported yet; use filesystem or inmemory"
+        "config key storage.swift (set by REGISTRY_STORAGE): storage driver swift is not supported yet; use filesystem, s3 or inmemory"
     );
     let error = load_error(BASE, &[("REGISTRY_STORAGE", "floppy")]);
     assert_eq!(
@@ -1473,7 +1636,7 @@ fn a_section_of_the_wrong_shape_names_the_key() {
     let error = load_error("storage:\n  - filesystem\n", &[]);
     assert_eq!(
         error,
-        "config key storage (line 1): expected a map with one storage driver (filesystem or inmemory), got a list"
+        "config key storage (line 1): expected a map with one storage driver (filesystem, s3 or inmemory), got a list"
     );
 }
 

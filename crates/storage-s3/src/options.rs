@@ -154,8 +154,9 @@ fn endpoint_url(endpoint: &str, secure: bool) -> String {
 /// Why an [`S3Driver`](crate::S3Driver) could not be made from its options.
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
-    /// The options are wrong or incomplete.
-    #[error("storage.s3: {0}")]
+    /// The options are wrong or incomplete; the text says which and how (`chunksize 1048576 is
+    /// outside S3's part sizes ...`), naming the registry:2 key where there is one.
+    #[error("S3 driver options: {0}")]
     Invalid(String),
 }
 

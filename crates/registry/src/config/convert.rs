@@ -75,11 +75,19 @@ impl Converter<'_> {
                         // Otherwise an empty value means "the default", as in registry:2.
                         continue;
                     }
-                    if let Role::Unsupported(message) = field.role {
-                        self.warnings.push(format!(
+                    match field.role {
+                        Role::Unsupported(message) => self.warnings.push(format!(
                             "config key {child_path} ({}): {message}",
                             child.origin
-                        ));
+                        )),
+                        Role::Ignored(message) => {
+                            self.warnings.push(format!(
+                                "config key {child_path} ({}): {message}; ignored",
+                                child.origin
+                            ));
+                            continue;
+                        }
+                        Role::Key | Role::Variant => {}
                     }
                     object.insert(key.clone(), self.node(child, field.kind, &child_path));
                 }

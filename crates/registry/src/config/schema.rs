@@ -50,6 +50,9 @@ pub(crate) enum Role {
     /// A registry:2 key that registryd reads but does not act on yet; loading warns with this
     /// text when the key is present.
     Unsupported(&'static str),
+    /// Like `Unsupported`, but the key is dropped after the warning: nothing in the typed
+    /// configuration holds it (registry:2's tuning knobs of a client registryd does not use).
+    Ignored(&'static str),
 }
 
 impl Kind {
@@ -137,8 +140,16 @@ const fn unsupported(name: &'static str, kind: &'static Kind, message: &'static 
     }
 }
 
+const fn ignored(name: &'static str, kind: &'static Kind, message: &'static str) -> Field {
+    Field {
+        name,
+        kind,
+        role: Role::Ignored(message),
+    }
+}
+
 /// The registry:2 storage drivers registryd does not implement yet.
-pub(crate) const UNSUPPORTED_DRIVERS: &[&str] = &["s3", "azure", "gcs", "swift", "oss"];
+pub(crate) const UNSUPPORTED_DRIVERS: &[&str] = &["azure", "gcs", "swift", "oss"];
 
 /// The log levels registry:2 accepts.
 pub(crate) const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug"];
@@ -164,12 +175,87 @@ const FILESYSTEM: Kind = Kind::Struct(&[
     key("directio", &Kind::Bool),
 ]);
 
+/// `storage.s3`: registry:2's keys.
+const S3: Kind = Kind::Struct(&[
+    key("accesskey", &Kind::Str),
+    key("secretkey", &Kind::Str),
+    key("sessiontoken", &Kind::Str),
+    key("region", &Kind::Str),
+    key("regionendpoint", &Kind::Str),
+    key("bucket", &Kind::Str),
+    key("rootdirectory", &Kind::Str),
+    key("secure", &Kind::Bool),
+    key("v4auth", &Kind::Bool),
+    key("chunksize", &Kind::Int),
+    key("forcepathstyle", &Kind::Bool),
+    key("encrypt", &Kind::Bool),
+    key("keyid", &Kind::Str),
+    ignored(
+        "skipverify",
+        &Kind::Bool,
+        "skipping TLS verification is not supported; give the endpoint a certificate the \
+         system trusts",
+    ),
+    ignored(
+        "storageclass",
+        &Kind::Str,
+        "objects get the bucket's default storage class",
+    ),
+    ignored(
+        "objectacl",
+        &Kind::Str,
+        "objects get the bucket's default ACL (private unless the bucket says otherwise)",
+    ),
+    ignored(
+        "redirectendpoint",
+        &Kind::Str,
+        "redirect URLs point at regionendpoint; set storage.redirect.disable to serve blobs \
+         through registryd instead",
+    ),
+    ignored("useragent", &Kind::Str, "registryd's client sends its own"),
+    ignored(
+        "usedualstack",
+        &Kind::Bool,
+        "not supported; set regionendpoint to a dual-stack endpoint instead",
+    ),
+    ignored(
+        "accelerate",
+        &Kind::Bool,
+        "not supported; set regionendpoint to the bucket's accelerate endpoint instead",
+    ),
+    ignored(
+        "usefipsendpoint",
+        &Kind::Bool,
+        "not supported; set regionendpoint to a FIPS endpoint instead",
+    ),
+    ignored(
+        "multipartcopychunksize",
+        &Kind::Int,
+        "objects are copied in one request (S3 allows up to 5 GiB)",
+    ),
+    ignored(
+        "multipartcopymaxconcurrency",
+        &Kind::Int,
+        "objects are copied in one request (S3 allows up to 5 GiB)",
+    ),
+    ignored(
+        "multipartcopythresholdsize",
+        &Kind::Int,
+        "objects are copied in one request (S3 allows up to 5 GiB)",
+    ),
+    ignored(
+        "loglevel",
+        &Kind::Str,
+        "the S3 client logs under log.level (target registry_storage_s3)",
+    ),
+]);
+
 const BLOB_DESCRIPTOR: Kind = Kind::Enum(&["inmemory", "redis"]);
 
 const STORAGE: Kind = Kind::Struct(&[
     variant("filesystem", &FILESYSTEM),
     variant("inmemory", &Kind::Struct(&[])),
-    variant("s3", &Kind::Any),
+    variant("s3", &S3),
     variant("azure", &Kind::Any),
     variant("gcs", &Kind::Any),
     variant("swift", &Kind::Any),

@@ -35,7 +35,7 @@ fn example(kind: &Kind, path: &str, variants: &[&str]) -> Json {
 
 #[test]
 fn every_schema_key_is_a_config_field() {
-    for storage in ["filesystem", "inmemory"] {
+    for storage in ["filesystem", "inmemory", "s3"] {
         for auth in ["htpasswd", "silly", "token"] {
             let document = example(&ROOT, "", &[storage, auth]).to_string();
             let loaded = Config::from_yaml(&document, []);
@@ -80,7 +80,7 @@ fn assert_known(value: &Json, kind: &Kind, path: &str) {
 
 #[test]
 fn every_config_field_is_in_the_schema() {
-    for storage in ["filesystem", "inmemory"] {
+    for storage in ["filesystem", "inmemory", "s3"] {
         for auth in ["htpasswd", "silly", "token"] {
             let document = example(&ROOT, "", &[storage, auth]).to_string();
             let config = Config::from_yaml(&document, [])
@@ -120,7 +120,7 @@ fn scalar_keys() -> Vec<(String, &'static Kind)> {
                 let skip = matches!(field.name, "loglevel" | "layerinfo" | "letsencrypt")
                     || (field.role == Role::Variant
                         && !matches!(field.name, "filesystem" | "htpasswd"))
-                    || matches!(field.role, Role::Unsupported(_));
+                    || matches!(field.role, Role::Unsupported(_) | Role::Ignored(_));
                 if !skip {
                     walk(field.kind, &join_path(path, field.name), out);
                 }
