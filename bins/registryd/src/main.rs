@@ -200,7 +200,7 @@ fn stored_content(
                 filesystem.rootdirectory.display()
             ));
         }
-        StorageDriverConfig::Filesystem(_) => {}
+        StorageDriverConfig::Filesystem(_) | StorageDriverConfig::S3(_) => {}
     }
     let content =
         registry::content_store_from_config(&loaded.config).map_err(|error| error.to_string())?;
@@ -321,6 +321,13 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
             format!("filesystem at {}", shown.display())
         }
         StorageDriverConfig::InMemory => "in memory (lost on exit)".to_owned(),
+        StorageDriverConfig::S3(s3) => {
+            let endpoint = s3.regionendpoint.as_deref().unwrap_or("Amazon S3");
+            match s3.rootdirectory.trim_matches('/') {
+                "" => format!("s3 bucket {} at {endpoint}", s3.bucket),
+                root => format!("s3 bucket {} under {root}/ at {endpoint}", s3.bucket),
+            }
+        }
     };
     let local = listener.local_addr().unwrap_or(addr);
     let scheme = if registry.tls().is_some() {

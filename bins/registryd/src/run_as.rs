@@ -124,7 +124,7 @@ pub(crate) fn drop_root(
 /// Decides, as root, who serves `config` (see the module's documentation).
 pub(crate) fn plan(config: &Config, config_path: Option<&Path>, wanted: RunAs) -> Plan {
     let (user, chown) = match &config.storage.driver {
-        StorageDriverConfig::InMemory => (wanted, None),
+        StorageDriverConfig::InMemory | StorageDriverConfig::S3(_) => (wanted, None),
         StorageDriverConfig::Filesystem(filesystem) => {
             match data_owner(&filesystem.rootdirectory) {
                 DataOwner::Missing | DataOwner::EmptyRoot => {

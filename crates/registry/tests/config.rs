@@ -811,7 +811,12 @@ fn registry2_s3_section_loads_and_warns_about_the_keys_it_ignores() {
             "loglevel"
         ]
     );
-    assert_eq!(loaded.warnings.len(), ignored.len(), "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.warnings.len(),
+        ignored.len(),
+        "{:?}",
+        loaded.warnings
+    );
     assert_eq!(
         loaded.warnings[0],
         "config key storage.s3.accelerate (line 9): not supported; set regionendpoint to the \
@@ -821,9 +826,16 @@ fn registry2_s3_section_loads_and_warns_about_the_keys_it_ignores() {
 
 #[test]
 fn s3_takes_registry2_defaults_for_the_keys_left_out() {
-    let config = load("storage:\n  s3:\n    bucket: b\n    region: eu-west-1\n", &[]).config;
+    let config = load(
+        "storage:\n  s3:\n    bucket: b\n    region: eu-west-1\n",
+        &[],
+    )
+    .config;
     let s3 = s3(&config);
-    assert_eq!((s3.accesskey.as_deref(), s3.secretkey.as_deref()), (None, None));
+    assert_eq!(
+        (s3.accesskey.as_deref(), s3.secretkey.as_deref()),
+        (None, None)
+    );
     assert!(s3.secure && s3.v4auth && !s3.forcepathstyle && !s3.encrypt);
     assert_eq!(s3.chunksize, 10 << 20);
     assert_eq!(s3.rootdirectory, "");
@@ -838,7 +850,10 @@ fn s3_is_configured_by_environment_variables_alone() {
             ("REGISTRY_STORAGE", "s3"),
             ("REGISTRY_STORAGE_S3_BUCKET", "images"),
             ("REGISTRY_STORAGE_S3_REGION", "us-east-1"),
-            ("REGISTRY_STORAGE_S3_REGIONENDPOINT", "http://127.0.0.1:9000"),
+            (
+                "REGISTRY_STORAGE_S3_REGIONENDPOINT",
+                "http://127.0.0.1:9000",
+            ),
             ("REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "true"),
             ("REGISTRY_STORAGE_S3_SECURE", "false"),
             ("REGISTRY_STORAGE_S3_CHUNKSIZE", "20971520"),

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest as _;
 
+pub(crate) mod workload;
+
 /// The registryd binary under test.
 pub(crate) const REGISTRYD: &str = env!("CARGO_BIN_EXE_registryd");
 
@@ -57,8 +59,17 @@ pub(crate) fn exchange(
 ) -> std::io::Result<Reply> {
     let mut stream = TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    // `Host: registry` unless the caller names the host (a presigned URL signs it).
+    let host = if headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        ""
+    } else {
+        "Host: registry\r\n"
+    };
     let mut head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: registry\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {target} HTTP/1.1\r\n{host}Connection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (name, value) in headers {
@@ -113,6 +124,16 @@ impl Server {
     /// A server over `dir/data` configured by `dir/{name}.yml`, with `storage` (YAML indented
     /// by two spaces, e.g. `"  delete:\n    enabled: true\n"`) added to its `storage` section.
     pub(crate) fn with_storage(dir: &Path, name: &str, storage: &str) -> Server {
+        let filesystem = format!(
+            "  filesystem:\n    rootdirectory: {}\n",
+            dir.join("data").display()
+        );
+        Server::with_storage_section(dir, name, &format!("{filesystem}{storage}"))
+    }
+
+    /// A server configured by `dir/{name}.yml` with `storage` (YAML indented by two spaces, a
+    /// driver included) as its whole `storage` section, not started yet.
+    pub(crate) fn with_storage_section(dir: &Path, name: &str, storage: &str) -> Server {
         let address = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port");
@@ -120,8 +141,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n{storage}http:\n  addr: {address}\n",
-                dir.join("data").display()
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n{storage}http:\n  addr: {address}\n"
             ),
         )
         .expect("config");
