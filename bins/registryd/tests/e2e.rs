@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use harness::{Need, RegistryConfig, Server, e2e_gate, registryd, registryd_tool, run, run_ok};
 use images::{AMD64_TAG, MULTI_TAG, Tar, XorShift};
+use registry_storage_s3::moto::MotoServer;
 
 const QUICK: Duration = Duration::from_secs(60);
 const SLOW: Duration = Duration::from_secs(300);
@@ -497,9 +498,36 @@ fn read_served(skopeo: &Skopeo<'_>, host: &str, content: &CompatContent, out: &P
 fn same_root_served_by_both(skopeo: &Skopeo<'_>, first: &Path, second: &Path) {
     let work = temp_dir("registry-e2e-compat-");
     let config = RegistryConfig::filesystem(&work.path().join("data"));
+    same_store_served_by_both(skopeo, &config, first, second);
+}
+
+/// The same over an S3 bucket of a local moto, below `rootdirectory: /registry` (as a bucket
+/// shared with other data is used).
+fn same_bucket_served_by_both(skopeo: &Skopeo<'_>, first: &Path, second: &Path) {
+    let Some(moto) = MotoServer::start() else {
+        return;
+    };
+    moto.create_bucket("compat");
+    let work = temp_dir("registry-e2e-compat-s3-");
+    let driver = format!(
+        "  s3:\n{}    rootdirectory: /registry\n",
+        moto.config_yaml("compat", 4)
+    );
+    let config = RegistryConfig::filesystem(&work.path().join("unused")).with_driver(&driver);
+    same_store_served_by_both(skopeo, &config, first, second);
+}
+
+/// [`same_root_served_by_both`] over the store `config` names.
+fn same_store_served_by_both(
+    skopeo: &Skopeo<'_>,
+    config: &RegistryConfig,
+    first: &Path,
+    second: &Path,
+) {
+    let work = temp_dir("registry-e2e-compat-");
     let content = compat_content(work.path());
 
-    let server = Server::start(first, &config);
+    let server = Server::start(first, config);
     push_compat(skopeo, &server.host(), &content);
     let before = read_served(
         skopeo,
@@ -509,7 +537,7 @@ fn same_root_served_by_both(skopeo: &Skopeo<'_>, first: &Path, second: &Path) {
     );
     server.stop();
 
-    let server = Server::start(second, &config);
+    let server = Server::start(second, config);
     let after = read_served(skopeo, &server.host(), &content, &work.path().join("after"));
     assert_eq!(
         before, after,
@@ -612,6 +640,34 @@ fn a_registry2_store_collected_by_registryd_is_served_as_before() {
     );
     assert_eq!(before, after, "registry:2 serves every image as before");
     server.stop();
+}
+
+#[test]
+fn a_registry2_bucket_is_served_by_registryd() {
+    let Some(tools) = e2e_gate(
+        "a_registry2_bucket_is_served_by_registryd",
+        &[Need::Skopeo, Need::Registry2],
+    ) else {
+        return;
+    };
+    let skopeo = Skopeo {
+        bin: tools.skopeo(),
+    };
+    same_bucket_served_by_both(&skopeo, tools.registry2(), &registryd());
+}
+
+#[test]
+fn a_registryd_bucket_is_served_by_registry2() {
+    let Some(tools) = e2e_gate(
+        "a_registryd_bucket_is_served_by_registry2",
+        &[Need::Skopeo, Need::Registry2],
+    ) else {
+        return;
+    };
+    let skopeo = Skopeo {
+        bin: tools.skopeo(),
+    };
+    same_bucket_served_by_both(&skopeo, &registryd(), tools.registry2());
 }
 
 #[test]
