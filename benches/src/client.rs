@@ -325,6 +325,30 @@ impl RegistryClient {
         Ok((bytes, started.elapsed()))
     }
 
+    /// `GET /v2/<name>/manifests/<reference>` accepting `accept`: the status and the body.
+    pub async fn get_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        accept: &str,
+    ) -> Result<(StatusCode, Bytes), Error> {
+        let url = format!("{}/v2/{name}/manifests/{reference}", self.base);
+        let headers = [(header::ACCEPT, accept.to_string())];
+        let response = self.send(Method::GET, &url, &headers, empty()).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    /// `HEAD path_and_query` (`/v2/<name>/blobs/<digest>`): the status.
+    pub async fn head(&self, path_and_query: &str) -> Result<StatusCode, Error> {
+        let url = format!("{}{path_and_query}", self.base);
+        let response = self.send(Method::HEAD, &url, &[], empty()).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        Ok(status)
+    }
+
     /// `GET path_and_query` (`/v2/_catalog?n=10000`): the status, the `Link` header, the body
     /// and the time to its last byte.
     pub async fn get(

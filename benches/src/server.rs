@@ -17,7 +17,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const READY_POLL: Duration = Duration::from_millis(1);
 
 /// Configuration beyond the storage root and the address, the same for every server.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Settings {
     /// `storage.cache.blobdescriptor: inmemory`, as a stock registry:2 install has.
     pub blobdescriptor_inmemory: bool,
@@ -32,6 +32,9 @@ pub struct Settings {
     /// `storage.filesystem.directio: true` (a registryd-only key): large uploads bypass the page
     /// cache.
     pub direct_io: bool,
+    /// Another storage driver's section instead of the filesystem, indented for under
+    /// `storage:` (`  s3:\n    bucket: ...`).
+    pub driver_yaml: Option<String>,
 }
 
 impl Settings {
@@ -40,12 +43,18 @@ impl Settings {
         if self.accesslog_disabled {
             yaml.push_str("  accesslog:\n    disabled: true\n");
         }
-        yaml.push_str(&format!(
-            "storage:\n  filesystem:\n    rootdirectory: {}\n",
-            root.display()
-        ));
-        if self.direct_io {
-            yaml.push_str("    directio: true\n");
+        yaml.push_str("storage:\n");
+        match &self.driver_yaml {
+            Some(driver) => yaml.push_str(driver),
+            None => {
+                yaml.push_str(&format!(
+                    "  filesystem:\n    rootdirectory: {}\n",
+                    root.display()
+                ));
+                if self.direct_io {
+                    yaml.push_str("    directio: true\n");
+                }
+            }
         }
         yaml.push_str("  delete:\n    enabled: true\n");
         if self.blobdescriptor_inmemory {

@@ -9,7 +9,7 @@ use registry_storage::{ByteStream, StorageDriver, StorageError, StoragePath};
 
 use crate::links::{delete_if_exists, exists, read_link, write_link};
 use crate::manifests::LOOKUPS_IN_FLIGHT;
-use crate::{ContentError, ContentStore, Repository, layout};
+use crate::{ContentError, ContentStore, Repository, cache, layout};
 
 /// The most repositories a mount without `from` looks in for the blob
 /// ([`Repository::mount_blob_from_any`]). Past them the client uploads the blob, which is always
@@ -110,17 +110,36 @@ impl ContentStore {
 impl Repository {
     /// The blob `digest`, if this repository has it: uploaded or mounted into it (a layer link),
     /// or a manifest stored in it (a revision link), as registry:2 answers blob requests.
+    ///
+    /// The link is read on every call; the data's size comes from memory once known, so an answer
+    /// costs one storage request (a linked blob's data stays until no repository links it).
     pub async fn blob(&self, digest: &Digest) -> Result<Blob, ContentError> {
         if !self.links_blob(digest).await? {
             return Err(ContentError::BlobUnknown {
                 digest: digest.clone(),
             });
         }
-        self.stored_blob(digest)
+        let path = layout::blob_data(digest)?;
+        if let Some(size) = self.store.blob_sizes.get(digest) {
+            return Ok(Blob {
+                digest: digest.clone(),
+                size,
+                reader: Reader::Stored {
+                    driver: self.store.driver.clone(),
+                    path,
+                },
+            });
+        }
+        let blob = self
+            .stored_blob(digest)
             .await?
             .ok_or_else(|| ContentError::BlobUnknown {
                 digest: digest.clone(),
-            })
+            })?;
+        self.store
+            .blob_sizes
+            .insert(digest.clone(), blob.size, cache::BLOB_SIZE_ENTRY);
+        Ok(blob)
     }
 
     /// Links the blob `digest` into this repository if its data is stored (by any repository),

@@ -1,7 +1,7 @@
-//! Bounded in-process caches: manifests by digest, and tag snapshots
+//! Bounded in-process caches: manifests and blob sizes by digest, and tag snapshots
 //! ([`TagSnapshot`](crate::listing_cache::TagSnapshot)).
 //!
-//! What a digest names never changes, so a cached manifest is never stale. Whether a repository
+//! What a digest names never changes, so a cached manifest or blob size is never stale. Whether a repository
 //! (still) holds the manifest, and which manifest a tag names, are not cached: they are read from
 //! storage on every request, so a deleted manifest or a moved tag is seen at once, by every
 //! process sharing the store. A tag snapshot is checked against storage before every use.
@@ -21,6 +21,16 @@ pub const CACHE_MISSES: &str = "registry_cache_misses_total";
 /// Manifests (media type and bytes) by digest; none larger than an eighth of the capacity, so
 /// one large index cannot flush everything else.
 pub(crate) type ManifestCache = BoundedCache<Digest, (String, Bytes)>;
+
+/// The sizes of stored blobs by digest, for answering a blob request after its link is read
+/// without a second storage request for the data's size (a digest's size never changes).
+pub(crate) type BlobSizeCache = BoundedCache<Digest, u64>;
+
+/// The bytes the blob size cache holds: the sizes of about 16,000 blobs.
+pub(crate) const BLOB_SIZE_CACHE_BYTES: usize = 2 << 20;
+
+/// What one entry of the blob size cache counts for: the digest's text and the map's overhead.
+pub(crate) const BLOB_SIZE_ENTRY: usize = 128;
 
 /// A map holding at most `capacity` bytes of values (as their inserters count them); the oldest
 /// entries go first.

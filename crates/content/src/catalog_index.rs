@@ -260,6 +260,14 @@ impl Tree {
                 }
             }
         }
+        // A driver without directory times (object storage) has none to trust: the first stat
+        // says so, and stat'ing every directory (two requests each on S3) would only say it again.
+        if let Ok(info) = driver.stat(&from).await
+            && info.is_dir
+            && info.modified.is_none()
+        {
+            return Ok(());
+        }
         // Stat'ed after the walk: a directory changed since `began` has a time too recent to
         // trust, so it is read again next time.
         let paths: Vec<StoragePath> = added

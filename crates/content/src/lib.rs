@@ -110,6 +110,7 @@ pub struct ContentStore {
     driver: Arc<dyn StorageDriver>,
     options: Arc<ContentOptions>,
     manifests: Arc<cache::ManifestCache>,
+    blob_sizes: Arc<cache::BlobSizeCache>,
     catalog_index: Arc<catalog_index::CatalogIndex>,
     tag_cache: Arc<listing_cache::TagCache>,
     read_only: Arc<AtomicBool>,
@@ -122,6 +123,9 @@ impl ContentStore {
             driver,
             manifests: Arc::new(
                 cache::ManifestCache::new(options.manifest_cache_bytes, 8).named("manifests"),
+            ),
+            blob_sizes: Arc::new(
+                cache::BlobSizeCache::new(cache::BLOB_SIZE_CACHE_BYTES, 8).named("blob_sizes"),
             ),
             catalog_index: Arc::new(catalog_index::CatalogIndex::new(
                 options.listing_cache_bytes,

@@ -203,6 +203,7 @@ impl Options {
             catalog_maxentries: Some(self.catalog_page()),
             tags_maxtags: Some(self.catalog_page()),
             direct_io: self.direct_io && binary == self.registryd,
+            driver_yaml: None,
         }
     }
 
