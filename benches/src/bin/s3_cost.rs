@@ -118,7 +118,10 @@ fn run() -> Result<bool, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    println!("# S3 cost: registryd and registry:2 over moto\n\n{}", machine());
+    println!(
+        "# S3 cost: registryd and registry:2 over moto\n\n{}",
+        machine()
+    );
     let mut figures = Vec::new();
     for (name, binary) in [("registryd", &registryd), ("registry:2", &args.registry2)] {
         let bucket = name.replace(':', "");
@@ -226,7 +229,11 @@ async fn measure(
         let listed = read_catalog(&client).await?;
         let took = started.elapsed();
         if listed != images.len() {
-            return Err(format!("the catalog lists {listed} of {} repositories", images.len()).into());
+            return Err(format!(
+                "the catalog lists {listed} of {} repositories",
+                images.len()
+            )
+            .into());
         }
         let requests = settled_requests(moto).await - before;
         println!(
@@ -246,7 +253,9 @@ async fn measure(
         let (client, blobs) = (client.clone(), blobs.clone());
         uploaders.spawn(async move {
             for blob in blobs.iter().skip(uploader).step_by(UPLOADERS) {
-                client.upload_memory_monolithic("cost/uploads", blob).await?;
+                client
+                    .upload_memory_monolithic("cost/uploads", blob)
+                    .await?;
             }
             Ok::<_, Error>(())
         });
@@ -350,9 +359,18 @@ fn report(args: &Args, figures: &[(&str, Figures)]) -> bool {
         ours.upload_mb_s, theirs.upload_mb_s
     );
     let met = [
-        ("GET manifest by digest ≤ 1 request", ours.manifest_cold <= 1.0),
-        ("cached GET manifest by digest 0 requests", ours.manifest_warm == 0.0),
-        ("HEAD blob ≤ 1 request", ours.head_cold <= 1.0 && ours.head_warm <= 1.0),
+        (
+            "GET manifest by digest ≤ 1 request",
+            ours.manifest_cold <= 1.0,
+        ),
+        (
+            "cached GET manifest by digest 0 requests",
+            ours.manifest_warm == 0.0,
+        ),
+        (
+            "HEAD blob ≤ 1 request",
+            ours.head_cold <= 1.0 && ours.head_warm <= 1.0,
+        ),
         ("catalog ≥ 10x faster", catalog_speedup >= 10.0),
         ("uploads ≥ 1.5x", upload_ratio >= 1.5),
     ];

@@ -309,6 +309,67 @@ fn a_tag_moved_through_one_replica_is_served_by_every_replica_at_once() {
 }
 
 #[test]
+fn a_repository_pushed_or_emptied_through_one_replica_is_in_every_catalog_at_once() {
+    let delete = "  delete:\n    enabled: true\n";
+    let Some(replicas) = Replicas::start(3, &[delete, delete, delete]) else {
+        return;
+    };
+    let servers = replicas.addresses();
+    let catalogs = || -> Vec<String> {
+        servers
+            .iter()
+            .map(|server| {
+                let reply = call(*server, "GET", "/v2/_catalog", b"");
+                assert_eq!(reply.status, 200, "{}", describe("catalog", &reply));
+                String::from_utf8_lossy(&reply.body).into_owned()
+            })
+            .collect()
+    };
+    let mut expected: Vec<String> = Vec::new();
+    for round in 0..4 {
+        // Every replica reads (and may keep) the catalog, then one of them adds a repository.
+        let listed = format!(r#"{{"repositories":[{}]}}"#, expected.join(","));
+        assert_eq!(catalogs(), vec![listed; 3], "round {round}");
+        let repository = format!("catalog/r{round}");
+        let through = servers[round % 3];
+        let config = format!("{{\"round\":{round}}}").into_bytes();
+        let config_digest = upload(through, &repository, &config).expect("config");
+        let manifest = workload::manifest_of(
+            &(config_digest.clone(), config.clone()),
+            &[(config_digest, config)],
+        );
+        let pushed = exchange(
+            through,
+            "PUT",
+            &format!("/v2/{repository}/manifests/v1"),
+            &[("Content-Type", MANIFEST_TYPE)],
+            &manifest,
+        )
+        .expect("PUT");
+        assert_eq!(pushed.status, 201, "{}", describe("PUT", &pushed));
+        expected.push(format!("\"{repository}\""));
+    }
+    let listed = format!(r#"{{"repositories":[{}]}}"#, expected.join(","));
+    assert_eq!(catalogs(), vec![listed; 3]);
+
+    // Deleting the only manifest of a repository through one replica empties it for all.
+    let digest = sha256(&{
+        let reply = call(servers[0], "GET", "/v2/catalog/r0/manifests/v1", b"");
+        reply.body
+    });
+    let deleted = call(
+        servers[1],
+        "DELETE",
+        &format!("/v2/catalog/r0/manifests/{digest}"),
+        b"",
+    );
+    assert_eq!(deleted.status, 202, "{}", describe("DELETE", &deleted));
+    expected.remove(0);
+    let listed = format!(r#"{{"repositories":[{}]}}"#, expected.join(","));
+    assert_eq!(catalogs(), vec![listed; 3]);
+}
+
+#[test]
 fn three_replicas_one_collecting_while_the_others_take_pushes_lose_nothing_acknowledged() {
     let delete = "  delete:\n    enabled: true\n  redirect:\n    disable: true\n";
     let collecting = format!("{delete}{COLLECTING_EVERY_200MS}");

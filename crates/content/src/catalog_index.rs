@@ -6,16 +6,28 @@
 //! recently to trust, see [`listing_cache`](crate::listing_cache)): adding or removing a repository
 //! adds or removes a directory entry somewhere, which moves the time of the directory holding it,
 //! whichever process or registry made the change. A catalog of 10,000 unchanged repositories costs
-//! 10,000 stats instead of 10,000 directory reads. Drivers that give directories no time get no
-//! index: the catalog is walked on every request.
+//! 10,000 stats instead of 10,000 directory reads.
+//!
+//! Drivers that give directories no time (object storage) get no index. There the catalog is
+//! walked (one listing per 1,000 keys on S3) and kept with the version of the *catalog
+//! generation*, an object every process rewrites after it added a repository (stored the first
+//! manifest of a repository) or may have removed one (any delete of manifests or tags): a kept
+//! catalog is served while the generation's version is unchanged, for one small read, by every
+//! replica. The generation is read before the walk, so a change during the walk makes the next
+//! catalog walk again. A writer that stops between its change and the rewrite (a crash), or a
+//! registry:2 writing beside registryd, is caught up with after [`WALKED_MAX_AGE`] at most.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use futures_util::lock::Mutex;
 use registry_model::RepositoryName;
-use registry_storage::{StorageDriver, StorageError, StoragePath, WalkControl};
+use registry_storage::{
+    Durability, ObjectVersion, PutMode, StorageDriver, StorageError, StoragePath, WalkControl,
+};
 
 use crate::ContentError;
 use crate::layout;
@@ -24,12 +36,30 @@ use crate::listing_cache::{ENTRY_OVERHEAD, trusted_time};
 /// The folder whose presence makes a directory a repository.
 const MANIFESTS: &str = "_manifests";
 
+/// The longest a catalog kept under an unchanged generation is served before it is walked again.
+pub(crate) const WALKED_MAX_AGE: Duration = Duration::from_secs(60);
+
 /// The index of one [`ContentStore`](crate::ContentStore), at most about `capacity` bytes.
 #[derive(Debug)]
 pub(crate) struct CatalogIndex {
     capacity: usize,
     /// One refresh at a time: concurrent catalogs wait and then find the index current.
-    tree: Mutex<Option<Tree>>,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// The index, when the driver gives directory times.
+    tree: Option<Tree>,
+    /// The catalog as last walked without an index, under a catalog generation.
+    walked: Option<Walked>,
+}
+
+#[derive(Debug)]
+struct Walked {
+    generation: ObjectVersion,
+    names: Arc<[RepositoryName]>,
+    read: Instant,
 }
 
 #[derive(Debug)]
@@ -65,30 +95,100 @@ impl CatalogIndex {
     pub(crate) fn new(capacity: usize) -> CatalogIndex {
         CatalogIndex {
             capacity,
-            tree: Mutex::new(None),
+            kept: Mutex::new(Kept::default()),
         }
     }
 
-    /// Every repository, sorted, as storage holds them now.
+    /// Every repository, sorted, as storage holds them now (see the module documentation for
+    /// drivers without directory times).
     pub(crate) async fn repositories(
         &self,
         driver: &dyn StorageDriver,
     ) -> Result<Arc<[RepositoryName]>, ContentError> {
-        let mut held = self.tree.lock().await;
+        let mut held = self.kept.lock().await;
         let began = SystemTime::now();
-        let tree = match held.take() {
+        let tree = match held.tree.take() {
             Some(mut tree) => {
                 tree.refresh(driver, began).await?;
                 tree
             }
-            None => Tree::read(driver, began).await?,
+            None => {
+                let generation = read_generation(driver).await?;
+                if let Some(walked) = &held.walked
+                    && walked.generation == generation
+                    && walked.read.elapsed() < WALKED_MAX_AGE
+                {
+                    return Ok(Arc::clone(&walked.names));
+                }
+                let read = Instant::now();
+                let tree = Tree::read(driver, began).await?;
+                let bytes: usize = tree
+                    .names
+                    .iter()
+                    .map(|name| name.as_str().len() + ENTRY_OVERHEAD)
+                    .sum();
+                held.walked =
+                    (!tree.is_worth_keeping() && bytes <= self.capacity).then(|| Walked {
+                        generation,
+                        names: Arc::clone(&tree.names),
+                        read,
+                    });
+                tree
+            }
         };
         let names = Arc::clone(&tree.names);
         if tree.is_worth_keeping() && tree.bytes <= self.capacity {
-            *held = Some(tree);
+            held.tree = Some(tree);
         }
         Ok(names)
     }
+}
+
+/// Gives the catalog generation a new version, after storing the first manifest of a repository
+/// or deleting manifests or tags (see the module documentation).
+pub(crate) async fn catalog_changed(driver: &dyn StorageDriver) -> Result<(), StorageError> {
+    driver
+        .put_content(&layout::catalog_generation()?, unique_content())
+        .await
+}
+
+/// The catalog generation's version now, creating the object on the first catalog of a store.
+async fn read_generation(driver: &dyn StorageDriver) -> Result<ObjectVersion, StorageError> {
+    let path = layout::catalog_generation()?;
+    loop {
+        match driver.get_content_versioned(&path).await {
+            Ok((_, version)) => return Ok(version),
+            Err(StorageError::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+        match driver
+            .put_content_if(
+                &path,
+                unique_content(),
+                PutMode::Create,
+                Durability::Volatile,
+            )
+            .await
+        {
+            Ok(version) => return Ok(version),
+            // Another process created it meanwhile: read theirs.
+            Err(StorageError::AlreadyExists { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Content (new content: a version may be a content hash) no other write of the generation has had: the time, this process and a counter.
+fn unique_content() -> Bytes {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    Bytes::from(format!(
+        "{nanos} {} {}\n",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 impl Tree {

@@ -31,6 +31,7 @@ use registry_model::{Digest, DigestAlgorithm, ReferenceRole, RepositoryName, Tag
 use registry_storage::{Durability, ObjectVersion, PutMode, StorageError, StoragePath};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog_index::catalog_changed;
 use crate::lease::{Busy, Kind, Lease};
 use crate::links::{delete_if_exists, digest_links, read_link};
 use crate::retention::{RetentionPolicy, policy_for};
@@ -179,7 +180,12 @@ impl ContentStore {
         let collected = collection.run().await;
         let report = collection.report;
         lease.release().await?;
-        collected.map(|()| report)
+        collected?;
+        // A repository whose last manifest went is gone from the catalog.
+        if report.tags_deleted + report.manifests_deleted > 0 {
+            catalog_changed(self.driver.as_ref()).await?;
+        }
+        Ok(report)
     }
 
     /// After a link to the stored blob `digest` was written: makes sure a collection running

@@ -20,6 +20,7 @@
 //! /docker/registry/v2/repositories/<name>/_registryd/sweeping
 //! /docker/registry/v2/blobs/<alg>/<first two hex>/<hex>/registryd-gc
 //! /docker/registry/v2/registryd/gc/lease
+//! /docker/registry/v2/registryd/catalog/generation
 //! ```
 //!
 //! Every path is built from validated model types, so nothing from a request can name a location
@@ -184,6 +185,12 @@ pub(crate) fn blob_gc_marker(digest: &Digest) -> Result<StoragePath, StorageErro
 /// The lease held by the one garbage collection running over the store.
 pub(crate) fn gc_lease() -> Result<StoragePath, StorageError> {
     path("registryd/gc/lease")
+}
+
+/// The object every process rewrites when the set of repositories may have changed, so that a
+/// catalog kept in memory is known to be current while its version stays the same.
+pub(crate) fn catalog_generation() -> Result<StoragePath, StorageError> {
+    path("registryd/catalog/generation")
 }
 
 /// The saved state of the upload's running hash after `offset` bytes.

@@ -11,6 +11,7 @@ use registry_model::{
 };
 use registry_storage::StorageError;
 
+use crate::catalog_index::catalog_changed;
 use crate::lease::{Busy, Kind, Lease};
 use crate::links::{delete_if_exists, digest_links, exists, read_link, write_link};
 use crate::{ContentError, Repository, layout};
@@ -158,7 +159,9 @@ impl Repository {
         }
         .await;
         lease.release().await?;
-        linked?;
+        if linked? {
+            catalog_changed(self.driver()).await?;
+        }
         // Stored before (pushed earlier, perhaps deleted since), its bytes may be collected
         // meanwhile: stored again then.
         if stored_before && !self.store.claim_blob(&digest).await? {
@@ -178,6 +181,8 @@ impl Repository {
     /// When a step fails before any tag was moved, a revision link and referrer entry this push
     /// made are removed again: the push leaves nothing behind. Once a tag names the manifest, the
     /// revision stays, so that no tag ever names a manifest the repository does not hold.
+    ///
+    /// `true` when this made the repository: it held no manifest before.
     async fn link_manifest(
         &self,
         digest: &Digest,
@@ -185,9 +190,10 @@ impl Repository {
         size: u64,
         tags: &[Tag],
         lease: &Lease,
-    ) -> Result<(), ContentError> {
+    ) -> Result<bool, ContentError> {
         let revision = layout::revision_link_dir(&self.name, digest)?;
         let existed = self.has_link(&revision, digest).await?;
+        let new_repository = !existed && !self.holds_manifests().await?;
         lease.ensure_held()?;
         write_link(self.driver(), &layout::link(&revision)?, digest).await?;
         let referred = async {
@@ -216,7 +222,21 @@ impl Repository {
                 return Err(error);
             }
         }
-        Ok(())
+        Ok(new_repository)
+    }
+
+    /// Whether the repository holds any manifest (has a `_manifests` folder), read under its
+    /// lease by a push: one listing.
+    async fn holds_manifests(&self) -> Result<bool, ContentError> {
+        match self
+            .driver()
+            .list(&layout::manifests_dir(&self.name)?)
+            .await
+        {
+            Ok(entries) => Ok(!entries.is_empty()),
+            Err(StorageError::NotFound { .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Best effort: removes the revision link and referrer entry of a manifest whose push failed
@@ -309,7 +329,8 @@ impl Repository {
         let lease = self.lease_tags().await?;
         let deleted = self.delete_manifest_leased(reference, &lease).await;
         lease.release().await?;
-        deleted
+        deleted?;
+        self.removed_from_catalog().await
     }
 
     /// Removes the manifest `digest` with every tag naming it, as a delete by digest does, but
@@ -320,7 +341,13 @@ impl Repository {
         let reference = Reference::Digest(digest.clone());
         let deleted = self.delete_manifest_leased(&reference, &lease).await;
         lease.release().await?;
-        deleted
+        deleted?;
+        self.removed_from_catalog().await
+    }
+
+    /// Tells the catalogs of every process that this repository may be gone.
+    async fn removed_from_catalog(&self) -> Result<(), ContentError> {
+        Ok(catalog_changed(self.driver()).await?)
     }
 
     /// The manifests this repository holds (its revision links), with when each was linked.

@@ -773,17 +773,55 @@ async fn catalog_snapshot_never_serves_an_added_or_removed_repository_late() {
 }
 
 #[tokio::test]
-async fn listings_over_a_driver_without_directory_times_are_always_read() {
+async fn without_directory_times_tags_are_always_read_and_the_catalog_is_kept_per_generation() {
     let driver = Arc::new(CountingDriver::over(InMemoryDriver::new()));
     let content = store(driver.clone());
     let repository = content.repository(name("app"));
     push_tagged(&repository, "v1", "a").await;
+    let read = driver.listings();
+    assert_eq!(catalog_names(&content).await, ["app"]);
+    assert_eq!(tag_names(&repository).await, ["v1"]);
+    assert_eq!(driver.listings(), read + 2, "both read");
     for _ in 0..2 {
         let read = driver.listings();
         assert_eq!(catalog_names(&content).await, ["app"]);
         assert_eq!(tag_names(&repository).await, ["v1"]);
-        assert_eq!(driver.listings(), read + 2, "both read afresh");
+        assert_eq!(
+            driver.listings(),
+            read + 1,
+            "the tags read afresh, the catalog kept"
+        );
     }
+
+    // Another process over the same store (a replica) adds a repository, then empties one: the
+    // kept catalog follows at once.
+    let replica = store(driver.clone());
+    push_tagged(&replica.repository(name("team/b")), "v1", "b").await;
+    assert_eq!(catalog_names(&content).await, ["app", "team/b"]);
+    assert_eq!(catalog_names(&content).await, ["app", "team/b"]);
+    replica
+        .repository(name("app"))
+        .delete_manifest(&Reference::Tag("v1".parse().expect("tag")))
+        .await
+        .expect("delete the tag");
+    let digest = replica
+        .repository(name("app"))
+        .manifest_links()
+        .await
+        .expect("links")[0]
+        .0
+        .clone();
+    replica
+        .repository(name("app"))
+        .delete_manifest(&Reference::Digest(digest))
+        .await
+        .expect("delete the manifest");
+    assert_eq!(catalog_names(&content).await, ["team/b"]);
+
+    // Pushing to it again through the first process brings it back, for the replica too.
+    push_tagged(&repository, "v2", "c").await;
+    assert_eq!(catalog_names(&replica).await, ["app", "team/b"]);
+    assert_eq!(catalog_names(&content).await, ["app", "team/b"]);
 }
 
 /// Two changes within one tick of the clock that stamps directories leave the directory's time

@@ -535,7 +535,10 @@ impl RegistryConfig {
 
     fn to_yaml(&self, addr: SocketAddr) -> String {
         let driver = self.driver_yaml.clone().unwrap_or_else(|| {
-            format!("  filesystem:\n    rootdirectory: {}\n", self.root.display())
+            format!(
+                "  filesystem:\n    rootdirectory: {}\n",
+                self.root.display()
+            )
         });
         let mut yaml = format!(
             "version: 0.1\n\
