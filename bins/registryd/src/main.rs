@@ -30,7 +30,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
     name = "registryd",
     version,
     about,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = QUICK_START
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,6 +39,20 @@ struct Cli {
     /// The configuration file (registry:2's config.yml format); same as `registryd serve CONFIG`.
     config: Option<PathBuf>,
 }
+
+/// The end of `registryd --help`: the first commands a newcomer needs.
+const QUICK_START: &str = "\
+Quick start:
+  registryd                              serve on :5000, storing images in ./data
+  docker push localhost:5000/demo/app:1  push to it (plain HTTP is fine on localhost)
+  registryd serve /etc/docker/registry/config.yml
+                                         serve with a registry:2 configuration file
+  REGISTRY_HTTP_ADDR=:5001 registryd     any setting as REGISTRY_<SECTION>_<KEY>, as registry:2
+  registryd cert --host registry.example.com --out certs
+                                         a CA and a certificate, for HTTPS
+  registryd htpasswd alice >> htpasswd   a user, for REGISTRY_AUTH=htpasswd
+
+Docs: docs/configuration.md, docs/security.md and docs/deployment.md in the source tree.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -66,18 +81,21 @@ enum Command {
     /// Work with the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Check the store: re-hash every blob and check every link, printing each problem by its
-    /// storage path. Safe while registryd serves the same store.
+    /// Check the store: re-hash every blob and check every link.
     ///
+    /// Prints each problem by its storage path. Safe while registryd serves the same store.
     /// Exits 0 when the store is clean, 1 when anything was wrong (even if repaired), 2 when it
     /// could not be verified.
     Verify(verify::VerifyArgs),
-    /// Delete what no tag reaches, as registry:2's `garbage-collect` does, printing what it marks
-    /// and deletes. Safe while registryd serves the same store: nothing linked within the grace
-    /// period is deleted, and pushes running meanwhile keep what they were told is stored.
+    /// Delete what no tag reaches, as registry:2's `garbage-collect` does.
+    ///
+    /// Prints what it marks and deletes. Safe while registryd serves the same store: nothing
+    /// linked within the grace period is deleted, and pushes running meanwhile keep what they
+    /// were told is stored.
     GarbageCollect(garbage_collect::GcArgs),
-    /// Ask the registryd serving a configuration whether it is healthy (exit 0) or not (exit 1),
-    /// for a container's HEALTHCHECK.
+    /// Ask a running registryd whether it is healthy (exit 0) or not (exit 1).
+    ///
+    /// For a container's HEALTHCHECK: asks the registryd serving the configuration.
     ///
     /// Sends GET /v2/ to http.addr (over TLS when http.tls is set; 200 and 401 are healthy), or
     /// GET /debug/health to http.debug.addr when the debug server is on.

@@ -148,6 +148,33 @@ fn version_flag_prints_the_version() {
 }
 
 #[test]
+fn help_lists_each_command_on_one_line_and_ends_with_a_quick_start() {
+    let out = output(registryd().arg("--help"));
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let commands = help
+        .split("Commands:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("a Commands section");
+    for line in commands.lines().filter(|line| !line.trim().is_empty()) {
+        assert!(line.len() <= 100, "a command's summary wraps: {line:?}");
+    }
+    let quick_start = help.split("Quick start:").nth(1).expect("a quick start");
+    for first_steps in [
+        "registryd serve",
+        "REGISTRY_HTTP_ADDR",
+        "registryd cert",
+        "htpasswd",
+    ] {
+        assert!(
+            quick_start.contains(first_steps),
+            "{first_steps} in\n{help}"
+        );
+    }
+}
+
+#[test]
 fn wrong_config_value_names_the_key_and_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.yml");
