@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 use serde_json::{Value as Json, json};
 
+use super::load::join_path;
 use super::schema::{Field, Kind, ROOT, Role};
 use super::*;
 

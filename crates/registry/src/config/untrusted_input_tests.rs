@@ -6,6 +6,7 @@
 
 use proptest::prelude::*;
 
+use super::load::join_path;
 use super::schema::{Kind, ROOT};
 use super::*;
 
