@@ -167,19 +167,10 @@ impl StorageDriver for FilesystemDriver {
     async fn put_content(&self, path: &StoragePath, content: Bytes) -> Result<(), StorageError> {
         let (file_path, directory) = self.object_paths(path)?;
         blocking("write", path, move || {
-            let (temp, mut file) = create_temp_file(&directory)?;
-            let written = (|| {
-                file.write_all(&content)?;
-                file.sync_all()?;
-                drop(file);
-                fs::rename(&temp, &file_path)?;
-                sync_directory(&directory)
-            })();
-            if written.is_err() {
-                // Best effort: the error that matters is the one being returned.
-                let _ = fs::remove_file(&temp);
-            }
-            written
+            place_new_file(&directory, &content, true, |temp| {
+                fs::rename(temp, &file_path)
+            })?;
+            sync_surviving_directory(&directory)
         })
         .await
     }
@@ -214,27 +205,18 @@ impl StorageDriver for FilesystemDriver {
         let (file_path, directory) = self.object_paths(path)?;
         let durable = durability == Durability::Durable;
         let outcome = blocking("conditional write", path, move || {
-            let (temp, mut file) = create_temp_file(&directory)?;
-            let placed = (|| {
-                file.write_all(&content)?;
-                if durable {
-                    file.sync_all()?;
-                }
-                match mode {
-                    PutMode::Create => link_if_absent(&temp, &file_path),
-                    PutMode::Update(expected) => {
-                        replace_if_unchanged(&temp, &file_path, &directory, &expected)
+            let (placed, file) =
+                place_new_file(&directory, &content, durable, |temp| match mode {
+                    PutMode::Create => link_if_absent(temp, &file_path),
+                    PutMode::Update(ref expected) => {
+                        replace_if_unchanged(temp, &file_path, &directory, expected)
                     }
-                }
-            })();
-            // After a link, or when nothing was placed, the temporary name is garbage (best
-            // effort: the object is in place either way); after a rename it is gone already.
-            let _ = fs::remove_file(&temp);
-            if let Err(refusal) = placed? {
+                })?;
+            if let Err(refusal) = placed {
                 return Ok(Err(refusal));
             }
             if durable {
-                sync_directory(&directory)?;
+                sync_surviving_directory(&directory)?;
             }
             // The object is this very file now, and neither a link nor a rename changes the
             // modification time the version includes.
@@ -412,7 +394,7 @@ impl StorageDriver for FilesystemDriver {
                 }
                 attempt += 1;
             }
-            sync_directory(&destination_directory)?;
+            sync_surviving_directory(&destination_directory)?;
             remove_empty_directories(&root, &source_directory);
             Ok(())
         })
@@ -865,20 +847,25 @@ fn version_of(metadata: &fs::Metadata) -> ObjectVersion {
     ObjectVersion::new(format!("{:x}-{written:x}", metadata.len()))
 }
 
+/// A name for a temporary entry that no other thread or process on the host picks at the same
+/// time (and no [`StoragePath`] can name).
+fn temp_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    format!(
+        "{TEMP_PREFIX}{:x}-{:x}-{nanos:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Creates a new, uniquely named temporary file in `directory`, creating the directory if needed.
 fn create_temp_file(directory: &Path) -> io::Result<(PathBuf, File)> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut attempt = 0;
     loop {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.subsec_nanos());
-        let name = format!(
-            "{TEMP_PREFIX}{:x}-{:x}-{nanos:x}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let temp = directory.join(name);
+        let temp = directory.join(temp_name());
         match OpenOptions::new().write(true).create_new(true).open(&temp) {
             Ok(file) => return Ok((temp, file)),
             Err(error) if attempt < DIRECTORY_RACE_RETRIES => match error.kind() {
@@ -897,6 +884,52 @@ fn create_temp_file(directory: &Path) -> io::Result<(PathBuf, File)> {
             Err(error) => return Err(error),
         }
         attempt += 1;
+    }
+}
+
+/// Writes `content` to a new temporary file in `directory` (flushed when `durable`) and hands its
+/// path to `place`, which gives it the object's name; the temporary name is removed afterwards if
+/// `place` left it. Returns what `place` answered and the file, which is the object if placed.
+///
+/// A delete of the directory's tree (garbage collection removing a link directory) can remove the
+/// temporary file before it is placed. That delete came first, so the write starts again with a
+/// new file rather than failing with the `NotFound` of a path the caller never asked to read.
+fn place_new_file<T>(
+    directory: &Path,
+    content: &[u8],
+    durable: bool,
+    place: impl Fn(&Path) -> io::Result<T>,
+) -> io::Result<(T, File)> {
+    let mut attempt = 0;
+    loop {
+        let (temp, mut file) = create_temp_file(directory)?;
+        let placed = (|| {
+            file.write_all(content)?;
+            if durable {
+                file.sync_all()?;
+            }
+            place(&temp)
+        })();
+        // After a link, or when nothing was placed, the temporary name is garbage (best effort:
+        // the error or the object that matters is already decided); after a rename it is gone.
+        let _ = fs::remove_file(&temp);
+        match placed {
+            Err(error)
+                if error.kind() == io::ErrorKind::NotFound && attempt < DIRECTORY_RACE_RETRIES =>
+            {
+                attempt += 1;
+            }
+            placed => return placed.map(|placed| (placed, file)),
+        }
+    }
+}
+
+/// [`sync_directory`] after placing an object in `directory`: when a delete of the tree removed
+/// the directory since, it came after the write and there is nothing left to make durable.
+fn sync_surviving_directory(directory: &Path) -> io::Result<()> {
+    match sync_directory(directory) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        synced => synced,
     }
 }
 
@@ -970,11 +1003,28 @@ fn sync_directory(directory: &Path) -> io::Result<()> {
 }
 
 /// Removes the file or the whole directory tree at `path` (a symbolic link itself, not its target).
+///
+/// A tree is first renamed to a temporary name beside it, which takes it away from every path at
+/// once: a writer adding to it meanwhile finds its directory gone and starts again in a new one
+/// (see [`place_new_file`]), rather than both racing entry by entry. A crash before the removal
+/// ends leaves the renamed tree, which no listing shows.
 fn remove_entry(path: &Path) -> io::Result<()> {
-    if fs::symlink_metadata(path)?.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
+    if !fs::symlink_metadata(path)?.is_dir() {
+        return fs::remove_file(path);
+    }
+    let doomed = path.with_file_name(temp_name());
+    fs::rename(path, &doomed)?;
+    let mut attempt = 0;
+    loop {
+        match fs::remove_dir_all(&doomed) {
+            // A writer that found the directory just before the rename added a file after the
+            // removal emptied it; nobody can find it any more, so this ends.
+            Err(error)
+                if error.kind() == io::ErrorKind::DirectoryNotEmpty
+                    && attempt < DIRECTORY_RACE_RETRIES => {}
+            removed => return removed,
+        }
+        attempt += 1;
     }
 }
 

@@ -81,6 +81,7 @@ pub async fn run_all(driver: &dyn StorageDriver) {
     walk_of_missing_directory_is_not_found(driver).await;
     concurrent_readers_and_writers(driver).await;
     concurrent_changes_in_shared_directories(driver).await;
+    writes_survive_deletes_of_their_directory(driver).await;
     reader_opened_before_replace_sees_one_version(driver).await;
     put_content_is_atomic_under_concurrent_reads(driver).await;
     create_writes_only_where_nothing_is(driver).await;
@@ -1047,6 +1048,59 @@ pub async fn concurrent_changes_in_shared_directories(driver: &dyn StorageDriver
         &t.base,
         driver.stat(&t.base).await,
     );
+    t.finish().await;
+}
+
+/// 3 tasks write objects (`put_content`, and `put_content_if` creating new names) into a
+/// directory that another task deletes whenever a write has finished since its last delete, so
+/// deletes overlap the other tasks' writes: every write succeeds, because a delete of the tree
+/// comes wholly before or after each write. Garbage collection deletes a repository's link
+/// directories while uploads write links into them.
+pub async fn writes_survive_deletes_of_their_directory(driver: &dyn StorageDriver) {
+    let t = Scratch::new(driver, "writes_survive_deletes_of_their_directory");
+    let swept = t.path("swept");
+    let writing = AtomicBool::new(true);
+    let writes_done = AtomicU64::new(0);
+    let deleter = async {
+        let mut deletes = 0u64;
+        let mut seen = 0;
+        while writing.load(Ordering::Relaxed) {
+            let done = writes_done.load(Ordering::Relaxed);
+            if done != seen {
+                seen = done;
+                match driver.delete(&swept).await {
+                    Ok(()) | Err(StorageError::NotFound { .. }) => deletes += 1,
+                    Err(error) => panic!("{}: delete {swept}: {error}", t.name),
+                }
+            }
+            yield_now().await;
+        }
+        deletes
+    };
+    let writers = (0..3u64).map(|task| {
+        let (t, writes_done) = (&t, &writes_done);
+        async move {
+            let path = t.path(&format!("swept/{task}/link"));
+            for round in 0..16u64 {
+                let content = pattern(100 + task as usize, 5000 + task * 100 + round);
+                t.put(&path, content.clone()).await;
+                writes_done.fetch_add(1, Ordering::Relaxed);
+                let created = t.path(&format!("swept/{task}/created-{round}"));
+                let result = driver
+                    .put_content_if(&created, content, PutMode::Create, Durability::Durable)
+                    .await;
+                t.ok(result, "put_content_if(Create)", &created);
+                writes_done.fetch_add(1, Ordering::Relaxed);
+                yield_now().await;
+            }
+        }
+    });
+    let writes = async {
+        join_all(writers).await;
+        writing.store(false, Ordering::Relaxed);
+    };
+    let (deletes, ()) = futures_util::future::join(deleter, writes).await;
+    assert!(deletes > 0, "{}: the directory was never deleted", t.name);
     t.finish().await;
 }
 
