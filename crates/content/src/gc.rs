@@ -643,7 +643,7 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
         }
         .await;
         if !self.options.dry_run {
-            delete_if_exists(driver, &marker).await?;
+            driver.delete_object(&marker).await?;
         }
         swept
     }
@@ -800,7 +800,7 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
         {
             lease.ensure_held()?;
             let record = layout::referrer_descriptor(name, &subject.digest, digest)?;
-            delete_if_exists(driver, &record).await?;
+            driver.delete_object(&record).await?;
         }
         for (tag, _) in tags {
             let entry = layout::tag_index_link(name, tag, digest)?;
@@ -974,6 +974,10 @@ impl<F: FnMut(&GcEvent) + Send> Collection<'_, F> {
 
     /// Removes the blob's marker (the driver removes directories left empty).
     async fn drop_marker(&self, digest: &Digest) -> Result<(), ContentError> {
-        delete_if_exists(self.store.driver.as_ref(), &layout::blob_gc_marker(digest)?).await
+        self.store
+            .driver
+            .delete_object(&layout::blob_gc_marker(digest)?)
+            .await?;
+        Ok(())
     }
 }

@@ -295,10 +295,8 @@ async fn release(state: &State) -> Result<(), ContentError> {
         if !trusted {
             return Ok(());
         }
-        return match state.driver.delete(&state.path).await {
-            Ok(()) | Err(StorageError::NotFound { .. }) => Ok(()),
-            Err(error) => Err(error.into()),
-        };
+        state.driver.delete_object(&state.path).await?;
+        return Ok(());
     }
     let version = lock(&state.version).clone();
     let record = Record::released(&state.holder);

@@ -410,7 +410,7 @@ impl Repository {
         // Checked again under the lease: a cancel or completion that came in between made the
         // lease a lone object in a session that is gone. Remove it.
         if let Err(error) = self.ensure_upload_exists(id).await {
-            delete_if_exists(self.driver(), &lease_path).await?;
+            self.driver().delete_object(&lease_path).await?;
             lease.forget();
             return Err(error);
         }
@@ -696,8 +696,13 @@ impl Repository {
             return Ok(());
         }
         self.save_hash_state(id, digester).await?;
+        if previous == 0 && digester.algorithm() == DigestAlgorithm::Sha256 {
+            // Only other algorithms save a state before the first byte (`start_upload`).
+            return Ok(());
+        }
         let stale = layout::upload_hash_state(&self.name, id, digester.algorithm(), previous)?;
-        delete_if_exists(self.driver(), &stale).await
+        self.driver().delete_object(&stale).await?;
+        Ok(())
     }
 
     async fn save_hash_state(
@@ -724,6 +729,10 @@ impl Repository {
         size: u64,
     ) -> Result<Option<Digester>, ContentError> {
         for algorithm in [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512] {
+            if size == 0 && algorithm == DigestAlgorithm::Sha256 {
+                // Nothing saves a sha256 state of no bytes: that is a new digester.
+                continue;
+            }
             let path = layout::upload_hash_state(&self.name, id, algorithm, size)?;
             match self.driver().get_content(&path).await {
                 Ok(state) => {
@@ -764,7 +773,9 @@ impl Repository {
     /// Removes the session: first the file that makes it exist, so that a crash halfway leaves an
     /// unknown session rather than one that seems to hold nothing.
     async fn discard_upload(&self, id: &UploadId) -> Result<(), ContentError> {
-        delete_if_exists(self.driver(), &layout::upload_started_at(&self.name, id)?).await?;
+        self.driver()
+            .delete_object(&layout::upload_started_at(&self.name, id)?)
+            .await?;
         delete_if_exists(self.driver(), &layout::upload_dir(&self.name, id)?).await
     }
 

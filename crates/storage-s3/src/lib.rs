@@ -403,6 +403,17 @@ impl StorageDriver for S3Driver {
         }
     }
 
+    /// One `DELETE` of the object's key, which S3 answers alike whether or not it was there.
+    async fn delete_object(&self, path: &StoragePath) -> Result<(), StorageError> {
+        if path.is_root() {
+            return Err(root_is_a_directory());
+        }
+        match self.inner.store.delete(&self.key(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(from_store("delete", path, error)),
+        }
+    }
+
     async fn delete(&self, path: &StoragePath) -> Result<(), StorageError> {
         let mut doomed: Vec<object_store::path::Path> = Vec::new();
         let mut open_writer = false;

@@ -210,6 +210,18 @@ pub trait StorageDriver: Send + Sync + fmt::Debug + 'static {
     /// prefix (deleting `/a/b` leaves `/a/bc`).
     async fn delete(&self, path: &StoragePath) -> Result<(), StorageError>;
 
+    /// Deletes the object at `path` if there is one; `Ok` whether or not it was there. Only for
+    /// objects written whole ([`StorageDriver::put_content`], [`StorageDriver::put_content_if`]):
+    /// what a directory at `path` holds, and an open writer's state, may be left. A driver whose
+    /// [`StorageDriver::delete`] has to look before it deletes (object storage lists the prefix
+    /// to find a directory's objects) deletes such an object in one request here.
+    async fn delete_object(&self, path: &StoragePath) -> Result<(), StorageError> {
+        match self.delete(path).await {
+            Ok(()) | Err(StorageError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     /// A URL a client may fetch the object from directly (a presigned object-storage URL), or
     /// `None` when the driver serves its content only through [`StorageDriver::reader`].
     async fn redirect_url(&self, path: &StoragePath) -> Result<Option<String>, StorageError> {

@@ -406,6 +406,11 @@ impl StorageDriver for FaultyDriver {
         self.inner.delete(path).await
     }
 
+    async fn delete_object(&self, path: &StoragePath) -> Result<(), StorageError> {
+        self.check(Operation::Delete, path).await?;
+        self.inner.delete_object(path).await
+    }
+
     async fn redirect_url(&self, path: &StoragePath) -> Result<Option<String>, StorageError> {
         self.inner.redirect_url(path).await
     }

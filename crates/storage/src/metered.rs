@@ -46,6 +46,7 @@ const OPERATIONS: &[&str] = &[
     "list",
     "move",
     "delete",
+    "delete_object",
     "redirect_url",
     "walk",
 ];
@@ -232,6 +233,11 @@ impl StorageDriver for MeteredDriver {
 
     async fn delete(&self, path: &StoragePath) -> Result<(), StorageError> {
         self.metered("delete", self.inner.delete(path)).await
+    }
+
+    async fn delete_object(&self, path: &StoragePath) -> Result<(), StorageError> {
+        self.metered("delete_object", self.inner.delete_object(path))
+            .await
     }
 
     async fn redirect_url(&self, path: &StoragePath) -> Result<Option<String>, StorageError> {

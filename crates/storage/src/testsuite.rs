@@ -73,6 +73,7 @@ pub async fn run_all(driver: &dyn StorageDriver) {
     move_replaces_destination(driver).await;
     move_of_missing_source_is_not_found(driver).await;
     delete_removes_object(driver).await;
+    delete_object_removes_only_that_object(driver).await;
     delete_removes_directory_tree(driver).await;
     delete_spares_sibling_prefix(driver).await;
     delete_leaves_no_empty_directory(driver).await;
@@ -768,6 +769,52 @@ pub async fn delete_removes_object(driver: &dyn StorageDriver) {
     expect_not_found(t.name, "a second delete", &gone, driver.delete(&gone).await);
     t.assert_content(&kept, &pattern(10, 2), "a sibling of a deleted object")
         .await;
+    t.finish().await;
+}
+
+/// `delete_object` removes an object written whole (and the directory it leaves empty), is `Ok`
+/// when nothing is there, and leaves siblings alone, including one whose name extends the
+/// object's (`gone` beside `gone-not`).
+pub async fn delete_object_removes_only_that_object(driver: &dyn StorageDriver) {
+    let t = Scratch::new(driver, "delete_object_removes_only_that_object");
+    let gone = t.path("inner/gone");
+    let created = t.path("inner/created");
+    let kept = t.path("inner/gone-not");
+    t.put(&gone, pattern(10, 1)).await;
+    t.put(&kept, pattern(10, 2)).await;
+    let result = driver
+        .put_content_if(
+            &created,
+            pattern(10, 3),
+            PutMode::Create,
+            Durability::Durable,
+        )
+        .await;
+    t.ok(result, "put_content_if(Create)", &created);
+    for path in [&gone, &created] {
+        t.ok(driver.delete_object(path).await, "delete_object", path);
+        expect_not_found(
+            t.name,
+            "stat of an object removed by delete_object",
+            path,
+            driver.stat(path).await,
+        );
+        t.ok(
+            driver.delete_object(path).await,
+            "a second delete_object",
+            path,
+        );
+    }
+    t.assert_content(&kept, &pattern(10, 2), "a sibling of a deleted object")
+        .await;
+    t.delete(&kept).await;
+    let inner = t.path("inner");
+    expect_not_found(
+        t.name,
+        "stat of the directory its objects were deleted from",
+        &inner,
+        driver.stat(&inner).await,
+    );
     t.finish().await;
 }
 
