@@ -296,6 +296,11 @@ impl FileWriter for HashMapWriter {
         lock(&self.objects).remove(&self.path);
         Ok(())
     }
+
+    async fn abandon(self: Box<Self>) -> Result<(), StorageError> {
+        // Nothing reaches the map before `close` or `commit`.
+        Ok(())
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]

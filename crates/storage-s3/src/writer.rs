@@ -381,6 +381,17 @@ impl FileWriter for S3Writer {
             Err(error) => Err(error::from_store("delete", &self.path, error)),
         }
     }
+
+    async fn abandon(mut self: Box<Self>) -> Result<(), StorageError> {
+        // A fresh writer's multipart upload is its own; an appending writer's belongs to the
+        // earlier writer whose state (still naming only its own parts) stays.
+        if !self.has_state
+            && let Some(state) = self.multipart.take()
+        {
+            abort_upload(&self.inner, &self.path, &state).await;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -289,4 +289,10 @@ pub trait FileWriter: Send {
 
     /// Discards the object, including what earlier writers left.
     async fn cancel(self: Box<Self>) -> Result<(), StorageError>;
+
+    /// Stops without making anything this writer wrote readable, and leaves the object at its
+    /// path as it was: absent, or the content it had before the writer opened. For a writer
+    /// opened with `append == false`, whose content only replaces the object at `commit`; what an
+    /// appending writer wrote may already be in place and stays, as after `close`.
+    async fn abandon(self: Box<Self>) -> Result<(), StorageError>;
 }

@@ -471,6 +471,11 @@ impl FileWriter for FaultyWriter {
         check(&self.faults, Operation::Cancel, &self.path).await?;
         self.inner.cancel().await
     }
+
+    async fn abandon(self: Box<Self>) -> Result<(), StorageError> {
+        check(&self.faults, Operation::Cancel, &self.path).await?;
+        self.inner.abandon().await
+    }
 }
 
 #[cfg(test)]

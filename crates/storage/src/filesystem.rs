@@ -675,6 +675,31 @@ impl FileWriter for FilesystemWriter {
         })
         .await
     }
+
+    async fn abandon(mut self: Box<Self>) -> Result<(), StorageError> {
+        if let Some(in_flight) = self.in_flight.take() {
+            // The batch's outcome does not matter: nothing it wrote is kept.
+            let _ = in_flight.await;
+        }
+        let file = self.file.take();
+        // An appending writer wrote in place, and that stays.
+        let Some(temp) = self.temp.take() else {
+            return Ok(());
+        };
+        let root = self.root.clone();
+        blocking("abandon", &self.path, move || {
+            drop(file);
+            match fs::remove_file(&temp) {
+                Err(error) if !is_missing(&error) => return Err(error),
+                _ => {}
+            }
+            if let Some(directory) = temp.parent() {
+                remove_empty_directories(&root, directory);
+            }
+            Ok(())
+        })
+        .await
+    }
 }
 
 impl Drop for FilesystemWriter {

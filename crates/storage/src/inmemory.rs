@@ -316,6 +316,11 @@ impl FileWriter for InMemoryWriter {
         write_objects(&self.objects).remove(self.path.as_str());
         Ok(())
     }
+
+    /// Nothing is stored before `close` or `commit`: dropping the chunks is all there is to do.
+    async fn abandon(self: Box<Self>) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 fn write_objects(objects: &RwLock<Objects>) -> RwLockWriteGuard<'_, Objects> {

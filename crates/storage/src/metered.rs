@@ -41,6 +41,7 @@ const OPERATIONS: &[&str] = &[
     "close",
     "commit",
     "cancel",
+    "abandon",
     "stat",
     "stat_many",
     "list",
@@ -280,6 +281,10 @@ impl FileWriter for MeteredWriter {
 
     async fn cancel(self: Box<Self>) -> Result<(), StorageError> {
         self.meters.metered("cancel", self.inner.cancel()).await
+    }
+
+    async fn abandon(self: Box<Self>) -> Result<(), StorageError> {
+        self.meters.metered("abandon", self.inner.abandon()).await
     }
 }
 

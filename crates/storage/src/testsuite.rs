@@ -62,6 +62,7 @@ pub async fn run_all(driver: &dyn StorageDriver) {
     append_to_missing_object_is_not_found(driver).await;
     writer_without_append_replaces_on_commit(driver).await;
     cancel_removes_object(driver).await;
+    abandon_leaves_the_object_as_it_was(driver).await;
     cancel_after_close_removes_earlier_content(driver).await;
     large_streamed_write_reads_back(driver).await;
     stat_describes_objects_and_directories(driver).await;
@@ -454,6 +455,32 @@ pub async fn cancel_removes_object(driver: &dyn StorageDriver) {
         t.list(&t.base).await,
         vec![keep],
         "{}: cancel left something in the directory",
+        t.name
+    );
+    t.finish().await;
+}
+
+/// `abandon` of a writer opened without append leaves no trace where nothing was (no object, no
+/// directory) and the earlier content where an object was; 6 MiB goes past one part of object
+/// storage's multipart uploads.
+pub async fn abandon_leaves_the_object_as_it_was(driver: &dyn StorageDriver) {
+    let t = Scratch::new(driver, "abandon_leaves_the_object_as_it_was");
+    let keep = t.path("keep");
+    let earlier = pattern(MIB + 5, 1);
+    t.put(&keep, earlier.clone()).await;
+    let new = t.path("new-directory/object");
+    for (path, written) in [(&new, 6 * MIB + 9), (&keep, 6 * MIB + 9), (&keep, 10)] {
+        let mut writer = t.writer(path, false).await;
+        t.ok(writer.write(pattern(written, 2)).await, "write", path);
+        t.ok(writer.abandon().await, "abandon", path);
+    }
+    expect_not_found(t.name, "stat after abandon", &new, driver.stat(&new).await);
+    t.assert_content(&keep, &earlier, "an object a writer abandoned replacing")
+        .await;
+    assert_eq!(
+        t.list(&t.base).await,
+        vec![keep],
+        "{}: abandon left something in the directory",
         t.name
     );
     t.finish().await;
