@@ -19,7 +19,7 @@ pub enum Identity {
 }
 
 /// What a granted request may do beyond what it asked for, for answers that depend on rights
-/// (the catalog lists only what the caller may pull).
+/// (what the catalog lists: [`Grant::lists_in_catalog`]).
 #[derive(Clone, Debug)]
 pub struct Grant {
     identity: Identity,
@@ -67,6 +67,22 @@ impl Grant {
                     && rules
                         .as_ref()
                         .is_none_or(|rules| rules.allows(&self.identity, repository, action))
+            }
+        }
+    }
+
+    /// Whether the catalog shows `repository` to this grant (which must have been given for the
+    /// catalog). A token's `registry:catalog:*` lists every repository, as registry:2 does: the
+    /// token server decided what the caller may see, so its pull scopes do not narrow the list
+    /// (the access rules still do, when there are any). Without a token, the catalog lists what
+    /// the caller may pull.
+    pub fn lists_in_catalog(&self, repository: &RepositoryName) -> bool {
+        match &self.permissions {
+            Permissions::Token { rules, .. } => rules
+                .as_ref()
+                .is_none_or(|rules| rules.allows(&self.identity, repository, Action::Pull)),
+            Permissions::Everything | Permissions::Rules(_) => {
+                self.allows(repository, Action::Pull)
             }
         }
     }
