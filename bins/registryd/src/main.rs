@@ -76,7 +76,8 @@ enum Command {
     Cert(cert::CertArgs),
     /// Print an htpasswd line with a bcrypt hash for USER, replacing `htpasswd -Bbn`.
     ///
-    /// The password is read from standard input when not given.
+    /// Without PASSWORD, asks for it twice without echo on a terminal, or reads the first line
+    /// of standard input (`echo "$PASSWORD" | registryd htpasswd alice`).
     Htpasswd(htpasswd::HtpasswdArgs),
     /// Work with the configuration.
     #[command(subcommand)]

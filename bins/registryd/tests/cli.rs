@@ -518,6 +518,28 @@ fn htpasswd_prints_a_bcrypt_line_that_verifies() {
     assert!(!bcrypt::verify("s3cret\n", &hash).expect("a valid bcrypt hash"));
 }
 
+#[test]
+fn htpasswd_from_a_pipe_reads_one_line_without_prompting_or_confirming() {
+    let out = htpasswd(&["-C", "4", "piper"], Some("first line\nsecond line\n"));
+    let (user, hash) = htpasswd_line(&out);
+    assert_eq!(user, "piper");
+    assert!(bcrypt::verify("first line", &hash).expect("a valid bcrypt hash"));
+    assert!(
+        out.stderr.is_empty(),
+        "no prompt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let empty = htpasswd(&["-C", "4", "piper"], Some(""));
+    assert!(!empty.status.success());
+    assert!(empty.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&empty.stderr).contains("no password given"),
+        "{}",
+        String::from_utf8_lossy(&empty.stderr)
+    );
+}
+
 /// RFC 4648 base64 with padding, for a `Basic` header.
 fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
