@@ -73,6 +73,7 @@ enum Command {
     ///
     /// Writes ca.crt, ca.key, server.crt (the server certificate alone) and server.key to DIR,
     /// then prints how to configure registryd and make Docker and the system trust the CA.
+    /// `--renew` reissues only server.crt and server.key from the CA already in DIR.
     Cert(cert::CertArgs),
     /// Print an htpasswd line with a bcrypt hash for USER, replacing `htpasswd -Bbn`.
     ///
