@@ -187,6 +187,39 @@ fn help_lists_each_command_on_one_line_and_ends_with_a_quick_start() {
 }
 
 #[test]
+fn help_and_serve_help_say_where_configuration_comes_from_the_signals_and_the_docs() {
+    for args in [&["--help"][..], &["serve", "--help"]] {
+        let out = output(registryd().args(args));
+        assert!(out.status.success());
+        let help = String::from_utf8_lossy(&out.stdout);
+        for expected in [
+            "REGISTRY_CONFIGURATION_PATH",
+            "REGISTRY_<SECTION>_<KEY>",
+            "REGISTRY_LOG_LEVEL=debug",
+            "built-in defaults",
+            "/etc/docker/registry/config.yml",
+            "SIGHUP",
+            "SIGTERM",
+            "http.draintimeout",
+            "docs/configuration.md",
+            "registryd man",
+        ] {
+            assert!(
+                help.contains(expected),
+                "{expected} in `registryd {args:?}`:\n{help}"
+            );
+        }
+        let sections = help
+            .split("Configuration:")
+            .nth(1)
+            .expect("a Configuration section");
+        for line in sections.lines() {
+            assert!(line.len() <= 100, "a line of {args:?} wraps: {line:?}");
+        }
+    }
+}
+
+#[test]
 fn wrong_config_value_names_the_key_and_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.yml");
