@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, CidrSubnet, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, KeyPair, KeyUsagePurpose, NameConstraints,
-    SanType,
+    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    NameConstraints, PublicKeyData as _, SanType,
 };
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use time::{Duration, OffsetDateTime};
 
 /// The files `registryd cert` writes, in the order it reports them.
@@ -31,7 +33,8 @@ pub(crate) const SERVER_KEY: &str = "server.key";
 const CA_MINIMUM_DAYS: u32 = 3650;
 
 /// Creates a CA (`ca.crt`, `ca.key`) and a server certificate signed by it (`server.crt`,
-/// `server.key`) valid for every --host, then tells where to put them.
+/// `server.key`) valid for every --host, then tells where to put them; with `--renew`, only a new
+/// server certificate and key from the CA already there.
 ///
 /// `server.crt` holds the server certificate alone, not the CA: clients must trust `ca.crt`
 /// anyway, and a CA sent in the chain is never used to decide trust. The keys are ECDSA P-256
@@ -54,9 +57,15 @@ pub(crate) struct CertArgs {
     /// $REGISTRY_HTTP_ADDR, else 5000.
     #[arg(long, value_name = "PORT")]
     port: Option<u16>,
-    /// Replaces files that already exist in DIR (a new CA must then be given to every client).
+    /// Replaces files that already exist in DIR, naming them first (a new CA must then be given
+    /// to every client).
     #[arg(long)]
     force: bool,
+    /// Reissues the server certificate and key from the CA already in DIR (ca.crt and ca.key
+    /// stay as they are, so clients that trust it need nothing new), for the given --host names,
+    /// which the CA must cover.
+    #[arg(long, conflicts_with = "force")]
+    renew: bool,
 }
 
 /// A `--host`, classified.
@@ -93,64 +102,248 @@ pub(crate) fn run(args: &CertArgs) -> Result<(), String> {
         Some(port) => port,
         None => port_from_env()?,
     };
-    let files = generate(&hosts, args.days)?;
+    if args.renew {
+        return renew(args, &hosts);
+    }
+    let ca = new_ca(&hosts, args.days)?;
+    let server = server_certificate(&hosts, args.days, &ca)?;
     std::fs::create_dir_all(&args.out)
         .map_err(|error| format!("cannot create {}: {error}", args.out.display()))?;
     let out = std::fs::canonicalize(&args.out).unwrap_or_else(|_| args.out.clone());
-    if !args.force {
-        let existing: Vec<_> = [CA_CERTIFICATE, CA_KEY, SERVER_CERTIFICATE, SERVER_KEY]
-            .iter()
-            .filter(|name| out.join(name).exists())
-            .map(|name| out.join(name).display().to_string())
-            .collect();
-        if !existing.is_empty() {
+    let existing: Vec<_> = [CA_CERTIFICATE, CA_KEY, SERVER_CERTIFICATE, SERVER_KEY]
+        .iter()
+        .filter(|name| out.join(name).exists())
+        .map(|name| out.join(name).display().to_string())
+        .collect();
+    if !existing.is_empty() {
+        if !args.force {
             return Err(format!(
-                "{} already exist{}; choose another --out directory, or add --force to replace \
-                 them (clients that trust the old CA must then be given the new ca.crt)",
+                "{} already exist{}; choose another --out directory, add --renew to reissue only \
+                 the server certificate from the CA there, or add --force to replace them \
+                 (clients that trust the old CA must then be given the new ca.crt)",
                 existing.join(", "),
                 if existing.len() == 1 { "s" } else { "" }
             ));
         }
+        eprintln!(
+            "registryd cert: --force: replacing {}; clients that trust the old CA must be given \
+             the new {CA_CERTIFICATE}",
+            existing.join(", ")
+        );
     }
-    write_file(&out.join(CA_KEY), &files.ca_key, 0o600, args.force)?;
     write_file(
-        &out.join(CA_CERTIFICATE),
-        &files.ca_certificate,
-        0o644,
+        &out.join(CA_KEY),
+        &ca.key().serialize_pem(),
+        0o600,
         args.force,
     )?;
-    write_file(&out.join(SERVER_KEY), &files.server_key, 0o600, args.force)?;
-    write_file(
-        &out.join(SERVER_CERTIFICATE),
-        &files.server_certificate,
-        0o644,
-        args.force,
-    )?;
-    print!(
-        "{}",
-        instructions(&out, &hosts, port, &files.server_expires)
-    );
+    write_file(&out.join(CA_CERTIFICATE), &ca.pem(), 0o644, args.force)?;
+    write_server_files(&out, &server, args.force)?;
+    print!("{}", instructions(&out, &hosts, port, &server.expires));
     Ok(())
 }
 
-/// The PEM texts of the four files.
-struct Generated {
-    ca_certificate: String,
-    ca_key: String,
-    server_certificate: String,
-    server_key: String,
-    server_expires: String,
+/// `registryd cert --renew`: a new server key and certificate for `hosts` from the CA in
+/// `args.out`, which is left as it is.
+fn renew(args: &CertArgs, hosts: &[Host]) -> Result<(), String> {
+    let out = std::fs::canonicalize(&args.out)
+        .map_err(|error| format!("--renew: cannot open {}: {error}", args.out.display()))?;
+    let read = |name: &str| {
+        let path = out.join(name);
+        std::fs::read_to_string(&path).map_err(|error| {
+            format!(
+                "--renew: cannot read {}: {error} (--renew needs the {CA_CERTIFICATE} and \
+                 {CA_KEY} that an earlier `registryd cert` wrote there)",
+                path.display()
+            )
+        })
+    };
+    let ca = existing_ca(&read(CA_CERTIFICATE)?, &read(CA_KEY)?, hosts)?;
+    let mut days = args.days;
+    let now = OffsetDateTime::now_utc();
+    // A server certificate outliving its CA would stop verifying when the CA expires anyway.
+    let ca_days = (ca.not_after - now).whole_days();
+    if ca_days < i64::from(days) {
+        days = u32::try_from(ca_days.max(1)).unwrap_or(1);
+        eprintln!(
+            "registryd cert: the CA expires on {}: the server certificate is valid until then",
+            ca.not_after.date()
+        );
+    }
+    let server = server_certificate(hosts, days, &ca.issuer)?;
+    let replaced: Vec<String> = [SERVER_CERTIFICATE, SERVER_KEY]
+        .iter()
+        .filter(|name| out.join(name).exists())
+        .map(|name| out.join(name).display().to_string())
+        .collect();
+    if !replaced.is_empty() {
+        eprintln!(
+            "registryd cert: --renew: replacing {}; keeping {} and {}",
+            replaced.join(", "),
+            out.join(CA_CERTIFICATE).display(),
+            out.join(CA_KEY).display()
+        );
+    }
+    write_server_files(&out, &server, true)?;
+    print!("{}", renewed(&out, hosts, &server.expires));
+    Ok(())
 }
 
-fn generate(hosts: &[Host], days: u32) -> Result<Generated, String> {
-    let rcgen_error = |what: &str, error: rcgen::Error| format!("cannot create {what}: {error}");
+/// A CA's key, its certificate's details for signing, and when it expires.
+struct ExistingCa {
+    issuer: Issuer<'static, KeyPair>,
+    not_after: OffsetDateTime,
+}
+
+/// The CA of `certificate_pem` and `key_pem`, checked to be a pair, still valid and allowed to
+/// vouch for every one of `hosts`.
+fn existing_ca(certificate_pem: &str, key_pem: &str, hosts: &[Host]) -> Result<ExistingCa, String> {
+    let der = CertificateDer::from_pem_slice(certificate_pem.as_bytes())
+        .map_err(|error| format!("--renew: {CA_CERTIFICATE} is not a PEM certificate: {error}"))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|error| format!("--renew: {CA_CERTIFICATE} does not parse: {error}"))?;
+    let key = KeyPair::from_pem(key_pem)
+        .map_err(|error| format!("--renew: {CA_KEY} is not a usable private key: {error}"))?;
+    if key.subject_public_key_info() != parsed.public_key().raw {
+        return Err(format!(
+            "--renew: {CA_KEY} is not the key of {CA_CERTIFICATE}; put the pair an earlier \
+             `registryd cert` wrote back, or make a new CA with --force"
+        ));
+    }
+    let not_after = OffsetDateTime::from_unix_timestamp(parsed.validity().not_after.timestamp())
+        .map_err(|error| format!("--renew: {CA_CERTIFICATE}'s expiry date: {error}"))?;
+    if not_after <= OffsetDateTime::now_utc() {
+        return Err(format!(
+            "--renew: {CA_CERTIFICATE} expired on {}; make a new CA with --force (and give it to \
+             every client)",
+            not_after.date()
+        ));
+    }
+    let permitted = permitted_names(&parsed)?;
+    let outside: Vec<String> = hosts
+        .iter()
+        .filter(|host| !permitted.iter().any(|subtree| subtree.covers(host)))
+        .map(ToString::to_string)
+        .collect();
+    if !outside.is_empty() && !permitted.is_empty() {
+        let covered: Vec<String> = permitted.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "--renew: the CA may only vouch for {}, so clients would refuse a certificate for \
+             {}; renew for those names, or make a new CA with --force (and give it to every \
+             client)",
+            covered.join(", "),
+            outside.join(", ")
+        ));
+    }
+    let issuer = Issuer::from_ca_cert_der(&der, key)
+        .map_err(|error| format!("--renew: {CA_CERTIFICATE} cannot sign: {error}"))?;
+    Ok(ExistingCa { issuer, not_after })
+}
+
+/// A name a CA may vouch for (one of its permitted subtrees).
+#[derive(Debug, PartialEq, Eq)]
+enum PermittedName {
+    /// A DNS name and its subdomains.
+    Dns(String),
+    /// The addresses of a network: its address and mask, of the same length.
+    Ip { address: Vec<u8>, mask: Vec<u8> },
+}
+
+impl PermittedName {
+    fn covers(&self, host: &Host) -> bool {
+        match (self, host) {
+            (PermittedName::Dns(permitted), Host::Dns(name)) => {
+                let name = name.trim_start_matches("*.");
+                name == permitted || name.ends_with(&format!(".{permitted}"))
+            }
+            (PermittedName::Ip { address, mask }, Host::Ip(ip)) => {
+                let octets = match ip {
+                    IpAddr::V4(ip) => ip.octets().to_vec(),
+                    IpAddr::V6(ip) => ip.octets().to_vec(),
+                };
+                octets.len() == address.len()
+                    && octets
+                        .iter()
+                        .zip(address)
+                        .zip(mask)
+                        .all(|((octet, address), mask)| octet & mask == address & mask)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for PermittedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PermittedName::Dns(name) => write!(f, "{name} (and its subdomains)"),
+            PermittedName::Ip { address, .. } => {
+                let ip = match address.len() {
+                    4 => <[u8; 4]>::try_from(address.as_slice())
+                        .ok()
+                        .map(IpAddr::from),
+                    16 => <[u8; 16]>::try_from(address.as_slice())
+                        .ok()
+                        .map(IpAddr::from),
+                    _ => None,
+                };
+                match ip {
+                    Some(ip) => write!(f, "{ip}"),
+                    None => f.write_str("an IP network"),
+                }
+            }
+        }
+    }
+}
+
+/// The names `ca` may vouch for; empty when it has no name constraints (any name).
+fn permitted_names(
+    ca: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<Vec<PermittedName>, String> {
+    use x509_parser::extensions::GeneralName;
+    let constraints = ca
+        .name_constraints()
+        .map_err(|error| format!("--renew: {CA_CERTIFICATE}'s name constraints: {error}"))?;
+    let Some(permitted) =
+        constraints.and_then(|constraints| constraints.value.permitted_subtrees.as_ref())
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(permitted
+        .iter()
+        .filter_map(|subtree| match subtree.base {
+            GeneralName::DNSName(name) => Some(PermittedName::Dns(name.to_ascii_lowercase())),
+            GeneralName::IPAddress(bytes) if bytes.len() == 8 || bytes.len() == 32 => {
+                let (address, mask) = bytes.split_at(bytes.len() / 2);
+                Some(PermittedName::Ip {
+                    address: address.to_vec(),
+                    mask: mask.to_vec(),
+                })
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+/// The PEM texts of a server certificate and its key.
+struct ServerFiles {
+    certificate: String,
+    key: String,
+    /// The last day it is valid.
+    expires: String,
+}
+
+/// An hour of slack for clients whose clock is a little behind.
+fn not_before(now: OffsetDateTime) -> OffsetDateTime {
+    now - Duration::hours(1)
+}
+
+/// A new CA that may vouch for `hosts` only, valid for `days` or 10 years, whichever is longer.
+fn new_ca(hosts: &[Host], days: u32) -> Result<CertifiedIssuer<'static, KeyPair>, String> {
     let now = OffsetDateTime::now_utc();
-    // An hour of slack for clients whose clock is a little behind.
-    let not_before = now - Duration::hours(1);
     let first = hosts
         .first()
         .ok_or_else(|| "give at least one --host".to_owned())?;
-
     let ca_key = KeyPair::generate().map_err(|error| rcgen_error("the CA key", error))?;
     let mut ca = CertificateParams::default();
     ca.distinguished_name = DistinguishedName::new();
@@ -168,11 +361,22 @@ fn generate(hosts: &[Host], days: u32) -> Result<Generated, String> {
         permitted_subtrees: hosts.iter().map(permitted_subtree).collect(),
         excluded_subtrees: Vec::new(),
     });
-    ca.not_before = not_before;
+    ca.not_before = not_before(now);
     ca.not_after = now + Duration::days(i64::from(days.max(CA_MINIMUM_DAYS)));
-    let ca = CertifiedIssuer::self_signed(ca, ca_key)
-        .map_err(|error| rcgen_error("the CA certificate", error))?;
+    CertifiedIssuer::self_signed(ca, ca_key)
+        .map_err(|error| rcgen_error("the CA certificate", error))
+}
 
+/// A new server key and a certificate for `hosts`, valid for `days`, signed by `ca`.
+fn server_certificate(
+    hosts: &[Host],
+    days: u32,
+    ca: &Issuer<'_, KeyPair>,
+) -> Result<ServerFiles, String> {
+    let now = OffsetDateTime::now_utc();
+    let first = hosts
+        .first()
+        .ok_or_else(|| "give at least one --host".to_owned())?;
     let server_key = KeyPair::generate().map_err(|error| rcgen_error("the server key", error))?;
     let mut server = CertificateParams::default();
     server.distinguished_name = DistinguishedName::new();
@@ -194,20 +398,32 @@ fn generate(hosts: &[Host], days: u32) -> Result<Generated, String> {
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     server.use_authority_key_identifier_extension = true;
-    server.not_before = not_before;
+    server.not_before = not_before(now);
     server.not_after = now + Duration::days(i64::from(days));
-    let server_expires = server.not_after.date().to_string();
-    let server_certificate = server
-        .signed_by(&server_key, &ca)
+    let expires = server.not_after.date().to_string();
+    let certificate = server
+        .signed_by(&server_key, ca)
         .map_err(|error| rcgen_error("the server certificate", error))?;
-
-    Ok(Generated {
-        ca_certificate: ca.pem(),
-        ca_key: ca.key().serialize_pem(),
-        server_certificate: server_certificate.pem(),
-        server_key: server_key.serialize_pem(),
-        server_expires,
+    Ok(ServerFiles {
+        certificate: certificate.pem(),
+        key: server_key.serialize_pem(),
+        expires,
     })
+}
+
+fn rcgen_error(what: &str, error: rcgen::Error) -> String {
+    format!("cannot create {what}: {error}")
+}
+
+/// Writes `server.key`, then `server.crt`, to `out`.
+fn write_server_files(out: &Path, server: &ServerFiles, replace: bool) -> Result<(), String> {
+    write_file(&out.join(SERVER_KEY), &server.key, 0o600, replace)?;
+    write_file(
+        &out.join(SERVER_CERTIFICATE),
+        &server.certificate,
+        0o644,
+        replace,
+    )
 }
 
 /// The CA may issue certificates for exactly this host: a DNS name and its subdomains (the
@@ -312,6 +528,24 @@ fn write_file(path: &Path, contents: &str, mode: u32, replace: bool) -> Result<(
         .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }
 
+/// What `--renew` did, and how to load the new files.
+fn renewed(out: &Path, hosts: &[Host], server_expires: &str) -> String {
+    let names: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+    format!(
+        "Reissued the server certificate for {names} from the CA in {out}:\n\
+         \x20 {server_crt}  valid until {server_expires}\n\
+         \x20 {server_key}  its private key (mode 0600)\n\
+         {ca_crt} and {ca_key} are unchanged: clients that trust the CA need nothing new.\n\
+         `kill -HUP` registryd to serve the new certificate without a restart.\n",
+        names = names.join(", "),
+        out = out.display(),
+        server_crt = out.join(SERVER_CERTIFICATE).display(),
+        server_key = out.join(SERVER_KEY).display(),
+        ca_crt = out.join(CA_CERTIFICATE).display(),
+        ca_key = out.join(CA_KEY).display(),
+    )
+}
+
 fn instructions(out: &Path, hosts: &[Host], port: u16, server_expires: &str) -> String {
     let path = |name: &str| out.join(name).display().to_string();
     let names: Vec<String> = hosts.iter().map(ToString::to_string).collect();
@@ -408,6 +642,25 @@ mod tests {
             Host::Dns("localhost".to_owned()).with_port(443),
             "localhost:443"
         );
+    }
+
+    #[test]
+    fn a_permitted_name_covers_itself_its_subdomains_and_its_network_only() {
+        let dns = PermittedName::Dns("example.com".to_owned());
+        let host = |text: &str| parse_host(text).expect("host");
+        assert!(dns.covers(&host("example.com")));
+        assert!(dns.covers(&host("registry.example.com")));
+        assert!(dns.covers(&host("*.example.com")));
+        assert!(!dns.covers(&host("badexample.com")));
+        assert!(!dns.covers(&host("192.0.2.1")));
+        let ip = PermittedName::Ip {
+            address: vec![192, 0, 2, 1],
+            mask: vec![255, 255, 255, 255],
+        };
+        assert!(ip.covers(&host("192.0.2.1")));
+        assert!(!ip.covers(&host("192.0.2.2")));
+        assert!(!ip.covers(&host("::1")));
+        assert_eq!(ip.to_string(), "192.0.2.1");
     }
 
     #[test]

@@ -16,14 +16,28 @@ use registry::config::{LogConfig, LogFormatter, LogLevel};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Crates whose debug output is about wire frames and handshakes, not about the registry: at
-/// `log.level: debug` they stay at `info` unless `RUST_LOG` asks for them.
-const NOISY: &[&str] = &["h2", "hyper", "hyper_util", "rustls", "tokio_rustls"];
+/// The filter directive for registryd's own lines. Directive targets match by prefix, so this one
+/// covers every crate of the workspace (`registryd`, `registry`, `registry_http`,
+/// `registry_auth`, ...) and the access log (`registryd::access`), and no dependency.
+const OWN_TARGETS: &str = "registry";
 
-/// Installs the process's logger. `RUST_LOG`, when set, takes precedence over `log.level` for
-/// finer filtering.
+/// Installs the process's logger: registryd's own lines at `log.level`, its dependencies' (hyper,
+/// h2, rustls, the AWS SDK...) at `info`, or at `log.level` when that is quieter, so that
+/// `log.level: debug` shows what registryd decided rather than HTTP/2 frames and handshakes.
+///
+/// `RUST_LOG`, when set, adds its directives after these and wins where both name a target:
+/// `RUST_LOG=h2=debug` shows h2's frames, `RUST_LOG=debug` every dependency's debug lines, and
+/// `RUST_LOG=registry=trace` overrides `log.level` for registryd's own lines. A `RUST_LOG` that
+/// does not parse is reported on stderr and ignored.
 pub(crate) fn init(log: &LogConfig) {
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| default_filter(log.level));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = match filter(log.level, rust_log.as_deref()) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("registryd: RUST_LOG ignored: {error}");
+            filter(log.level, None).unwrap_or_else(|_| EnvFilter::new(log.level.as_str()))
+        }
+    };
     let writer = FieldsWriter::new(log.formatter, &log.fields);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -42,15 +56,26 @@ pub(crate) fn init(log: &LogConfig) {
     }
 }
 
-/// `level` for the registry, and at most `info` for the [`NOISY`] crates.
-fn default_filter(level: LogLevel) -> EnvFilter {
-    let mut directives = level.as_str().to_owned();
-    if level == LogLevel::Debug {
-        for noisy in NOISY {
-            directives.push_str(&format!(",{noisy}=info"));
-        }
+/// The directives for `level` and then `rust_log`'s, as [`init`] describes them.
+fn directives(level: LogLevel, rust_log: Option<&str>) -> String {
+    let dependencies = match level {
+        LogLevel::Error | LogLevel::Warn => level.as_str(),
+        LogLevel::Info | LogLevel::Debug => LogLevel::Info.as_str(),
+    };
+    let mut directives = format!("{dependencies},{OWN_TARGETS}={level}");
+    if let Some(rust_log) = rust_log.map(str::trim).filter(|text| !text.is_empty()) {
+        directives.push(',');
+        directives.push_str(rust_log);
     }
-    EnvFilter::new(directives)
+    directives
+}
+
+/// The filter for `level` and `rust_log`; an error when `rust_log` does not parse.
+fn filter(
+    level: LogLevel,
+    rust_log: Option<&str>,
+) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    EnvFilter::builder().parse(directives(level, rust_log))
 }
 
 /// Writes formatted events to stderr with `log.fields` added, and a JSON line in logstash's
@@ -195,13 +220,97 @@ mod tests {
         );
     }
 
+    /// A shared buffer the test subscriber writes lines to.
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut lines = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            lines.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The messages of a few events from registryd and from dependencies that the filter for
+    /// `level` and `rust_log` lets through.
+    fn shown(level: LogLevel, rust_log: Option<&str>) -> String {
+        // One subscriber at a time: tracing caches callsite interest across every live
+        // subscriber, so tests with different filters running at once could see each other's.
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let filter = filter(level, rust_log).unwrap_or_else(|error| panic!("{error}"));
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "registry_auth::controller", "own-debug");
+            tracing::info!(target: "registryd::access", "own-info");
+            tracing::debug!(target: "h2::codec", "h2-debug");
+            tracing::info!(target: "hyper_util::server", "hyper-info");
+            tracing::warn!(target: "rustls::server", "rustls-warn");
+        });
+        let shown = lines
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&shown).into_owned()
+    }
+
+    /// Which of the events [`shown`] logs got through, in order.
+    fn shown_messages(level: LogLevel, rust_log: Option<&str>) -> Vec<&'static str> {
+        let text = shown(level, rust_log);
+        [
+            "own-debug",
+            "own-info",
+            "h2-debug",
+            "hyper-info",
+            "rustls-warn",
+        ]
+        .into_iter()
+        .filter(|message| text.contains(message))
+        .collect()
+    }
+
     #[test]
-    fn debug_keeps_wire_level_crates_at_info() {
-        let filter = default_filter(LogLevel::Debug).to_string();
-        assert!(
-            filter.contains("h2=info") && filter.contains("hyper=info"),
-            "{filter}"
+    fn debug_level_shows_registryds_debug_lines_and_keeps_dependencies_at_info() {
+        assert_eq!(
+            shown_messages(LogLevel::Debug, None),
+            ["own-debug", "own-info", "hyper-info", "rustls-warn"]
         );
-        assert_eq!(default_filter(LogLevel::Info).to_string(), "info");
+        assert_eq!(
+            shown_messages(LogLevel::Info, None),
+            ["own-info", "hyper-info", "rustls-warn"]
+        );
+        assert_eq!(shown_messages(LogLevel::Warn, None), ["rustls-warn"]);
+    }
+
+    #[test]
+    fn rust_log_sets_dependencies_levels_and_can_override_registryds() {
+        assert_eq!(
+            shown_messages(LogLevel::Info, Some("h2=debug")),
+            ["own-info", "h2-debug", "hyper-info", "rustls-warn"]
+        );
+        assert_eq!(
+            shown_messages(LogLevel::Debug, Some("warn")),
+            ["own-debug", "own-info", "rustls-warn"]
+        );
+        assert_eq!(
+            shown_messages(LogLevel::Warn, Some("registry=debug")),
+            ["own-debug", "own-info", "rustls-warn"]
+        );
+        assert!(filter(LogLevel::Info, Some("h2=loud")).is_err());
     }
 }

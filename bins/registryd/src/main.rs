@@ -31,7 +31,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
     version,
     about,
     args_conflicts_with_subcommands = true,
-    after_help = QUICK_START
+    after_help = format!("{CONFIGURATION}\n\n{SIGNALS}\n\n{QUICK_START}\n\n{DOCS}")
 )]
 struct Cli {
     #[command(subcommand)]
@@ -39,6 +39,27 @@ struct Cli {
     /// The configuration file (registry:2's config.yml format); same as `registryd serve CONFIG`.
     config: Option<PathBuf>,
 }
+
+/// In `registryd --help` and `registryd serve --help`: which configuration is read, as
+/// [`config_path`] and `Config::load` do.
+const CONFIGURATION: &str = "\
+Configuration:
+  registryd [serve] CONFIG reads the file CONFIG (registry:2's config.yml); without it,
+  $REGISTRY_CONFIGURATION_PATH; without either, the built-in defaults (0.0.0.0:5000, filesystem
+  storage in ./data). No default path is read: the container image passes
+  /etc/docker/registry/config.yml.
+  REGISTRY_<SECTION>_<KEY> variables override the file's settings, as with registry:2:
+  REGISTRY_HTTP_ADDR=:5001, REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=/var/lib/registry,
+  REGISTRY_LOG_LEVEL=debug. `registryd config check` prints the settings they add up to.
+  RUST_LOG adds log filters, for dependencies' lines (RUST_LOG=h2=debug).";
+
+/// In `registryd --help` and `registryd serve --help`: the signals [`serve`] handles.
+const SIGNALS: &str = "\
+Signals, while serving:
+  SIGHUP           reload the TLS certificate, key and client CAs, and read-only mode
+                   (storage.maintenance.readonly.enabled); other settings need a restart
+  SIGTERM, SIGINT  stop accepting connections and let requests in flight finish (at most
+                   http.draintimeout, 20s by default); a second one exits at once";
 
 /// The end of `registryd --help`: the first commands a newcomer needs.
 const QUICK_START: &str = "\
@@ -50,13 +71,20 @@ Quick start:
   REGISTRY_HTTP_ADDR=:5001 registryd     any setting as REGISTRY_<SECTION>_<KEY>, as registry:2
   registryd cert --host registry.example.com --out certs
                                          a CA and a certificate, for HTTPS
-  registryd htpasswd alice >> htpasswd   a user, for REGISTRY_AUTH=htpasswd
+  registryd htpasswd alice >> htpasswd   a user, for REGISTRY_AUTH=htpasswd";
 
-Docs: docs/configuration.md, docs/security.md and docs/deployment.md in the source tree.";
+/// Where the documentation is.
+const DOCS: &str = concat!(
+    "Docs: docs/configuration.md, docs/security.md, docs/deployment.md, docs/operations.md in the\n\
+     source tree (",
+    env!("CARGO_PKG_REPOSITORY"),
+    "); `registryd man` prints the manual page."
+);
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the registry (the default).
+    #[command(after_help = format!("{CONFIGURATION}\n\n{SIGNALS}\n\n{DOCS}"))]
     Serve {
         /// The configuration file; else $REGISTRY_CONFIGURATION_PATH; else the built-in default
         /// (0.0.0.0:5000, filesystem storage in ./data).
@@ -73,10 +101,12 @@ enum Command {
     ///
     /// Writes ca.crt, ca.key, server.crt (the server certificate alone) and server.key to DIR,
     /// then prints how to configure registryd and make Docker and the system trust the CA.
+    /// `--renew` reissues only server.crt and server.key from the CA already in DIR.
     Cert(cert::CertArgs),
     /// Print an htpasswd line with a bcrypt hash for USER, replacing `htpasswd -Bbn`.
     ///
-    /// The password is read from standard input when not given.
+    /// Without PASSWORD, asks for it twice without echo on a terminal, or reads the first line
+    /// of standard input (`echo "$PASSWORD" | registryd htpasswd alice`).
     Htpasswd(htpasswd::HtpasswdArgs),
     /// Work with the configuration.
     #[command(subcommand)]

@@ -258,6 +258,15 @@ fn existing_files_are_kept_unless_forced() {
 
     let forced = cert(dir.path(), &["--force"]);
     assert!(forced.status.success(), "{}", text(&forced.stderr));
+    let out = std::fs::canonicalize(dir.path()).expect("directory");
+    let said = text(&forced.stderr);
+    assert!(said.contains("--force: replacing "), "{said}");
+    for name in ["ca.crt", "ca.key", "server.crt", "server.key"] {
+        assert!(
+            said.contains(&out.join(name).display().to_string()),
+            "{name} not named in: {said}"
+        );
+    }
     assert_ne!(
         std::fs::read(dir.path().join("ca.crt")).expect("ca.crt"),
         first
@@ -418,4 +427,117 @@ fn the_ca_cannot_vouch_for_hosts_it_was_not_made_for() {
         .clone();
     let error = verifies(&ca, &forged, "example.com").expect_err("outside the name constraints");
     assert!(error.contains("NameConstraintViolation"), "{error}");
+}
+
+#[test]
+fn renew_keeps_the_ca_byte_for_byte_and_its_new_server_certificate_verifies_against_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(cert(dir.path(), &[]).status.success());
+    let read = |name: &str| std::fs::read(dir.path().join(name)).expect(name);
+    let (ca_crt, ca_key, old_server) = (read("ca.crt"), read("ca.key"), read("server.crt"));
+    let old_key = read("server.key");
+
+    let renewed = registryd()
+        .args([
+            "cert",
+            "--renew",
+            "--host",
+            "localhost",
+            "--days",
+            "30",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run registryd cert --renew");
+    assert!(renewed.status.success(), "{}", text(&renewed.stderr));
+    assert_eq!(read("ca.crt"), ca_crt, "ca.crt unchanged");
+    assert_eq!(read("ca.key"), ca_key, "ca.key unchanged");
+    assert_ne!(read("server.crt"), old_server, "a new server certificate");
+    assert_ne!(read("server.key"), old_key, "a new server key");
+    assert_eq!(mode(&dir.path().join("server.key")), 0o600);
+
+    let server = CertificateDer::from_pem_file(dir.path().join("server.crt")).expect("server.crt");
+    let ca = dir.path().join("ca.crt");
+    verifies(&ca, &server, "localhost").expect("the new certificate, for the renewed name");
+    assert!(
+        verifies(&ca, &server, "127.0.0.1").is_err(),
+        "only the names asked for this time"
+    );
+    let said = text(&renewed.stderr);
+    let out = std::fs::canonicalize(dir.path()).expect("directory");
+    assert!(
+        said.contains(&format!(
+            "--renew: replacing {}, {}; keeping {} and {}",
+            out.join("server.crt").display(),
+            out.join("server.key").display(),
+            out.join("ca.crt").display(),
+            out.join("ca.key").display()
+        )),
+        "{said}"
+    );
+    assert!(
+        text(&renewed.stdout).contains("clients that trust the CA need nothing new"),
+        "{}",
+        text(&renewed.stdout)
+    );
+}
+
+#[test]
+fn renew_refuses_a_name_the_ca_may_not_vouch_for_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(cert(dir.path(), &[]).status.success());
+    let server = std::fs::read(dir.path().join("server.crt")).expect("server.crt");
+    let renewed = registryd()
+        .args([
+            "cert",
+            "--renew",
+            "--host",
+            "localhost",
+            "--host",
+            "registry.example.com",
+        ])
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(!renewed.status.success());
+    let said = text(&renewed.stderr);
+    assert!(
+        said.contains("may only vouch for localhost (and its subdomains), 127.0.0.1")
+            && said.contains("refuse a certificate for registry.example.com")
+            && said.contains("--force"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("server.crt")).expect("server.crt"),
+        server
+    );
+}
+
+#[test]
+fn renew_without_a_ca_says_it_needs_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let renewed = cert(dir.path(), &["--renew"]);
+    assert!(!renewed.status.success());
+    let said = text(&renewed.stderr);
+    assert!(
+        said.contains("cannot read") && said.contains("ca.crt"),
+        "{said}"
+    );
+    assert!(!dir.path().join("server.crt").exists());
+}
+
+#[test]
+fn renew_with_a_key_that_is_not_the_cas_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(cert(dir.path(), &[]).status.success());
+    std::fs::copy(dir.path().join("server.key"), dir.path().join("ca.key")).expect("wrong key");
+    let renewed = cert(dir.path(), &["--renew"]);
+    assert!(!renewed.status.success());
+    assert!(
+        text(&renewed.stderr).contains("ca.key is not the key of ca.crt"),
+        "{}",
+        text(&renewed.stderr)
+    );
 }

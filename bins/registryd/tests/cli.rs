@@ -88,6 +88,18 @@ impl Running {
         assert!(status.success());
     }
 
+    /// Stops the process and returns what it wrote to stderr (its log).
+    fn stop_and_read_log(mut self) -> String {
+        let stderr = self.child.stderr.take();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut log = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+        }
+        log
+    }
+
     /// Waits for the process to exit and returns whether it exited successfully.
     fn wait_exit(&mut self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
@@ -171,6 +183,39 @@ fn help_lists_each_command_on_one_line_and_ends_with_a_quick_start() {
             quick_start.contains(first_steps),
             "{first_steps} in\n{help}"
         );
+    }
+}
+
+#[test]
+fn help_and_serve_help_say_where_configuration_comes_from_the_signals_and_the_docs() {
+    for args in [&["--help"][..], &["serve", "--help"]] {
+        let out = output(registryd().args(args));
+        assert!(out.status.success());
+        let help = String::from_utf8_lossy(&out.stdout);
+        for expected in [
+            "REGISTRY_CONFIGURATION_PATH",
+            "REGISTRY_<SECTION>_<KEY>",
+            "REGISTRY_LOG_LEVEL=debug",
+            "built-in defaults",
+            "/etc/docker/registry/config.yml",
+            "SIGHUP",
+            "SIGTERM",
+            "http.draintimeout",
+            "docs/configuration.md",
+            "registryd man",
+        ] {
+            assert!(
+                help.contains(expected),
+                "{expected} in `registryd {args:?}`:\n{help}"
+            );
+        }
+        let sections = help
+            .split("Configuration:")
+            .nth(1)
+            .expect("a Configuration section");
+        for line in sections.lines() {
+            assert!(line.len() <= 100, "a line of {args:?} wraps: {line:?}");
+        }
     }
 }
 
@@ -506,6 +551,28 @@ fn htpasswd_prints_a_bcrypt_line_that_verifies() {
     assert!(!bcrypt::verify("s3cret\n", &hash).expect("a valid bcrypt hash"));
 }
 
+#[test]
+fn htpasswd_from_a_pipe_reads_one_line_without_prompting_or_confirming() {
+    let out = htpasswd(&["-C", "4", "piper"], Some("first line\nsecond line\n"));
+    let (user, hash) = htpasswd_line(&out);
+    assert_eq!(user, "piper");
+    assert!(bcrypt::verify("first line", &hash).expect("a valid bcrypt hash"));
+    assert!(
+        out.stderr.is_empty(),
+        "no prompt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let empty = htpasswd(&["-C", "4", "piper"], Some(""));
+    assert!(!empty.status.success());
+    assert!(empty.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&empty.stderr).contains("no password given"),
+        "{}",
+        String::from_utf8_lossy(&empty.stderr)
+    );
+}
+
 /// RFC 4648 base64 with padding, for a `Basic` header.
 fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -560,6 +627,55 @@ fn registryd_accepts_the_credentials_registryd_htpasswd_made() {
     assert_eq!(get(Some("carol:pa:ss word")).0, 200);
     assert_eq!(get(Some("carol:pa:ss")).0, 401);
     assert_eq!(get(Some("mallory:pa:ss word")).0, 401);
+}
+
+#[test]
+fn debug_log_says_why_a_login_was_refused_and_the_access_log_names_the_user() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = htpasswd(&["-C", "4", "carol"], Some("open sesame\n"));
+    assert!(out.status.success());
+    let htpasswd_path = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd_path, &out.stdout).expect("htpasswd file");
+    let server = Running::start_with(
+        dir.path(),
+        &format!(
+            "log:\n  level: debug\nauth:\n  htpasswd:\n    realm: cli test\n    path: {}\n",
+            htpasswd_path.display()
+        ),
+    );
+    let get = |credentials: &str| {
+        let authorization = base64(credentials.as_bytes());
+        request(
+            server.address,
+            &format!(
+                "GET /v2/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {authorization}\r\n\
+                 Connection: close\r\n\r\n"
+            ),
+        )
+        .0
+    };
+    assert_eq!(get("carol:open sesame"), 200);
+    assert_eq!(get("carol:closed sesame"), 401);
+    assert_eq!(get("mallory:open sesame"), 401);
+    let log = server.stop_and_read_log();
+
+    let line_with = |needles: &[&str]| {
+        log.lines()
+            .find(|line| needles.iter().all(|needle| line.contains(needle)))
+            .unwrap_or_else(|| panic!("no line with {needles:?} in:\n{log}"))
+            .to_owned()
+    };
+    line_with(&["DEBUG", "login refused: wrong password", "carol"]);
+    line_with(&["DEBUG", "login refused: unknown user", "mallory"]);
+    line_with(&["registryd::access", "status=200", "user=carol"]);
+    assert!(!log.contains("sesame"), "a password in the log:\n{log}");
+    // Dependencies stay at info: no wire-level lines among registryd's own.
+    for line in log.lines().filter(|line| line.contains("DEBUG")) {
+        assert!(
+            line.contains(" registry"),
+            "a dependency's debug line: {line}"
+        );
+    }
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub struct Principal {
 #[non_exhaustive]
 pub enum AuthError {
     /// Wrong user name or password: one message for both, so answers do not reveal which users
-    /// exist.
+    /// exist. An authenticator returning it logs which it was, at debug level, for the operator.
     #[error("invalid username or password")]
     InvalidCredentials,
     /// The `Authorization` header could not be read.

@@ -1,5 +1,6 @@
 //! The access decision: authenticate the request, then check every access it needs.
 
+use std::fmt;
 use std::sync::Arc;
 
 use registry_model::RepositoryName;
@@ -18,8 +19,18 @@ pub enum Identity {
     User(String),
 }
 
+impl fmt::Display for Identity {
+    /// The user's name, or `anonymous`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::Anonymous => f.write_str("anonymous"),
+            Identity::User(name) => f.write_str(name),
+        }
+    }
+}
+
 /// What a granted request may do beyond what it asked for, for answers that depend on rights
-/// (the catalog lists only what the caller may pull).
+/// (what the catalog lists: [`Grant::lists_in_catalog`]).
 #[derive(Clone, Debug)]
 pub struct Grant {
     identity: Identity,
@@ -67,6 +78,22 @@ impl Grant {
                     && rules
                         .as_ref()
                         .is_none_or(|rules| rules.allows(&self.identity, repository, action))
+            }
+        }
+    }
+
+    /// Whether the catalog shows `repository` to this grant (which must have been given for the
+    /// catalog). A token's `registry:catalog:*` lists every repository, as registry:2 does: the
+    /// token server decided what the caller may see, so its pull scopes do not narrow the list
+    /// (the access rules still do, when there are any). Without a token, the catalog lists what
+    /// the caller may pull.
+    pub fn lists_in_catalog(&self, repository: &RepositoryName) -> bool {
+        match &self.permissions {
+            Permissions::Token { rules, .. } => rules
+                .as_ref()
+                .is_none_or(|rules| rules.allows(&self.identity, repository, Action::Pull)),
+            Permissions::Everything | Permissions::Rules(_) => {
+                self.allows(repository, Action::Pull)
             }
         }
     }
@@ -137,6 +164,16 @@ impl AccessController {
             Ok(principal) => principal,
             Err(AuthError::Unavailable { reason }) => return Decision::Unavailable { reason },
             Err(error) => {
+                // The reason (wrong password, expired token...) is for the operator's log only:
+                // the client's answer stays the same whatever the reason.
+                match (credentials, &error) {
+                    // The authenticator logged which it was (unknown user or wrong password).
+                    (_, AuthError::InvalidCredentials) => {}
+                    (Credentials::Basic { user, .. }, _) => {
+                        tracing::debug!(user, "login refused: {error}");
+                    }
+                    _ => tracing::debug!("login refused: {error}"),
+                }
                 return Decision::Unauthorized {
                     challenge: self
                         .authenticator
@@ -195,7 +232,31 @@ impl AccessController {
         if allowed {
             return Decision::Granted(grant);
         }
+        let needed = || {
+            let scopes: Vec<String> = accesses.iter().map(Access::scope).collect();
+            scopes.join(" ")
+        };
         if has_token {
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let granted = match &grant.permissions {
+                    Permissions::Token { granted, .. } => {
+                        let scopes: Vec<String> = granted.iter().map(Access::scope).collect();
+                        scopes.join(" ")
+                    }
+                    _ => String::new(),
+                };
+                let rules = if self.rules.is_some() {
+                    " (or auth.access does not allow it)"
+                } else {
+                    ""
+                };
+                tracing::debug!(
+                    user = %grant.identity,
+                    "request refused: insufficient scope{rules}: it needs {needed:?}, the token \
+                     grants {granted:?}",
+                    needed = needed(),
+                );
+            }
             Decision::Unauthorized {
                 challenge: self
                     .authenticator
@@ -203,14 +264,22 @@ impl AccessController {
                 message: "the token does not grant the access this request needs".to_owned(),
             }
         } else if anonymous {
+            tracing::debug!(
+                "request refused: no credentials, and anonymous clients may not {:?}",
+                needed()
+            );
             Decision::Unauthorized {
                 challenge: self.authenticator.challenge(accesses, None),
                 message: "authentication required".to_owned(),
             }
         } else {
-            let needed: Vec<String> = accesses.iter().map(Access::scope).collect();
+            let needed = needed();
+            tracing::debug!(
+                user = %grant.identity,
+                "request refused: auth.access does not allow {needed:?}"
+            );
             Decision::Denied {
-                message: format!("access denied: {}", needed.join(" ")),
+                message: format!("access denied: {needed}"),
             }
         }
     }

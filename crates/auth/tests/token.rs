@@ -23,6 +23,8 @@ use registry_auth::{
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+mod common;
+
 const REALM: &str = "https://auth.example.com/token";
 const SERVICE: &str = "registry.example.com";
 const ISSUER: &str = "auth.example.com";
@@ -814,6 +816,58 @@ async fn token_for_one_repository_grants_nothing_on_another() {
         controller.decide(&credentials, &delete_a).await,
         Decision::Unauthorized { .. }
     ));
+}
+
+#[tokio::test]
+async fn refused_tokens_log_why_at_debug_without_the_token() {
+    let log = common::captured_log();
+    let signer = Signer::es256();
+    let (_dir, authenticator) = trusting(&[&signer.certificate_pem]);
+    let controller = controller(authenticator);
+
+    let mut expired = claims(pull_push_on("expired-token-probe"));
+    expired["sub"] = json!("eve-expired");
+    expired["exp"] = json!(now() - 3600);
+    expired["nbf"] = json!(now() - 7200);
+    let expired = signer.sign(&expired);
+    let on_probe = [Access::repository(
+        name("expired-token-probe"),
+        &[Action::Pull],
+    )];
+    let decision = controller
+        .decide(&Credentials::Bearer(expired.clone()), &on_probe)
+        .await;
+    assert!(matches!(decision, Decision::Unauthorized { .. }));
+
+    let mut narrow = claims(pull_push_on("scope-probe/granted"));
+    narrow["sub"] = json!("sam-scoped");
+    let on_other = [Access::repository(
+        name("scope-probe/other"),
+        &[Action::Pull],
+    )];
+    let narrow = signer.sign(&narrow);
+    let decision = controller
+        .decide(&Credentials::Bearer(narrow.clone()), &on_other)
+        .await;
+    assert!(matches!(decision, Decision::Unauthorized { .. }));
+
+    let refused = log.lines_with("login refused: invalid token: expired");
+    assert!(!refused.is_empty(), "no line for the expired token");
+    let scoped = log.lines_with("sam-scoped");
+    assert_eq!(scoped.len(), 1, "{scoped:#?}");
+    assert!(
+        scoped[0].contains("DEBUG")
+            && scoped[0].contains("insufficient scope")
+            && scoped[0].contains("needs \"repository:scope-probe/other:pull\"")
+            && scoped[0].contains("grants \"repository:scope-probe/granted:pull,push\""),
+        "{scoped:#?}"
+    );
+    for line in refused.iter().chain(&scoped) {
+        assert!(
+            !line.contains(&expired) && !line.contains(&narrow),
+            "a token in: {line}"
+        );
+    }
 }
 
 #[tokio::test]

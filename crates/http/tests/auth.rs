@@ -16,7 +16,8 @@ use registry_http::HttpOptions;
 
 use common::*;
 
-/// Users `alice`, `ci` and `admin`, each with the password `<name>-password`.
+/// Users `alice`, `ci` and `admin`, each with the password `<name>-password`; and the bearer
+/// tokens `catalog-only` and `catalog-and-pull-public-tool`, issued to `robot`.
 #[derive(Debug)]
 struct Users;
 
@@ -38,6 +39,26 @@ impl Authenticator for Users {
                 }))
             }
             Credentials::Basic { .. } => Err(AuthError::InvalidCredentials),
+            // Tokens as a token server issues them: the grant is in the token.
+            Credentials::Bearer(token) if token == "catalog-only" => Ok(Some(Principal {
+                name: Some("robot".into()),
+                granted: Some(vec![Access::catalog()]),
+            })),
+            Credentials::Bearer(token) if token == "catalog-and-pull-public-tool" => {
+                Ok(Some(Principal {
+                    name: Some("robot".into()),
+                    granted: Some(vec![
+                        Access::catalog(),
+                        Access::repository(
+                            "public/tool".parse().expect("name"),
+                            &[registry_auth::Action::Pull],
+                        ),
+                    ]),
+                }))
+            }
+            Credentials::Bearer(_) => Err(AuthError::InvalidToken {
+                reason: "unknown test token".into(),
+            }),
             _ => Err(AuthError::MalformedHeader),
         }
     }
@@ -264,6 +285,51 @@ async fn catalog_lists_only_what_the_caller_may_pull() {
     assert_eq!(
         catalog(Some("admin")).await,
         serde_json::json!(["public/tool", "secret/db", "team/app"])
+    );
+}
+
+#[tokio::test]
+async fn a_token_granting_the_catalog_lists_every_repository_whatever_it_may_pull() {
+    let registry = registry_with(None).await;
+    push_image(&registry, "admin", "public/tool", "v1").await;
+    push_image(&registry, "admin", "secret/db", "v1").await;
+    let catalog = |token: &'static str| {
+        let registry = &registry;
+        async move {
+            let auth = format!("Bearer {token}");
+            let reply = registry
+                .get_with("/v2/_catalog", &[("authorization", auth.as_str())])
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            reply.json()["repositories"].clone()
+        }
+    };
+    let everything = serde_json::json!(["public/tool", "secret/db"]);
+    assert_eq!(catalog("catalog-only").await, everything);
+    assert_eq!(catalog("catalog-and-pull-public-tool").await, everything);
+
+    // The catalog grant lists names; it does not let the token pull them.
+    let reply = registry
+        .get_with(
+            "/v2/secret/db/tags/list",
+            &[("authorization", "Bearer catalog-only")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
+}
+
+#[tokio::test]
+async fn a_token_granting_the_catalog_lists_only_what_the_access_rules_let_its_subject_pull() {
+    let registry = registry_with(Some(example_rules())).await;
+    push_image(&registry, "admin", "public/tool", "v1").await;
+    push_image(&registry, "admin", "secret/db", "v1").await;
+    let reply = registry
+        .get_with("/v2/_catalog", &[("authorization", "Bearer catalog-only")])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(
+        reply.json()["repositories"],
+        serde_json::json!(["public/tool"])
     );
 }
 

@@ -4,13 +4,16 @@
 //!
 //! Each accepted connection gets its own task, which peeks at the first byte before anything
 //! else reads it: a TLS ClientHello on the plain listener, or a plain HTTP request on the TLS
-//! listener, is answered with a clear message instead of an opaque protocol error. The TLS
+//! listener, is answered with a clear message instead of an opaque protocol error (a ClientHello
+//! is only logged at debug level, once per client address: Docker tries HTTPS before HTTP on
+//! every push to an insecure registry, so it is routine). The TLS
 //! handshake runs in that task too, under a time limit, so a slow client never holds up the
 //! accept loop.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::Request;
@@ -106,6 +109,7 @@ pub(crate) async fn serve(
         tls,
         stopping: stopping_rx,
         bodies: BodyGuard::new(options.body_idle_timeout, cut_bodies.clone()),
+        tls_probers: FirstSeen::new(TLS_PROBERS_REMEMBERED),
     });
     let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
@@ -182,6 +186,40 @@ struct ConnectionContext {
     stopping: watch::Receiver<bool>,
     /// Ends request bodies that go idle, and all of them once the drain timeout has passed.
     bodies: BodyGuard,
+    /// The client addresses whose TLS ClientHello on the plain listener was logged.
+    tls_probers: FirstSeen,
+}
+
+/// How many client addresses [`FirstSeen`] remembers for the plain listener's ClientHello line.
+const TLS_PROBERS_REMEMBERED: usize = 1024;
+
+/// Remembers up to a fixed number of addresses, to do something once per address: when full, it
+/// forgets them all and starts again, so memory stays bounded whatever the clients, at the cost
+/// of repeating the thing for an address seen before.
+struct FirstSeen {
+    seen: Mutex<HashSet<IpAddr>>,
+    limit: usize,
+}
+
+impl FirstSeen {
+    fn new(limit: usize) -> FirstSeen {
+        FirstSeen {
+            seen: Mutex::new(HashSet::new()),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Whether `address` is new (and from now on remembered).
+    fn first_time(&self, address: IpAddr) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.contains(&address) {
+            return false;
+        }
+        if seen.len() >= self.limit {
+            seen.clear();
+        }
+        seen.insert(address)
+    }
 }
 
 /// The first byte of a TLS record carrying a handshake message (a ClientHello, first).
@@ -220,10 +258,15 @@ async fn prepare_connection(
     let Some(tls) = &context.tls else {
         let first = first_byte(&stream, peer, context.header_read_timeout).await?;
         if first == TLS_HANDSHAKE_RECORD {
-            tracing::warn!(
-                "client at {peer} started a TLS handshake but this listener serves plain HTTP; \
-                 configure http.tls or use http://"
-            );
+            // Docker tries HTTPS first on every push to an insecure registry and then falls back
+            // to HTTP: routine, so at debug level and once per client address.
+            if context.tls_probers.first_time(peer.ip()) {
+                tracing::debug!(
+                    "client at {peer} started a TLS handshake but this listener serves plain \
+                     HTTP (Docker tries HTTPS before HTTP; logged once per client address); \
+                     configure http.tls or use http://"
+                );
+            }
             return None;
         }
         return Some(Prepared::Plain(stream));
@@ -346,4 +389,23 @@ fn is_per_connection(error: &std::io::Error) -> bool {
 fn is_resource_exhaustion(error: &std::io::Error) -> bool {
     // EMFILE / ENFILE / ENOMEM / ENOBUFS
     matches!(error.raw_os_error(), Some(23 | 24 | 12 | 105))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_seen_says_yes_once_per_address_and_stays_within_its_limit() {
+        let seen = FirstSeen::new(2);
+        let address = |last: u8| IpAddr::from([192, 0, 2, last]);
+        assert!(seen.first_time(address(1)));
+        assert!(!seen.first_time(address(1)));
+        assert!(seen.first_time(address(2)));
+        assert!(!seen.first_time(address(2)));
+        // Full: a third address makes it forget the others.
+        assert!(seen.first_time(address(3)));
+        assert!(seen.seen.lock().map_or(0, |seen| seen.len()) <= 2);
+        assert!(seen.first_time(address(1)));
+    }
 }

@@ -222,7 +222,19 @@ impl HtpasswdAuthenticator {
                 self.shared.cache.insert(user, digest, hash);
                 Ok(principal())
             }
-            _ => Err(AuthError::InvalidCredentials),
+            // Told apart in the log only: the client's answer is the same for both.
+            Some(_) => {
+                tracing::debug!(user, "login refused: wrong password");
+                Err(AuthError::InvalidCredentials)
+            }
+            None => {
+                tracing::debug!(
+                    user,
+                    "login refused: unknown user (not in {})",
+                    self.shared.path.display()
+                );
+                Err(AuthError::InvalidCredentials)
+            }
         }
     }
 

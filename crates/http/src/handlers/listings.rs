@@ -2,7 +2,6 @@
 //! `Link` header to the next page.
 
 use http::{Response, StatusCode, header};
-use registry_auth::Action;
 use registry_content::{Listing, Page};
 use registry_model::RepositoryName;
 use serde::Serialize;
@@ -12,7 +11,8 @@ use crate::body::{self, ResponseBody};
 use crate::error::{ApiError, ErrorCode};
 use crate::query;
 
-/// `GET /v2/_catalog`: `{"repositories": [...]}`.
+/// `GET /v2/_catalog`: `{"repositories": [...]}`, the repositories the grant lists
+/// ([`registry_auth::Grant::lists_in_catalog`]).
 pub(super) async fn catalog(
     context: Context<'_>,
     params: &[(String, String)],
@@ -29,7 +29,7 @@ pub(super) async fn catalog(
     let grant = context.grant;
     let listing = context
         .content
-        .catalog_where(&page, |name| grant.allows(name, Action::Pull))
+        .catalog_where(&page, |name| grant.lists_in_catalog(name))
         .await?;
     let json = to_json(&Catalog {
         repositories: listing.items().map(RepositoryName::as_str).collect(),
