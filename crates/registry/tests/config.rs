@@ -704,6 +704,67 @@ fn an_invalid_choice_lists_the_valid_ones() {
 }
 
 #[test]
+fn a_value_of_the_wrong_kind_reads_as_expected_then_got() {
+    for (yaml, want) in [
+        (
+            "catalog:\n  maxentries: 1.5\n",
+            "config key catalog.maxentries (line 2): expected a whole number (0 or more), got 1.5",
+        ),
+        (
+            "http:\n  headers: {X-A: {b: c}}\n",
+            "config key http.headers.X-A (line 2): expected a list, got a map",
+        ),
+        (
+            "storage:\n  delete: true\n",
+            "config key storage.delete (line 2): expected a map of keys, got true",
+        ),
+        (
+            "http:\n  tls: {certificate: /c, key: /k, minimumtls: tls1.4}\n",
+            "config key http.tls.minimumtls (line 2): expected one of tls1.0, tls1.1, tls1.2, tls1.3, got \"tls1.4\"",
+        ),
+        (
+            "http:\n  net: udp\n",
+            "config key http.net (line 2): expected one of tcp, unix, got \"udp\"",
+        ),
+        (
+            "http:\n  addr: [a]\n",
+            "config key http.addr (line 2): expected a string, got a list",
+        ),
+    ] {
+        assert_eq!(load_error(yaml, &[]), want, "{yaml}");
+    }
+}
+
+#[test]
+fn a_key_and_its_older_name_together_are_an_error() {
+    let error = load_error(
+        "storage:\n  cache:\n    blobdescriptor: inmemory\n    layerinfo: inmemory\n",
+        &[],
+    );
+    assert_eq!(
+        error,
+        "config key storage.cache.layerinfo (line 4): blobdescriptor is set twice (once under its older name layerinfo); keep one"
+    );
+    let loaded = load("storage:\n  cache:\n    layerinfo: inmemory\n", &[]);
+    assert_eq!(
+        loaded.config.storage.cache.blobdescriptor,
+        Some(BlobDescriptorCache::InMemory)
+    );
+}
+
+#[test]
+fn a_missing_required_key_set_by_its_variable_loads() {
+    let loaded = load(
+        "auth:\n  htpasswd:\n    realm: basic\n",
+        &[("REGISTRY_AUTH_HTPASSWD_PATH", "/etc/htpasswd")],
+    );
+    assert!(matches!(
+        loaded.config.auth,
+        Some(AuthConfig::Htpasswd(HtpasswdConfig { ref path, .. })) if path == Path::new("/etc/htpasswd")
+    ));
+}
+
+#[test]
 fn a_missing_required_key_names_it_and_its_variable() {
     let error = load_error("auth:\n  htpasswd:\n    realm: basic\n", &[]);
     assert_eq!(

@@ -157,7 +157,7 @@ fn resolve(
         return Some((Vec::new(), kind));
     }
     match kind {
-        Kind::Struct(fields) => (1..=parts.len()).find_map(|n| {
+        Kind::Struct(fields) | Kind::ClosedStruct(fields) => (1..=parts.len()).find_map(|n| {
             let joined = parts[..n].join("_");
             let field = fields
                 .iter()
@@ -212,7 +212,10 @@ fn map_step(
             }
         }
     }
-    if matches!(value_kind, Kind::Struct(_) | Kind::Map(_) | Kind::Any) {
+    if matches!(
+        value_kind,
+        Kind::Struct(_) | Kind::ClosedStruct(_) | Kind::Map(_) | Kind::Any
+    ) {
         let (steps, kind) = resolve(value_kind, None, &parts[1..])?;
         Some((prepend(Step::Key(parts[0].to_lowercase()), steps), kind))
     } else {

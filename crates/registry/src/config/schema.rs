@@ -27,8 +27,11 @@ pub(crate) enum Kind {
     List(&'static Kind),
     /// A map from free-form names (header names, field names) to one kind.
     Map(&'static Kind),
-    /// A map with fixed keys.
+    /// A map with fixed keys; a key it does not know is a warning, as in registry:2.
     Struct(&'static [Field]),
+    /// A map with fixed keys that refuses any other key (an error, not a warning): the access
+    /// rules, where a misspelt key would silently change what a rule grants.
+    ClosedStruct(&'static [Field]),
 }
 
 /// One fixed key of a [`Kind::Struct`].
@@ -42,8 +45,13 @@ pub(crate) struct Field {
 /// How a key relates to its siblings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
-    /// An ordinary key.
+    /// An ordinary key: left out, it takes its default.
     Key,
+    /// A key with no default: loading refuses a section that leaves it out.
+    Required,
+    /// An older name of the sibling key named here (`layerinfo` for `blobdescriptor`): read as
+    /// that key, and an error when both are set.
+    OlderName(&'static str),
     /// One of a set of mutually exclusive keys: a storage driver or an auth provider. The parent
     /// may also be written as the variant's name (`storage: inmemory`, `REGISTRY_STORAGE=inmemory`).
     Variant,
@@ -56,21 +64,23 @@ pub(crate) enum Role {
 }
 
 impl Kind {
-    /// The field named `name` (exactly, as YAML keys are case-sensitive), if this is a struct.
-    pub(crate) fn field(&self, name: &str) -> Option<&'static Field> {
+    /// The fixed keys, if this is a struct (closed or not).
+    pub(crate) fn fields(&self) -> Option<&'static [Field]> {
         match self {
-            Kind::Struct(fields) => fields.iter().find(|field| field.name == name),
+            Kind::Struct(fields) | Kind::ClosedStruct(fields) => Some(fields),
             _ => None,
         }
     }
 
+    /// The field named `name` (exactly, as YAML keys are case-sensitive), if this is a struct.
+    pub(crate) fn field(&self, name: &str) -> Option<&'static Field> {
+        self.fields()?.iter().find(|field| field.name == name)
+    }
+
     /// The names of this struct's variants (storage drivers, auth providers).
     pub(crate) fn variants(&self) -> impl Iterator<Item = &'static str> + use<> {
-        let fields: &'static [Field] = match self {
-            Kind::Struct(fields) => fields,
-            _ => &[],
-        };
-        fields
+        self.fields()
+            .unwrap_or_default()
             .iter()
             .filter(|field| field.role == Role::Variant)
             .map(|field| field.name)
@@ -93,8 +103,8 @@ impl Kind {
 /// `docs/configuration.md` documents exactly these; a test holds the two together.
 pub fn key_paths() -> Vec<String> {
     fn walk(kind: &Kind, path: &str, out: &mut Vec<String>) {
-        match kind {
-            Kind::Struct(fields) if !fields.is_empty() => {
+        match (kind, kind.fields()) {
+            (_, Some(fields)) if !fields.is_empty() => {
                 for field in fields.iter() {
                     let child = if path.is_empty() {
                         field.name.to_owned()
@@ -104,7 +114,7 @@ pub fn key_paths() -> Vec<String> {
                     walk(field.kind, &child, out);
                 }
             }
-            Kind::List(item @ Kind::Struct(fields)) if !fields.is_empty() => {
+            (Kind::List(item), _) if item.fields().is_some_and(|fields| !fields.is_empty()) => {
                 out.push(path.to_owned());
                 walk(item, &format!("{path}[N]"), out);
             }
@@ -121,6 +131,14 @@ const fn key(name: &'static str, kind: &'static Kind) -> Field {
         name,
         kind,
         role: Role::Key,
+    }
+}
+
+const fn required(name: &'static str, kind: &'static Kind) -> Field {
+    Field {
+        name,
+        kind,
+        role: Role::Required,
     }
 }
 
@@ -180,9 +198,9 @@ const S3: Kind = Kind::Struct(&[
     key("accesskey", &Kind::Str),
     key("secretkey", &Kind::Str),
     key("sessiontoken", &Kind::Str),
-    key("region", &Kind::Str),
+    required("region", &Kind::Str),
     key("regionendpoint", &Kind::Str),
-    key("bucket", &Kind::Str),
+    required("bucket", &Kind::Str),
     key("rootdirectory", &Kind::Str),
     key("secure", &Kind::Bool),
     key("v4auth", &Kind::Bool),
@@ -266,7 +284,11 @@ const STORAGE: Kind = Kind::Struct(&[
         "cache",
         &Kind::Struct(&[
             key("blobdescriptor", &BLOB_DESCRIPTOR),
-            key("layerinfo", &BLOB_DESCRIPTOR),
+            Field {
+                name: "layerinfo",
+                kind: &BLOB_DESCRIPTOR,
+                role: Role::OlderName("blobdescriptor"),
+            },
             key("blobdescriptorsize", &Kind::Int),
         ]),
     ),
@@ -311,23 +333,23 @@ const RETENTION_POLICY: Kind = Kind::Struct(&[
 pub(crate) const RULE_ACTIONS: &[&str] = &["pull", "push", "delete", "*"];
 
 /// One access rule (`auth.access[N]`, a registryd extension).
-const ACCESS_RULE: Kind = Kind::Struct(&[
-    key("users", &STRINGS),
-    key("repositories", &STRINGS),
-    key("actions", &Kind::List(&Kind::Enum(RULE_ACTIONS))),
+const ACCESS_RULE: Kind = Kind::ClosedStruct(&[
+    required("users", &STRINGS),
+    required("repositories", &STRINGS),
+    required("actions", &Kind::List(&Kind::Enum(RULE_ACTIONS))),
 ]);
 
 const AUTH: Kind = Kind::Struct(&[
     variant(
         "htpasswd",
-        &Kind::Struct(&[key("realm", &Kind::Str), key("path", &Kind::Str)]),
+        &Kind::Struct(&[required("realm", &Kind::Str), required("path", &Kind::Str)]),
     ),
     variant(
         "token",
         &Kind::Struct(&[
-            key("realm", &Kind::Str),
-            key("service", &Kind::Str),
-            key("issuer", &Kind::Str),
+            required("realm", &Kind::Str),
+            required("service", &Kind::Str),
+            required("issuer", &Kind::Str),
             key("rootcertbundle", &Kind::Str),
             key("jwks", &Kind::Str),
             key("autoredirect", &Kind::Bool),
@@ -337,15 +359,19 @@ const AUTH: Kind = Kind::Struct(&[
     ),
     variant(
         "silly",
-        &Kind::Struct(&[key("realm", &Kind::Str), key("service", &Kind::Str)]),
+        &Kind::Struct(&[
+            required("realm", &Kind::Str),
+            required("service", &Kind::Str),
+        ]),
     ),
     variant("none", &Kind::Any),
     key("access", &Kind::List(&ACCESS_RULE)),
 ]);
 
 const TLS: Kind = Kind::Struct(&[
+    // A `tls` section without one means no TLS, as in registry:2 (see `convert`).
     key("certificate", &Kind::Str),
-    key("key", &Kind::Str),
+    required("key", &Kind::Str),
     key("clientcas", &STRINGS),
     key(
         "clientauth",
@@ -387,7 +413,7 @@ const HTTP: Kind = Kind::Struct(&[
     key(
         "debug",
         &Kind::Struct(&[
-            key("addr", &Kind::Str),
+            required("addr", &Kind::Str),
             key(
                 "prometheus",
                 &Kind::Struct(&[key("enabled", &Kind::Bool), key("path", &Kind::Str)]),
@@ -479,14 +505,17 @@ const PROXY: Kind = Kind::Struct(&[
 
 /// One entry of `proxy.upstreams`.
 const PROXY_UPSTREAM: Kind = Kind::Struct(&[
-    key("prefix", &Kind::Str),
-    key("remoteurl", &Kind::Str),
+    required("prefix", &Kind::Str),
+    required("remoteurl", &Kind::Str),
     key("username", &Kind::Str),
     key("password", &Kind::Str),
 ]);
 
 /// One platform of `validation.manifests.indexes.platformlist`.
-const PLATFORM: Kind = Kind::Struct(&[key("os", &Kind::Str), key("architecture", &Kind::Str)]);
+const PLATFORM: Kind = Kind::Struct(&[
+    required("os", &Kind::Str),
+    required("architecture", &Kind::Str),
+]);
 
 /// The values of `validation.manifests.indexes.platforms`.
 pub(crate) const INDEX_PLATFORMS: &[&str] = &["all", "none", "list"];

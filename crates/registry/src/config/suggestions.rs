@@ -41,8 +41,9 @@ pub(super) fn known_keys(path: &str) -> Vec<&'static str> {
             }
         }
     }
-    match kind {
-        schema::Kind::Struct(fields) => fields.iter().map(|field| field.name).collect(),
-        _ => Vec::new(),
-    }
+    kind.fields()
+        .unwrap_or_default()
+        .iter()
+        .map(|field| field.name)
+        .collect()
 }

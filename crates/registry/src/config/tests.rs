@@ -20,11 +20,11 @@ fn example(kind: &Kind, path: &str, variants: &[&str]) -> Json {
         Kind::Any => json!({}),
         Kind::List(item) => json!([example(item, path, variants)]),
         Kind::Map(value) => json!({ "name": example(value, path, variants) }),
-        Kind::Struct(fields) => Json::Object(
+        Kind::Struct(fields) | Kind::ClosedStruct(fields) => Json::Object(
             fields
                 .iter()
                 .filter(|field| field.role != Role::Variant || variants.contains(&field.name))
-                .filter(|field| field.name != "layerinfo") // an older name of blobdescriptor
+                .filter(|field| !matches!(field.role, Role::OlderName(_)))
                 .map(|field| {
                     let child = join_path(path, field.name);
                     (field.name.to_owned(), example(field.kind, &child, variants))
@@ -58,7 +58,7 @@ fn every_schema_key_is_a_config_field() {
 fn assert_known(value: &Json, kind: &Kind, path: &str) {
     match (value, kind) {
         (_, Kind::Any) => {}
-        (Json::Object(map), Kind::Struct(_)) => {
+        (Json::Object(map), Kind::Struct(_) | Kind::ClosedStruct(_)) => {
             for (key, child) in map {
                 let child_path = join_path(path, key);
                 let field: Option<&Field> = kind.field(key);
@@ -116,9 +116,10 @@ fn scalar_keys() -> Vec<(String, &'static Kind)> {
         if kind.is_scalar() {
             out.push((path.to_owned(), kind));
         }
-        if let Kind::Struct(fields) = kind {
+        if let Some(fields) = kind.fields() {
             for field in fields.iter() {
-                let skip = matches!(field.name, "loglevel" | "layerinfo" | "letsencrypt")
+                let skip = matches!(field.name, "loglevel" | "letsencrypt")
+                    || matches!(field.role, Role::OlderName(_))
                     || (field.role == Role::Variant
                         && !matches!(field.name, "filesystem" | "htpasswd"))
                     || matches!(field.role, Role::Unsupported(_) | Role::Ignored(_));
@@ -327,5 +328,88 @@ fn index_platform_choices_in_the_schema_are_the_index_platforms_names() {
         let platforms: Result<IndexPlatforms, _> = serde_json::from_value(json!(name));
         let platforms = platforms.unwrap_or_else(|error| panic!("{name}: {error}"));
         assert_eq!(serde_json::to_value(platforms).ok(), Some(json!(name)));
+    }
+}
+
+/// The path of every key in `value` (a document from [`example`]), as the steps to reach it.
+fn document_keys(value: &Json, steps: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match value {
+        Json::Object(map) => {
+            for (key, child) in map {
+                steps.push(key.clone());
+                out.push(steps.clone());
+                document_keys(child, steps, out);
+                steps.pop();
+            }
+        }
+        Json::Array(items) => {
+            if let Some(first) = items.first() {
+                steps.push("0".to_owned());
+                document_keys(first, steps, out);
+                steps.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `document` without the key at `steps`, and the schema's role for that key.
+fn without(document: &Json, steps: &[String]) -> (Json, Option<Role>) {
+    let mut document = document.clone();
+    let Some((last, parents)) = steps.split_last() else {
+        return (document, None);
+    };
+    let mut value = &mut document;
+    let mut kind = &ROOT;
+    for step in parents {
+        (value, kind) = match (value, kind) {
+            (Json::Array(items), Kind::List(item)) => (&mut items[0], *item),
+            (Json::Object(map), _) => {
+                let child = kind.field(step).map_or(&Kind::Any, |field| field.kind);
+                (&mut map[step.as_str()], child)
+            }
+            (value, _) => (value, &Kind::Any),
+        };
+    }
+    if let Json::Object(map) = value {
+        map.remove(last.as_str());
+    }
+    (document, kind.field(last).map(|field| field.role))
+}
+
+#[test]
+fn a_key_is_required_exactly_when_the_schema_marks_it_required() {
+    for storage in ["filesystem", "inmemory", "s3"] {
+        for auth in ["htpasswd", "silly", "token"] {
+            // Without a certificate, Let's Encrypt is refused: a rule across keys.
+            let (document, _) = without(
+                &example(&ROOT, "", &[storage, auth]),
+                &["http".into(), "tls".into(), "letsencrypt".into()],
+            );
+            let mut keys = Vec::new();
+            document_keys(&document, &mut Vec::new(), &mut keys);
+            for steps in keys {
+                let (smaller, role) = without(&document, &steps);
+                if role == Some(Role::Variant) {
+                    // Leaving out the provider is a rule across keys (access rules need one).
+                    continue;
+                }
+                let loaded = Config::from_yaml(&smaller.to_string(), []);
+                let path = steps.join(".");
+                if role == Some(Role::Required) {
+                    let error = loaded.err().map(|e| e.to_string()).unwrap_or_default();
+                    assert!(
+                        error.contains("required but missing"),
+                        "{storage}/{auth}: without {path}: {error}"
+                    );
+                } else {
+                    assert!(
+                        loaded.is_ok(),
+                        "{storage}/{auth}: without {path}: {:?}",
+                        loaded.err()
+                    );
+                }
+            }
+        }
     }
 }
