@@ -118,9 +118,16 @@ enum Command {
 enum ConfigCommand {
     /// Validate a configuration as `serve` would (including the files it names) and print the
     /// effective settings, secrets redacted.
+    ///
+    /// Runs every check `serve` runs before it listens (the listen addresses, TLS files, the
+    /// password file, storage), without binding a socket. Warnings (unknown keys, keys registryd
+    /// does not act on) are printed; with --strict they make the check fail.
     Check {
         /// The configuration file; else $REGISTRY_CONFIGURATION_PATH; else the built-in default.
         config: Option<PathBuf>,
+        /// Fail (exit 1) when loading warns, for instance about an unknown key.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -131,9 +138,9 @@ fn main() -> ExitCode {
         None => serve_command(cli.config, None),
         Some(Command::Cert(args)) => report("cert", cert::run(&args)),
         Some(Command::Htpasswd(args)) => report("htpasswd", htpasswd::run(args)),
-        Some(Command::Config(ConfigCommand::Check { config })) => report(
+        Some(Command::Config(ConfigCommand::Check { config, strict })) => report(
             "config check",
-            config_check::run(config_path(config).as_deref()),
+            config_check::run(config_path(config).as_deref(), strict),
         ),
         Some(Command::Verify(args)) => verify::run(args),
         Some(Command::GarbageCollect(args)) => {
@@ -287,7 +294,11 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
             Err(error) => tracing::debug!(%error, "cannot show the effective configuration"),
         }
     }
-    let registry = Registry::from_config(&config).map_err(|error| error.to_string())?;
+    let Prepared {
+        registry,
+        addr,
+        debug_addr,
+    } = prepare(&config)?;
     // Installed before listening: from then on SIGHUP reloads instead of ending the process.
     match signal(SignalKind::hangup()) {
         Ok(hangups) => {
@@ -301,14 +312,12 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
             tracing::warn!(%error, "cannot listen for SIGHUP; the configuration cannot be reloaded")
         }
     }
-    let addr = listen_address(&config.http.addr)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|error| format!("config key http.addr: cannot listen on {addr}: {error}"))?;
     // The debug server (metrics, health, readiness) runs until the registry has stopped.
     let (stop_debug, debug_stopped) = tokio::sync::oneshot::channel::<()>();
-    if let Some(debug) = &config.http.debug {
-        let addr = registry::config::listen_address("http.debug.addr", &debug.addr)?;
+    if let (Some(debug), Some(addr)) = (&config.http.debug, debug_addr) {
         let listener = TcpListener::bind(addr).await.map_err(|error| {
             format!("config key http.debug.addr: cannot listen on {addr}: {error}")
         })?;
@@ -370,6 +379,36 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
     served.map_err(|error| error.to_string())?;
     tracing::info!("registryd stopped");
     Ok(())
+}
+
+/// What `serve` builds from a configuration before it listens.
+struct Prepared {
+    /// The registry: storage, TLS (files read and parsed), authentication (password file or
+    /// token keys read), notifications.
+    registry: Registry,
+    /// Where to listen (`http.addr`), parsed but not bound.
+    addr: SocketAddr,
+    /// Where the debug server listens (`http.debug.addr`), parsed but not bound.
+    debug_addr: Option<SocketAddr>,
+}
+
+/// Every check `serve` makes of a configuration before it binds a socket; `config check` runs
+/// the same function, so a configuration it passes is one `serve` starts with (unless a port is
+/// taken or a file changes in between).
+fn prepare(config: &Config) -> Result<Prepared, String> {
+    let registry = Registry::from_config(config).map_err(|error| error.to_string())?;
+    let addr = listen_address(&config.http.addr)?;
+    let debug_addr = config
+        .http
+        .debug
+        .as_ref()
+        .map(|debug| registry::config::listen_address("http.debug.addr", &debug.addr))
+        .transpose()?;
+    Ok(Prepared {
+        registry,
+        addr,
+        debug_addr,
+    })
 }
 
 /// registry:2's `http.addr`: `host:port`, or `:port` for every interface.

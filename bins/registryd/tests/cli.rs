@@ -627,6 +627,95 @@ fn config_check_redacts_secrets_and_names_the_bad_key() {
     assert!(stderr.contains("http.tls.key"), "{stderr}");
 }
 
+/// Runs `registryd config check [extra...] FILE` on `yaml` written to a file in `dir`.
+fn config_check(dir: &Path, yaml: &str, extra: &[&str]) -> (Output, String) {
+    let file = dir.join("check.yml");
+    std::fs::write(&file, yaml).expect("config");
+    let out = output(registryd().args(["config", "check"]).args(extra).arg(&file));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+#[test]
+fn config_check_refuses_a_listen_address_that_serve_refuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = "version: 0.1\nstorage: inmemory\nhttp:\n  addr: notaport\n";
+    let (out, stderr) = config_check(dir.path(), yaml, &[]);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("config key http.addr"), "{stderr}");
+    assert!(stderr.contains("notaport"), "{stderr}");
+
+    let yaml = "version: 0.1\nstorage: inmemory\nhttp:\n  addr: 127.0.0.1:0\n  debug:\n    addr: nowhere\n";
+    let (out, stderr) = config_check(dir.path(), yaml, &[]);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("config key http.debug.addr"), "{stderr}");
+
+    // serve fails on the same file, before listening.
+    let out = output(registryd().arg("serve").arg(dir.path().join("check.yml")));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config key http.debug.addr"));
+}
+
+#[test]
+fn config_check_refuses_a_tls_certificate_that_does_not_parse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certificate = dir.path().join("server.crt");
+    let key = dir.path().join("server.key");
+    std::fs::write(&certificate, "not a certificate").expect("certificate");
+    std::fs::write(&key, "not a key").expect("key");
+    let yaml = format!(
+        "version: 0.1\nstorage: inmemory\nhttp:\n  addr: 127.0.0.1:0\n  tls:\n    certificate: {}\n    key: {}\n",
+        certificate.display(),
+        key.display()
+    );
+    let (out, stderr) = config_check(dir.path(), &yaml, &[]);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("http.tls"), "{stderr}");
+}
+
+#[test]
+fn config_check_names_every_unknown_key_with_the_key_it_most_likely_meant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml =
+        "version: 0.1\nstorage: inmemory\nhttp:\n  adr: :6000\n  tsl:\n    certificate: /c\n";
+    let (out, stderr) = config_check(dir.path(), yaml, &[]);
+    assert!(
+        out.status.success(),
+        "without --strict, warnings pass: {stderr}"
+    );
+    assert!(
+        stderr.contains("unknown config key http.adr (line 4) is ignored; did you mean http.addr?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unknown config key http.tsl (line 5) is ignored; did you mean http.tls?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("valid with 2 warnings (config check --strict would fail)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_check_strict_fails_on_a_warning_and_passes_without_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = "version: 0.1\nstorage: inmemory\nhttp:\n  adr: :6000\n";
+    let (out, stderr) = config_check(dir.path(), yaml, &["--strict"]);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("did you mean http.addr?"), "{stderr}");
+    assert!(stderr.contains("--strict"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "a failed check prints no configuration"
+    );
+
+    let yaml = "version: 0.1\nstorage: inmemory\nhttp:\n  addr: 127.0.0.1:6000\n";
+    let (out, stderr) = config_check(dir.path(), yaml, &["--strict"]);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
 #[test]
 fn two_processes_over_one_directory_let_one_request_at_a_time_use_an_upload() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -792,6 +792,15 @@ fn unknown_key_warns_with_its_path_and_a_suggestion() {
 }
 
 #[test]
+fn two_swapped_letters_suggest_the_key_they_spell() {
+    let loaded = load("http:\n  tsl: {}\n", &[]);
+    assert_eq!(
+        loaded.warnings,
+        ["unknown config key http.tsl (line 2) is ignored; did you mean http.tls?"]
+    );
+}
+
+#[test]
 fn unsupported_storage_driver_errors() {
     let error = load_error("storage:\n  azure:\n    accountname: a\n", &[]);
     assert_eq!(
