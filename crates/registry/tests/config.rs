@@ -720,11 +720,11 @@ fn a_value_of_the_wrong_kind_reads_as_expected_then_got() {
         ),
         (
             "http:\n  tls: {certificate: /c, key: /k, minimumtls: tls1.4}\n",
-            "config key http.tls.minimumtls (line 2): expected one of tls1.0, tls1.1, tls1.2, tls1.3, got \"tls1.4\"",
+            "config key http.tls.minimumtls (line 2): expected one of tls1.2, tls1.3, got \"tls1.4\"",
         ),
         (
             "http:\n  net: udp\n",
-            "config key http.net (line 2): expected one of tcp, unix, got \"udp\"",
+            "config key http.net (line 2): expected one of tcp, got \"udp\"",
         ),
         (
             "http:\n  addr: [a]\n",
@@ -1280,7 +1280,7 @@ fn registry_storage_names_an_unsupported_driver() {
     let error = load_error(BASE, &[("REGISTRY_STORAGE", "floppy")]);
     assert_eq!(
         error,
-        "environment variable REGISTRY_STORAGE: expected one of filesystem, inmemory, s3, azure, gcs, swift, oss, got \"floppy\""
+        "environment variable REGISTRY_STORAGE: expected one of filesystem, inmemory, s3, got \"floppy\""
     );
 }
 
@@ -2077,7 +2077,43 @@ fn an_unknown_key_beside_the_provider_names_access() {
     );
     assert_eq!(
         error,
-        "config key auth.acess (line 3): unknown auth provider acess; use htpasswd, token or silly (the only other key here is access)"
+        "config key auth.acess (line 3): unknown auth provider acess; use htpasswd or token (the only other key here is access); did you mean auth.access?"
+    );
+}
+
+#[test]
+fn a_mistyped_auth_provider_is_offered_only_providers_registryd_serves_with() {
+    let error = load_error("auth:\n  sily: {realm: r, service: s}\n", &[]);
+    assert!(
+        error.starts_with(
+            "config key auth.sily (line 2): unknown auth provider sily; use htpasswd or token"
+        ),
+        "{error}"
+    );
+    assert!(
+        !error.contains("silly"),
+        "silly is refused, so never offered: {error}"
+    );
+    let error = load_error("", &[("REGISTRY_AUTH", "sily")]);
+    assert_eq!(
+        error,
+        "environment variable REGISTRY_AUTH: expected one of htpasswd, token, none, got \"sily\""
+    );
+    let error = load_error("auth:\n  htpaswd: {realm: r, path: /p}\n", &[]);
+    assert!(error.ends_with("did you mean auth.htpasswd?"), "{error}");
+}
+
+#[test]
+fn a_mistyped_storage_driver_is_offered_the_driver_it_spells() {
+    let error = load_error("storage:\n  filesytem: {rootdirectory: /x}\n", &[]);
+    assert!(
+        error.ends_with("did you mean storage.filesystem?"),
+        "{error}"
+    );
+    let error = load_error("storage:\n  azur: {}\n", &[]);
+    assert!(
+        !error.contains("azure"),
+        "azure is refused, so never offered: {error}"
     );
 }
 

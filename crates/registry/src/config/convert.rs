@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Number, Value as Json};
 
 use super::error::{self, ConfigError};
-use super::schema::{Field, Kind, Role};
+use super::schema::{self, Field, Kind, Role};
 use super::suggestions::suggest;
 use super::tree::{Node, Origin, Typed, Value};
 
@@ -70,7 +70,14 @@ fn join(path: &str, key: &str) -> String {
 fn expected(kind: &Kind, path: &str) -> String {
     match kind {
         Kind::Str => "a string".to_owned(),
-        Kind::Enum(choices) => format!("one of {}", choices.join(", ")),
+        Kind::Enum(choices) => {
+            let accepted: Vec<&str> = choices
+                .iter()
+                .copied()
+                .filter(|choice| schema::accepted(path, choice))
+                .collect();
+            format!("one of {}", accepted.join(", "))
+        }
         Kind::Bool => "a boolean (true or false)".to_owned(),
         Kind::Int => "a whole number (0 or more)".to_owned(),
         Kind::Duration => "a duration such as 10s, 5m or 168h".to_owned(),
@@ -78,7 +85,7 @@ fn expected(kind: &Kind, path: &str) -> String {
         Kind::Any | Kind::Map(_) | Kind::ClosedStruct(_) => "a map of keys".to_owned(),
         Kind::Struct(_) => match path {
             "storage" => "a map with one storage driver (filesystem, s3 or inmemory)".to_owned(),
-            "auth" => "a map with one auth provider (htpasswd, token or silly)".to_owned(),
+            "auth" => "a map with one auth provider (htpasswd or token)".to_owned(),
             _ => "a map of keys".to_owned(),
         },
     }

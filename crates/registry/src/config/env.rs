@@ -18,7 +18,7 @@
 //! section (`delete`, `maintenance`, `cache`, `redirect`, `tag`; `access` under `auth`) is kept.
 
 use super::error::ConfigError;
-use super::schema::Kind;
+use super::schema::{self, Kind};
 use super::tree::{self, Node, Origin, Value};
 
 /// The variable registryd's binary reads the config file's path from; not an override.
@@ -124,9 +124,14 @@ fn apply_one(
         && let Some(text) = node.as_text()
     {
         let Some(chosen) = variants.iter().find(|v| v.eq_ignore_ascii_case(text)) else {
+            let accepted: Vec<&str> = variants
+                .iter()
+                .copied()
+                .filter(|variant| schema::accepted(&path, variant))
+                .collect();
             return Err(env_error(format!(
                 "expected one of {}, got {text:?}",
-                variants.join(", ")
+                accepted.join(", ")
             )));
         };
         let target = walk(root, &steps, &origin).map_err(env_error)?;

@@ -169,6 +169,39 @@ const fn ignored(name: &'static str, kind: &'static Kind, message: &'static str)
 /// The registry:2 storage drivers registryd does not implement yet.
 pub(crate) const UNSUPPORTED_DRIVERS: &[&str] = &["azure", "gcs", "swift", "oss"];
 
+/// Values registry:2 writes and the loader reads, but registryd refuses (loading or serving
+/// fails, naming the key): `(key, value)`, where the value of `storage` or `auth` is a variant's
+/// name. They are never suggested nor listed among the choices of an error, so that a fix the
+/// messages offer is one that works. A unit test checks that each is refused.
+pub(crate) const REFUSED: &[(&str, &str)] = &[
+    ("storage", "azure"),
+    ("storage", "gcs"),
+    ("storage", "swift"),
+    ("storage", "oss"),
+    ("auth", "silly"),
+    ("http.net", "unix"),
+    ("http.tls.minimumtls", "tls1.0"),
+    ("http.tls.minimumtls", "tls1.1"),
+];
+
+/// Whether `value` at `key` is one registryd serves with (not in [`REFUSED`]). List indexes in
+/// `key` are ignored (`auth.access[2].actions[0]` is `auth.access.actions`).
+pub(crate) fn accepted(key: &str, value: &str) -> bool {
+    let mut plain = String::with_capacity(key.len());
+    let mut in_index = false;
+    for c in key.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            c if !in_index => plain.push(c),
+            _ => {}
+        }
+    }
+    !REFUSED
+        .iter()
+        .any(|(refused_key, refused)| *refused_key == plain && refused.eq_ignore_ascii_case(value))
+}
+
 /// The log levels registry:2 accepts.
 pub(crate) const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug"];
 

@@ -1,6 +1,8 @@
 //! Tests that need the loader's internals: the schema against the typed `Config`, and
 //! environment overrides of every scalar key.
 
+use std::path::Path;
+
 use proptest::prelude::*;
 use serde_json::{Value as Json, json};
 
@@ -411,5 +413,44 @@ fn a_key_is_required_exactly_when_the_schema_marks_it_required() {
                 }
             }
         }
+    }
+}
+
+/// A configuration with `value` at `key`, as the [`schema::REFUSED`] test needs it.
+fn with_refused(key: &str, value: &str, certificate: &Path, private_key: &Path) -> String {
+    match key {
+        "storage" => format!("storage: {value}\n"),
+        "auth" => format!("storage: inmemory\nauth:\n  {value}: {{realm: r, service: s}}\n"),
+        "http.net" => format!("storage: inmemory\nhttp:\n  net: {value}\n"),
+        "http.tls.minimumtls" => format!(
+            "storage: inmemory\nhttp:\n  tls:\n    certificate: {}\n    key: {}\n    minimumtls: {value}\n",
+            certificate.display(),
+            private_key.display()
+        ),
+        other => panic!("no configuration for refused key {other}; add one here"),
+    }
+}
+
+#[test]
+fn every_value_the_schema_calls_refused_is_refused_naming_its_key() {
+    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("tempdir: {error}"));
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .unwrap_or_else(|error| panic!("certificate: {error}"));
+    let certificate = dir.path().join("server.crt");
+    let private_key = dir.path().join("server.key");
+    std::fs::write(&certificate, issued.cert.pem()).unwrap_or_else(|error| panic!("{error}"));
+    std::fs::write(&private_key, issued.signing_key.serialize_pem())
+        .unwrap_or_else(|error| panic!("{error}"));
+    for (key, value) in super::schema::REFUSED {
+        assert!(!super::schema::accepted(key, value));
+        let yaml = with_refused(key, value, &certificate, &private_key);
+        let error = match Config::from_yaml(&yaml, []) {
+            Err(error) => error.to_string(),
+            Ok(loaded) => match crate::Registry::from_config(&loaded.config) {
+                Err(error) => error.to_string(),
+                Ok(_) => panic!("{key}: {value} is served with:\n{yaml}"),
+            },
+        };
+        assert!(error.contains(key), "{key}: {value}: {error}");
     }
 }

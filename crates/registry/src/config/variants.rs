@@ -7,6 +7,7 @@ use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
+use super::suggestions::suggest;
 use super::{
     AccessRule, AuthConfig, Config, HealthConfig, StorageConfig, StorageDriverConfig, schema,
 };
@@ -73,8 +74,23 @@ impl<'de> Visitor<'de> for StorageVisitor {
                     )))?;
                 }
                 name => {
+                    let suggestion = suggest(
+                        name,
+                        [
+                            "filesystem",
+                            "s3",
+                            "inmemory",
+                            "delete",
+                            "redirect",
+                            "cache",
+                            "maintenance",
+                            "tag",
+                        ],
+                    )
+                    .map(|known| format!("; did you mean storage.{known}?"))
+                    .unwrap_or_default();
                     map.next_value_seed(Reject(format!(
-                        "unknown storage driver {name}; use filesystem, s3 or inmemory (the other keys here are delete, redirect, cache, maintenance and tag)"
+                        "unknown storage driver {name}; use filesystem, s3 or inmemory (the other keys here are delete, redirect, cache, maintenance and tag){suggestion}"
                     )))?;
                 }
             }
@@ -226,8 +242,9 @@ struct AuthSection {
     access: Vec<AccessRule>,
 }
 
-/// The providers `auth` may name, besides `none`.
-const AUTH_PROVIDERS: &str = "htpasswd, token or silly";
+/// The providers `auth` may name that registryd serves with, besides `none` (`silly` is read
+/// but refused: see [`schema::REFUSED`]).
+const AUTH_PROVIDERS: &str = "htpasswd or token";
 
 /// Why access rules without a provider are refused.
 const ACCESS_NEEDS_PROVIDER: &str = "auth.access needs an auth provider (htpasswd or token) to tell who is asking; add auth.htpasswd or auth.token beside it, or remove auth.access";
@@ -258,8 +275,11 @@ impl<'de> Visitor<'de> for AuthVisitor {
                 continue;
             }
             if !matches!(key.as_str(), "htpasswd" | "token" | "silly" | "none") {
+                let suggestion = suggest(&key, ["htpasswd", "token", "none", "access"])
+                    .map(|known| format!("; did you mean auth.{known}?"))
+                    .unwrap_or_default();
                 map.next_value_seed(Reject(format!(
-                    "unknown auth provider {key}; use {AUTH_PROVIDERS} (the only other key here is access)"
+                    "unknown auth provider {key}; use {AUTH_PROVIDERS} (the only other key here is access){suggestion}"
                 )))?;
                 continue;
             }
