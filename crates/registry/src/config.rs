@@ -74,7 +74,7 @@ use serde::{Deserialize, Serialize};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
 pub use registry_auth::{AccessRule, RuleAction};
-pub use schema::key_paths;
+pub use schema::{key_paths, unimplemented_key_paths};
 
 use duration::{serde_duration, serde_option_duration};
 use load::load_document;
@@ -271,7 +271,7 @@ pub struct StorageConfig {
     pub delete: DeleteConfig,
     /// Redirects to the storage backend (`storage.redirect`).
     pub redirect: RedirectConfig,
-    /// Caching of blob metadata (`storage.cache`).
+    /// Caching of blob metadata (`storage.cache`). Read, not acted on yet: loading warns.
     pub cache: CacheConfig,
     /// Background maintenance and read-only mode (`storage.maintenance`).
     pub maintenance: MaintenanceConfig,
@@ -304,8 +304,9 @@ pub struct FilesystemConfig {
     /// The directory everything is stored under (default `./data`; registry:2's is
     /// `/var/lib/registry`).
     pub rootdirectory: PathBuf,
-    /// The most file operations run at once (default 100; registry:2 raises values below 25
-    /// to 25).
+    /// registry:2's bound on file operations run at once (default 100). Read, not acted on yet:
+    /// loading warns, and printing leaves the default out.
+    #[serde(skip_serializing_if = "is_default_maxthreads")]
     pub maxthreads: u64,
     /// registryd only: writes large uploads with direct I/O, bypassing the page cache (default
     /// off). Uploads take less CPU; a blob just pushed is read from disk on its first pull.
@@ -372,6 +373,16 @@ pub struct S3Config {
     pub keyid: Option<String>,
 }
 
+fn is_default_maxthreads(maxthreads: &u64) -> bool {
+    *maxthreads == FilesystemConfig::default().maxthreads
+}
+
+/// Whether `value` is its type's default; printing leaves such keys out when registryd does not
+/// act on them, so a printed configuration does not look as if they were in effect.
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
 fn default_true() -> bool {
     true
 }
@@ -397,7 +408,8 @@ pub struct RedirectConfig {
     pub disable: bool,
 }
 
-/// Caching of blob metadata (`storage.cache`).
+/// Caching of blob metadata (`storage.cache`), as registry:2 configures it. Read, not acted on
+/// yet: every descriptor is read from storage, and loading warns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CacheConfig {
@@ -579,8 +591,8 @@ impl GcConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TagConfig {
-    /// How many tags are read at once when looking for the tags of a manifest (0, the default,
-    /// for the number of CPUs).
+    /// registry:2's bound on tags read at once when looking for the tags of a manifest (0, the
+    /// default, for the number of CPUs). Read, not acted on yet: loading warns.
     pub concurrencylimit: usize,
 }
 
@@ -621,10 +633,11 @@ pub struct TokenConfig {
     /// A JSON Web Key Set file with the keys that sign tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<PathBuf>,
-    /// Derives the realm from the request's host instead of `realm`.
-    #[serde(default)]
+    /// registry:2's switch to derive the realm from the request's host. Read, not acted on yet:
+    /// loading warns.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub autoredirect: bool,
-    /// The path used with `autoredirect` (registry:2's default is `/auth/token/`).
+    /// The path used with `autoredirect`. Read, not acted on yet: loading warns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoredirectpath: Option<String>,
     /// Accepted signing algorithms (`RS256`, `ES256`, `EdDSA`, ...); empty for all.
@@ -656,8 +669,9 @@ pub struct HttpConfig {
     /// A path the API is served under, with leading and trailing slashes (`/my/registry/`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    /// The key that signs state handed to clients; several instances behind one load balancer
-    /// must share it. Generated at start when unset.
+    /// registry:2's key that signs state handed to clients. registryd does not need one (upload
+    /// state lives in storage, so any instance can continue any upload): read, not acted on,
+    /// and loading warns.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     /// Returns relative URLs in `Location` headers.
@@ -687,7 +701,9 @@ pub struct HttpConfig {
     pub debug: Option<DebugConfig>,
     /// HTTP/2 over TLS.
     pub http2: Http2Config,
-    /// HTTP/2 without TLS (h2c).
+    /// HTTP/2 without TLS (h2c). Read, not acted on: clients that ask for h2c get it whatever
+    /// this says, and loading warns.
+    #[serde(skip_serializing_if = "is_default")]
     pub h2c: H2cConfig,
 }
 

@@ -454,3 +454,140 @@ fn every_value_the_schema_calls_refused_is_refused_naming_its_key() {
         assert!(error.contains(key), "{key}: {value}: {error}");
     }
 }
+
+/// The text of every Rust source file that may act on a configuration key: the workspace's
+/// `crates/*/src` and `bins/*/src`, without comments, and without the parts of the config module
+/// that only read, convert, print or test keys (`config.rs` and `load.rs` stay: they hold the
+/// checks and methods that use keys).
+fn acting_sources() -> String {
+    fn walk(dir: &Path, out: &mut String) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+                continue;
+            }
+            let only_reads_keys = path
+                .parent()
+                .is_some_and(|parent| parent.ends_with("src/config"))
+                && path.file_name().is_some_and(|name| name != "load.rs");
+            if path.extension().is_some_and(|ext| ext == "rs") && !only_reads_keys {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                for line in text
+                    .lines()
+                    .filter(|line| !line.trim_start().starts_with("//"))
+                {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut out = String::new();
+    for group in ["crates", "bins"] {
+        let Ok(members) = std::fs::read_dir(root.join(group)) else {
+            continue;
+        };
+        for member in members.flatten() {
+            walk(&member.path().join("src"), &mut out);
+        }
+    }
+    out
+}
+
+/// Keys acted on by name rather than through a field: `loglevel` is read into `log.level`
+/// before typing (`convert`).
+const ACTED_ON_BY_NAME: &[&str] = &["loglevel"];
+
+/// Every key that is neither marked as warned about (`Unsupported`, `Ignored`) nor a variant's
+/// name, with its field name.
+fn keys_said_to_be_acted_on() -> Vec<(String, &'static str)> {
+    fn walk(kind: &'static Kind, path: &str, out: &mut Vec<(String, &'static str)>) {
+        let item = match kind {
+            Kind::List(item) | Kind::Map(item) => item,
+            _ => kind,
+        };
+        for field in item.fields().unwrap_or_default() {
+            let child = join_path(path, field.name);
+            match field.role {
+                Role::Unsupported(_) | Role::Ignored(_) | Role::OlderName(_) => continue,
+                Role::Variant => {}
+                Role::Key | Role::Required => out.push((child.clone(), field.name)),
+            }
+            walk(field.kind, &child, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&ROOT, "", &mut out);
+    out
+}
+
+#[test]
+fn no_key_is_silently_ignored_every_key_is_read_by_code_or_warned_about() {
+    let sources = acting_sources();
+    assert!(
+        sources.contains("fn from_config"),
+        "the sources were not found"
+    );
+    let read = |name: &str| {
+        sources
+            .match_indices(&format!(".{name}"))
+            .any(|(at, found)| {
+                !sources[at + found.len()..]
+                    .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            })
+    };
+    let unread: Vec<String> = keys_said_to_be_acted_on()
+        .into_iter()
+        .filter(|(path, name)| !ACTED_ON_BY_NAME.contains(&path.as_str()) && !read(name))
+        .map(|(path, _)| path)
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "no code reads these keys, so registryd would ignore them without a word; implement them \
+         or mark them unsupported in config/schema.rs (which makes loading warn) and in \
+         docs/configuration.md: {unread:#?}"
+    );
+}
+
+#[test]
+fn every_key_marked_unsupported_or_ignored_warns_naming_itself() {
+    for storage in ["filesystem", "inmemory", "s3"] {
+        for auth in ["htpasswd", "silly", "token"] {
+            let document = example(&ROOT, "", &[storage, auth]).to_string();
+            let warnings = Config::from_yaml(&document, [])
+                .map(|loaded| loaded.warnings)
+                .unwrap_or_else(|error| panic!("{storage}/{auth}: {error}"));
+            let mut marked = Vec::new();
+            fn walk(kind: &'static Kind, path: &str, variants: &[&str], out: &mut Vec<String>) {
+                let item = match kind {
+                    Kind::List(item) | Kind::Map(item) => item,
+                    _ => kind,
+                };
+                for field in item.fields().unwrap_or_default() {
+                    if field.role == Role::Variant && !variants.contains(&field.name) {
+                        continue;
+                    }
+                    let child = join_path(path, field.name);
+                    match field.role {
+                        Role::Unsupported(_) | Role::Ignored(_) => out.push(child),
+                        _ => walk(field.kind, &child, variants, out),
+                    }
+                }
+            }
+            walk(&ROOT, "", &[storage, auth], &mut marked);
+            for path in marked {
+                assert!(
+                    warnings
+                        .iter()
+                        .any(|warning| warning.starts_with(&format!("config key {path} "))),
+                    "{storage}/{auth}: no warning names {path}: {warnings:#?}"
+                );
+            }
+        }
+    }
+}

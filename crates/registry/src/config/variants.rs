@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::suggestions::suggest;
 use super::{
-    AccessRule, AuthConfig, Config, HealthConfig, StorageConfig, StorageDriverConfig, schema,
+    AccessRule, AuthConfig, CacheConfig, Config, HealthConfig, StorageConfig, StorageDriverConfig,
+    TagConfig, schema,
 };
 
 /// Fails with `message` where a value was expected, so the error's path names the key.
@@ -101,7 +102,12 @@ impl<'de> Visitor<'de> for StorageVisitor {
 
 impl Serialize for StorageConfig {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(6))?;
+        // `cache` and `tag` are not acted on; left out at their defaults, a printed
+        // configuration does not look as if they were in effect.
+        let cache = (self.cache != CacheConfig::default()).then_some(&self.cache);
+        let tag = (self.tag != TagConfig::default()).then_some(&self.tag);
+        let len = 4 + usize::from(cache.is_some()) + usize::from(tag.is_some());
+        let mut map = serializer.serialize_map(Some(len))?;
         match &self.driver {
             StorageDriverConfig::Filesystem(params) => map.serialize_entry("filesystem", params)?,
             StorageDriverConfig::InMemory => map.serialize_entry("inmemory", &InMemoryParams {})?,
@@ -109,9 +115,13 @@ impl Serialize for StorageConfig {
         }
         map.serialize_entry("delete", &self.delete)?;
         map.serialize_entry("redirect", &self.redirect)?;
-        map.serialize_entry("cache", &self.cache)?;
+        if let Some(cache) = cache {
+            map.serialize_entry("cache", cache)?;
+        }
         map.serialize_entry("maintenance", &self.maintenance)?;
-        map.serialize_entry("tag", &self.tag)?;
+        if let Some(tag) = tag {
+            map.serialize_entry("tag", tag)?;
+        }
         map.end()
     }
 }
