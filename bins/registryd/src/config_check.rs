@@ -28,14 +28,11 @@ pub(crate) fn run(config_path: Option<&Path>, strict: bool) -> Result<(), String
     }
     let yaml = serde_saphyr::to_string(&loaded.config.redacted())
         .map_err(|error| format!("cannot print the configuration: {error}"))?;
-    let document = match config_path {
-        Some(path) => path.display().to_string(),
-        None => "built-in defaults".to_owned(),
-    };
+    let source = crate::configuration_source(config_path, &loaded.from_env);
     if warnings.is_empty() {
-        eprintln!("{document}: valid");
+        eprintln!("{source}: valid");
     } else {
-        eprintln!("{document}: valid{warnings} (config check --strict would fail)");
+        eprintln!("{source}: valid{warnings} (config check --strict would fail)");
     }
     print!("{yaml}");
     if !yaml.ends_with('\n') {

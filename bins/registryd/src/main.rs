@@ -15,12 +15,12 @@ mod systemd;
 mod verify;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use registry::Registry;
-use registry::config::{Config, LoadedConfig, StorageDriverConfig};
+use registry::config::{Config, EnvOverride, LoadedConfig, StorageDriverConfig};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -279,11 +279,15 @@ fn serve_command(config: Option<PathBuf>, run_as: Option<run_as::RunAs>) -> Exit
 }
 
 async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(), String> {
-    let LoadedConfig { config, warnings } = loaded;
-    match &config_path {
-        Some(path) => tracing::info!(config = %path.display(), "configuration loaded"),
-        None => tracing::info!("no configuration file given: using the built-in defaults"),
-    }
+    let LoadedConfig {
+        config,
+        warnings,
+        from_env,
+    } = loaded;
+    tracing::info!(
+        "configuration: {}",
+        configuration_source(config_path.as_deref(), &from_env)
+    );
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
@@ -379,6 +383,21 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
     served.map_err(|error| error.to_string())?;
     tracing::info!("registryd stopped");
     Ok(())
+}
+
+/// Where a configuration came from, for the start-up log and `config check`: the file or the
+/// built-in defaults, and each key a `REGISTRY_*` variable set, named with its variable and
+/// never with its value (which may be a secret).
+fn configuration_source(config_path: Option<&Path>, from_env: &[EnvOverride]) -> String {
+    let base = match config_path {
+        Some(path) => format!("config file {}", path.display()),
+        None => "no configuration file, so the built-in defaults".to_owned(),
+    };
+    if from_env.is_empty() {
+        return base;
+    }
+    let keys: Vec<String> = from_env.iter().map(ToString::to_string).collect();
+    format!("{base}, with {} from the environment", keys.join(", "))
 }
 
 /// What `serve` builds from a configuration before it listens.

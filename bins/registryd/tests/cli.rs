@@ -218,11 +218,13 @@ fn configured_auth_is_refused_rather_than_ignored() {
 }
 
 #[test]
-fn environment_configures_address_and_storage_without_a_file() {
+fn environment_without_a_file_configures_the_server_and_the_log_names_its_variables_not_values() {
     let dir = tempfile::tempdir().expect("tempdir");
     let address = free_address();
+    let secret = "never-log-this-7d1e";
     let mut child = registryd()
         .env("REGISTRY_HTTP_ADDR", address.to_string())
+        .env("REGISTRY_HTTP_SECRET", secret)
         .env(
             "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
             dir.path().join("store"),
@@ -254,6 +256,16 @@ fn environment_configures_address_and_storage_without_a_file() {
         log.contains("store"),
         "the storage location is printed at start: {log}"
     );
+    assert!(
+        log.contains(
+            "configuration: no configuration file, so the built-in defaults, with \
+             http.addr (REGISTRY_HTTP_ADDR), http.secret (REGISTRY_HTTP_SECRET), \
+             storage.filesystem.rootdirectory (REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY) from \
+             the environment"
+        ),
+        "the start-up log names what the environment set: {log}"
+    );
+    assert!(!log.contains(secret), "a value was logged: {log}");
 }
 
 /// Starts an upload on `server` and returns its location.

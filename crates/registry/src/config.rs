@@ -181,6 +181,25 @@ pub struct LoadedConfig {
     pub config: Config,
     /// One sentence each, in the order they were found.
     pub warnings: Vec<String>,
+    /// The keys `REGISTRY_*` environment variables set, in the order they were applied. Names
+    /// only: a value may be a secret.
+    pub from_env: Vec<EnvOverride>,
+}
+
+/// A key an environment variable set. Holds no value, so it can be logged as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvOverride {
+    /// The variable, such as `REGISTRY_HTTP_ADDR`.
+    pub variable: String,
+    /// The key it set, such as `http.addr`.
+    pub key: String,
+}
+
+impl fmt::Display for EnvOverride {
+    /// `http.addr (REGISTRY_HTTP_ADDR)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.key, self.variable)
+    }
 }
 
 /// Logging (`log`).

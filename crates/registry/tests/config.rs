@@ -1246,6 +1246,25 @@ fn env_var_names_match_keys_without_regard_to_case() {
 }
 
 #[test]
+fn the_keys_the_environment_set_are_listed_with_their_variables() {
+    let loaded = load(
+        "",
+        &[
+            ("REGISTRY_STORAGE", "inmemory"),
+            ("REGISTRY_HTTP_ADDR", ":7000"),
+            ("REGISTRY_DUCKS", "quack"),
+        ],
+    );
+    let listed: Vec<String> = loaded.from_env.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        listed,
+        ["http.addr (REGISTRY_HTTP_ADDR)", "storage (REGISTRY_STORAGE)"],
+        "in the order applied; a variable that sets nothing is a warning, not a setting"
+    );
+    assert!(load("", &[]).from_env.is_empty());
+}
+
+#[test]
 fn the_prefix_must_be_upper_case() {
     let loaded = load(BASE, &[("registry_HTTP_ADDR", ":7000")]);
     assert_eq!(loaded.config.http.addr, ":5000");

@@ -45,7 +45,7 @@ pub(super) fn load_document(
     }
 
     convert::expand_variant_names(&mut root, &schema::ROOT);
-    env::apply(&mut root, &schema::ROOT, env, &mut warnings)?;
+    let from_env = env::apply(&mut root, &schema::ROOT, env, &mut warnings)?;
     convert::apply_compatibility_rules(&mut root, &mut warnings)?;
     let converted = convert::to_json(&root, &schema::ROOT, &mut warnings)?;
     let origins = converted.origins;
@@ -77,7 +77,11 @@ pub(super) fn load_document(
 
     check(&config, &origins)?;
     warnings.extend(validation_warnings(&config.validation, &origins));
-    Ok(LoadedConfig { config, warnings })
+    Ok(LoadedConfig {
+        config,
+        warnings,
+        from_env,
+    })
 }
 
 /// What deserves a word in the `validation` section: the deprecated `enabled`, which does not
