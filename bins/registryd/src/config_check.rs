@@ -5,9 +5,10 @@ use std::path::Path;
 
 use registry::config::Config;
 
-/// Loads the configuration, runs every check `serve` runs before listening (see
-/// [`crate::prepare`]: listen addresses, storage, TLS files, password file) without binding a
-/// socket, and prints the effective configuration as YAML, secrets replaced by `<redacted>`.
+/// Loads the configuration, prints the absolute path of every file and directory it names, runs
+/// every check `serve` runs before listening (see [`crate::prepare`]: listen addresses, storage,
+/// TLS files, password file) without binding a socket, and prints the effective configuration
+/// as YAML, secrets replaced by `<redacted>`.
 ///
 /// Warnings (unknown keys with the key they most likely meant, keys registryd does not act on)
 /// go to stderr. With `strict`, any warning fails the check; without it, the check passes and
@@ -17,6 +18,8 @@ pub(crate) fn run(config_path: Option<&Path>, strict: bool) -> Result<(), String
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }
+    // Before the checks, so that a file that cannot be read is shown where it was looked for.
+    print_paths(&loaded.config);
     crate::prepare(&loaded.config)?;
     let warnings = match loaded.warnings.len() {
         0 => String::new(),
@@ -39,4 +42,31 @@ pub(crate) fn run(config_path: Option<&Path>, strict: bool) -> Result<(), String
         println!();
     }
     Ok(())
+}
+
+/// Prints each file and directory the configuration names as serving will resolve it: a
+/// relative path against the working directory, as in registry:2.
+fn print_paths(config: &Config) {
+    let paths = config.named_paths();
+    if paths.is_empty() {
+        return;
+    }
+    match std::env::current_dir() {
+        Ok(dir) => eprintln!(
+            "paths (a relative one resolves against the working directory, {}, as in registry:2):",
+            dir.display()
+        ),
+        Err(error) => eprintln!("paths (the working directory cannot be read: {error}):"),
+    }
+    for (key, written) in paths {
+        match std::path::absolute(written) {
+            Ok(resolved) if resolved == written => eprintln!("  {key}: {}", resolved.display()),
+            Ok(resolved) => eprintln!(
+                "  {key}: {} (written {})",
+                resolved.display(),
+                written.display()
+            ),
+            Err(error) => eprintln!("  {key}: {} ({error})", written.display()),
+        }
+    }
 }

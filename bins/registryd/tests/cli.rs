@@ -729,6 +729,78 @@ fn config_check_strict_fails_on_a_warning_and_passes_without_one() {
 }
 
 #[test]
+fn config_check_resolves_relative_paths_against_the_working_directory_and_prints_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path().canonicalize().expect("canonical tempdir");
+    let out = output(registryd().current_dir(&dir).args([
+        "cert",
+        "--host",
+        "localhost",
+        "--out",
+        "certs",
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::create_dir(dir.join("auth")).expect("auth dir");
+    std::fs::write(
+        dir.join("auth/htpasswd"),
+        htpasswd(&["-C", "4", "erin", "pw"], None).stdout,
+    )
+    .expect("htpasswd file");
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: data\n\
+         http:\n  addr: 127.0.0.1:0\n  tls:\n    certificate: certs/server.crt\n    key: certs/server.key\n    clientcas: [certs/ca.crt]\n\
+         auth:\n  htpasswd:\n    realm: r\n    path: auth/htpasswd\n",
+    )
+    .expect("config");
+
+    let out = output(
+        registryd()
+            .current_dir(&dir)
+            .args(["config", "check"])
+            .arg(&config),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for (key, written) in [
+        ("storage.filesystem.rootdirectory", "data"),
+        ("http.tls.certificate", "certs/server.crt"),
+        ("http.tls.key", "certs/server.key"),
+        ("http.tls.clientcas[0]", "certs/ca.crt"),
+        ("auth.htpasswd.path", "auth/htpasswd"),
+    ] {
+        let line = format!(
+            "  {key}: {} (written {written})",
+            dir.join(written).display()
+        );
+        assert!(stderr.contains(&line), "{line:?} missing from:\n{stderr}");
+    }
+
+    // From another directory the same file names other files, as with registry:2; the check
+    // shows where it looked.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let elsewhere = elsewhere.path().canonicalize().expect("canonical tempdir");
+    let out = output(
+        registryd()
+            .current_dir(&elsewhere)
+            .args(["config", "check"])
+            .arg(&config),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let line = format!(
+        "  http.tls.certificate: {} (written certs/server.crt)",
+        elsewhere.join("certs/server.crt").display()
+    );
+    assert!(stderr.contains(&line), "{line:?} missing from:\n{stderr}");
+}
+
+#[test]
 fn two_processes_over_one_directory_let_one_request_at_a_time_use_an_upload() {
     let dir = tempfile::tempdir().expect("tempdir");
     let one = Running::start(dir.path());

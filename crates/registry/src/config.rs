@@ -1246,6 +1246,43 @@ impl Config {
         Ok(loaded)
     }
 
+    /// Every key that names a file or directory serving reads, with its path as written:
+    /// `storage.filesystem.rootdirectory`, `http.tls.certificate`, `http.tls.key`,
+    /// `http.tls.clientcas[N]`, `auth.htpasswd.path`, `auth.token.rootcertbundle` and
+    /// `auth.token.jwks`, in that order. A relative path is used as it is, so it resolves against
+    /// the working directory of the process, as in registry:2.
+    pub fn named_paths(&self) -> Vec<(String, &Path)> {
+        let mut paths: Vec<(String, &Path)> = Vec::new();
+        if let StorageDriverConfig::Filesystem(filesystem) = &self.storage.driver {
+            paths.push((
+                "storage.filesystem.rootdirectory".to_owned(),
+                &filesystem.rootdirectory,
+            ));
+        }
+        if let Some(tls) = &self.http.tls {
+            paths.push(("http.tls.certificate".to_owned(), &tls.certificate));
+            paths.push(("http.tls.key".to_owned(), &tls.key));
+            for (index, ca) in tls.clientcas.iter().enumerate() {
+                paths.push((format!("http.tls.clientcas[{index}]"), ca));
+            }
+        }
+        match &self.auth {
+            Some(AuthConfig::Htpasswd(htpasswd)) => {
+                paths.push(("auth.htpasswd.path".to_owned(), &htpasswd.path));
+            }
+            Some(AuthConfig::Token(token)) => {
+                if let Some(bundle) = &token.rootcertbundle {
+                    paths.push(("auth.token.rootcertbundle".to_owned(), bundle));
+                }
+                if let Some(jwks) = &token.jwks {
+                    paths.push(("auth.token.jwks".to_owned(), jwks));
+                }
+            }
+            Some(AuthConfig::Silly(_)) | None => {}
+        }
+        paths
+    }
+
     /// The access rules (`auth.access`) in the form the access controller takes
     /// (`registry_auth::AccessController::new`): `None` when there are none, which keeps
     /// registry:2's behaviour (any authenticated user may do everything). An empty

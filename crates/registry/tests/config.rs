@@ -1258,7 +1258,10 @@ fn the_keys_the_environment_set_are_listed_with_their_variables() {
     let listed: Vec<String> = loaded.from_env.iter().map(ToString::to_string).collect();
     assert_eq!(
         listed,
-        ["http.addr (REGISTRY_HTTP_ADDR)", "storage (REGISTRY_STORAGE)"],
+        [
+            "http.addr (REGISTRY_HTTP_ADDR)",
+            "storage (REGISTRY_STORAGE)"
+        ],
         "in the order applied; a variable that sets nothing is a warning, not a setting"
     );
     assert!(load("", &[]).from_env.is_empty());
