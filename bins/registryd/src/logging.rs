@@ -1,5 +1,6 @@
 //! Logging to stderr as `log` configures it: `level`, `formatter` (`text`, `json`, `logstash`)
-//! and `fields` added to every line, as registry:2's logrus output has them.
+//! and `fields` added to every line, as registry:2's logrus output has them, and with
+//! `reportcaller` the source file and line of each event (logrus names the function instead).
 //!
 //! | formatter | a line |
 //! |---|---|
@@ -42,7 +43,9 @@ pub(crate) fn init(log: &LogConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
-        .with_target(true);
+        .with_target(true)
+        .with_file(log.reportcaller)
+        .with_line_number(log.reportcaller);
     match log.formatter {
         LogFormatter::Text => builder
             .with_ansi(log.fields.is_empty() && io::IsTerminal::is_terminal(&io::stderr()))

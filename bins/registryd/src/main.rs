@@ -15,12 +15,12 @@ mod systemd;
 mod verify;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use registry::Registry;
-use registry::config::{Config, LoadedConfig, StorageDriverConfig};
+use registry::config::{Config, EnvOverride, LoadedConfig, StorageDriverConfig};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -148,9 +148,16 @@ enum Command {
 enum ConfigCommand {
     /// Validate a configuration as `serve` would (including the files it names) and print the
     /// effective settings, secrets redacted.
+    ///
+    /// Runs every check `serve` runs before it listens (the listen addresses, TLS files, the
+    /// password file, storage), without binding a socket. Warnings (unknown keys, keys registryd
+    /// does not act on) are printed; with --strict they make the check fail.
     Check {
         /// The configuration file; else $REGISTRY_CONFIGURATION_PATH; else the built-in default.
         config: Option<PathBuf>,
+        /// Fail (exit 1) when loading warns, for instance about an unknown key.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -161,9 +168,9 @@ fn main() -> ExitCode {
         None => serve_command(cli.config, None),
         Some(Command::Cert(args)) => report("cert", cert::run(&args)),
         Some(Command::Htpasswd(args)) => report("htpasswd", htpasswd::run(args)),
-        Some(Command::Config(ConfigCommand::Check { config })) => report(
+        Some(Command::Config(ConfigCommand::Check { config, strict })) => report(
             "config check",
-            config_check::run(config_path(config).as_deref()),
+            config_check::run(config_path(config).as_deref(), strict),
         ),
         Some(Command::Verify(args)) => verify::run(args),
         Some(Command::GarbageCollect(args)) => {
@@ -302,11 +309,15 @@ fn serve_command(config: Option<PathBuf>, run_as: Option<run_as::RunAs>) -> Exit
 }
 
 async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(), String> {
-    let LoadedConfig { config, warnings } = loaded;
-    match &config_path {
-        Some(path) => tracing::info!(config = %path.display(), "configuration loaded"),
-        None => tracing::info!("no configuration file given: using the built-in defaults"),
-    }
+    let LoadedConfig {
+        config,
+        warnings,
+        from_env,
+    } = loaded;
+    tracing::info!(
+        "configuration: {}",
+        configuration_source(config_path.as_deref(), &from_env)
+    );
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
@@ -317,7 +328,11 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
             Err(error) => tracing::debug!(%error, "cannot show the effective configuration"),
         }
     }
-    let registry = Registry::from_config(&config).map_err(|error| error.to_string())?;
+    let Prepared {
+        registry,
+        addr,
+        debug_addr,
+    } = prepare(&config)?;
     // Installed before listening: from then on SIGHUP reloads instead of ending the process.
     match signal(SignalKind::hangup()) {
         Ok(hangups) => {
@@ -331,14 +346,12 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
             tracing::warn!(%error, "cannot listen for SIGHUP; the configuration cannot be reloaded")
         }
     }
-    let addr = listen_address(&config.http.addr)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|error| format!("config key http.addr: cannot listen on {addr}: {error}"))?;
     // The debug server (metrics, health, readiness) runs until the registry has stopped.
     let (stop_debug, debug_stopped) = tokio::sync::oneshot::channel::<()>();
-    if let Some(debug) = &config.http.debug {
-        let addr = registry::config::listen_address("http.debug.addr", &debug.addr)?;
+    if let (Some(debug), Some(addr)) = (&config.http.debug, debug_addr) {
         let listener = TcpListener::bind(addr).await.map_err(|error| {
             format!("config key http.debug.addr: cannot listen on {addr}: {error}")
         })?;
@@ -400,6 +413,51 @@ async fn serve(loaded: LoadedConfig, config_path: Option<PathBuf>) -> Result<(),
     served.map_err(|error| error.to_string())?;
     tracing::info!("registryd stopped");
     Ok(())
+}
+
+/// Where a configuration came from, for the start-up log and `config check`: the file or the
+/// built-in defaults, and each key a `REGISTRY_*` variable set, named with its variable and
+/// never with its value (which may be a secret).
+fn configuration_source(config_path: Option<&Path>, from_env: &[EnvOverride]) -> String {
+    let base = match config_path {
+        Some(path) => format!("config file {}", path.display()),
+        None => "no configuration file, so the built-in defaults".to_owned(),
+    };
+    if from_env.is_empty() {
+        return base;
+    }
+    let keys: Vec<String> = from_env.iter().map(ToString::to_string).collect();
+    format!("{base}, with {} from the environment", keys.join(", "))
+}
+
+/// What `serve` builds from a configuration before it listens.
+struct Prepared {
+    /// The registry: storage, TLS (files read and parsed), authentication (password file or
+    /// token keys read), notifications.
+    registry: Registry,
+    /// Where to listen (`http.addr`), parsed but not bound.
+    addr: SocketAddr,
+    /// Where the debug server listens (`http.debug.addr`), parsed but not bound.
+    debug_addr: Option<SocketAddr>,
+}
+
+/// Every check `serve` makes of a configuration before it binds a socket; `config check` runs
+/// the same function, so a configuration it passes is one `serve` starts with (unless a port is
+/// taken or a file changes in between).
+fn prepare(config: &Config) -> Result<Prepared, String> {
+    let registry = Registry::from_config(config).map_err(|error| error.to_string())?;
+    let addr = listen_address(&config.http.addr)?;
+    let debug_addr = config
+        .http
+        .debug
+        .as_ref()
+        .map(|debug| registry::config::listen_address("http.debug.addr", &debug.addr))
+        .transpose()?;
+    Ok(Prepared {
+        registry,
+        addr,
+        debug_addr,
+    })
 }
 
 /// registry:2's `http.addr`: `host:port`, or `:port` for every interface.

@@ -21,7 +21,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use registry::config::{AuthConfig, Config, StorageDriverConfig};
+use registry::config::{Config, StorageDriverConfig};
 
 /// A numeric user and group, `UID:GID`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,19 +204,13 @@ fn data_owner(dir: &Path) -> DataOwner {
 /// authentication files.
 fn named_files(config: &Config, config_path: Option<&Path>) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = config_path.map(Path::to_path_buf).into_iter().collect();
-    if let Some(tls) = &config.http.tls {
-        files.push(tls.certificate.clone());
-        files.push(tls.key.clone());
-        files.extend(tls.clientcas.iter().cloned());
-    }
-    match &config.auth {
-        Some(AuthConfig::Htpasswd(htpasswd)) => files.push(htpasswd.path.clone()),
-        Some(AuthConfig::Token(token)) => {
-            files.extend(token.rootcertbundle.iter().cloned());
-            files.extend(token.jwks.iter().cloned());
-        }
-        Some(AuthConfig::Silly(_)) | None => {}
-    }
+    files.extend(
+        config
+            .named_paths()
+            .into_iter()
+            .filter(|(key, _)| key != "storage.filesystem.rootdirectory")
+            .map(|(_, path)| path.to_path_buf()),
+    );
     files
 }
 

@@ -263,11 +263,13 @@ fn configured_auth_is_refused_rather_than_ignored() {
 }
 
 #[test]
-fn environment_configures_address_and_storage_without_a_file() {
+fn environment_without_a_file_configures_the_server_and_the_log_names_its_variables_not_values() {
     let dir = tempfile::tempdir().expect("tempdir");
     let address = free_address();
+    let secret = "never-log-this-7d1e";
     let mut child = registryd()
         .env("REGISTRY_HTTP_ADDR", address.to_string())
+        .env("REGISTRY_HTTP_SECRET", secret)
         .env(
             "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
             dir.path().join("store"),
@@ -299,6 +301,16 @@ fn environment_configures_address_and_storage_without_a_file() {
         log.contains("store"),
         "the storage location is printed at start: {log}"
     );
+    assert!(
+        log.contains(
+            "configuration: no configuration file, so the built-in defaults, with \
+             http.addr (REGISTRY_HTTP_ADDR), http.secret (REGISTRY_HTTP_SECRET), \
+             storage.filesystem.rootdirectory (REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY) from \
+             the environment"
+        ),
+        "the start-up log names what the environment set: {log}"
+    );
+    assert!(!log.contains(secret), "a value was logged: {log}");
 }
 
 /// Starts an upload on `server` and returns its location.
@@ -741,6 +753,167 @@ fn config_check_redacts_secrets_and_names_the_bad_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("http.tls.key"), "{stderr}");
+}
+
+/// Runs `registryd config check [extra...] FILE` on `yaml` written to a file in `dir`.
+fn config_check(dir: &Path, yaml: &str, extra: &[&str]) -> (Output, String) {
+    let file = dir.join("check.yml");
+    std::fs::write(&file, yaml).expect("config");
+    let out = output(registryd().args(["config", "check"]).args(extra).arg(&file));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+#[test]
+fn config_check_refuses_a_listen_address_that_serve_refuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = "version: 0.1\nstorage: inmemory\nhttp:\n  addr: notaport\n";
+    let (out, stderr) = config_check(dir.path(), yaml, &[]);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("config key http.addr"), "{stderr}");
+    assert!(stderr.contains("notaport"), "{stderr}");
+
+    let yaml = "version: 0.1\nstorage: inmemory\nhttp:\n  addr: 127.0.0.1:0\n  debug:\n    addr: nowhere\n";
+    let (out, stderr) = config_check(dir.path(), yaml, &[]);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("config key http.debug.addr"), "{stderr}");
+
+    // serve fails on the same file, before listening.
+    let out = output(registryd().arg("serve").arg(dir.path().join("check.yml")));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config key http.debug.addr"));
+}
+
+#[test]
+fn config_check_refuses_a_tls_certificate_that_does_not_parse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certificate = dir.path().join("server.crt");
+    let key = dir.path().join("server.key");
+    std::fs::write(&certificate, "not a certificate").expect("certificate");
+    std::fs::write(&key, "not a key").expect("key");
+    let yaml = format!(
+        "version: 0.1\nstorage: inmemory\nhttp:\n  addr: 127.0.0.1:0\n  tls:\n    certificate: {}\n    key: {}\n",
+        certificate.display(),
+        key.display()
+    );
+    let (out, stderr) = config_check(dir.path(), &yaml, &[]);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("http.tls"), "{stderr}");
+}
+
+#[test]
+fn config_check_names_every_unknown_key_with_the_key_it_most_likely_meant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml =
+        "version: 0.1\nstorage: inmemory\nhttp:\n  adr: :6000\n  tsl:\n    certificate: /c\n";
+    let (out, stderr) = config_check(dir.path(), yaml, &[]);
+    assert!(
+        out.status.success(),
+        "without --strict, warnings pass: {stderr}"
+    );
+    assert!(
+        stderr.contains("unknown config key http.adr (line 4) is ignored; did you mean http.addr?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unknown config key http.tsl (line 5) is ignored; did you mean http.tls?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("valid with 2 warnings (config check --strict would fail)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_check_strict_fails_on_a_warning_and_passes_without_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = "version: 0.1\nstorage: inmemory\nhttp:\n  adr: :6000\n";
+    let (out, stderr) = config_check(dir.path(), yaml, &["--strict"]);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("did you mean http.addr?"), "{stderr}");
+    assert!(stderr.contains("--strict"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "a failed check prints no configuration"
+    );
+
+    let yaml = "version: 0.1\nstorage: inmemory\nhttp:\n  addr: 127.0.0.1:6000\n";
+    let (out, stderr) = config_check(dir.path(), yaml, &["--strict"]);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn config_check_resolves_relative_paths_against_the_working_directory_and_prints_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path().canonicalize().expect("canonical tempdir");
+    let out = output(registryd().current_dir(&dir).args([
+        "cert",
+        "--host",
+        "localhost",
+        "--out",
+        "certs",
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::create_dir(dir.join("auth")).expect("auth dir");
+    std::fs::write(
+        dir.join("auth/htpasswd"),
+        htpasswd(&["-C", "4", "erin", "pw"], None).stdout,
+    )
+    .expect("htpasswd file");
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: data\n\
+         http:\n  addr: 127.0.0.1:0\n  tls:\n    certificate: certs/server.crt\n    key: certs/server.key\n    clientcas: [certs/ca.crt]\n\
+         auth:\n  htpasswd:\n    realm: r\n    path: auth/htpasswd\n",
+    )
+    .expect("config");
+
+    let out = output(
+        registryd()
+            .current_dir(&dir)
+            .args(["config", "check"])
+            .arg(&config),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for (key, written) in [
+        ("storage.filesystem.rootdirectory", "data"),
+        ("http.tls.certificate", "certs/server.crt"),
+        ("http.tls.key", "certs/server.key"),
+        ("http.tls.clientcas[0]", "certs/ca.crt"),
+        ("auth.htpasswd.path", "auth/htpasswd"),
+    ] {
+        let line = format!(
+            "  {key}: {} (written {written})",
+            dir.join(written).display()
+        );
+        assert!(stderr.contains(&line), "{line:?} missing from:\n{stderr}");
+    }
+
+    // From another directory the same file names other files, as with registry:2; the check
+    // shows where it looked.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let elsewhere = elsewhere.path().canonicalize().expect("canonical tempdir");
+    let out = output(
+        registryd()
+            .current_dir(&elsewhere)
+            .args(["config", "check"])
+            .arg(&config),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let line = format!(
+        "  http.tls.certificate: {} (written certs/server.crt)",
+        elsewhere.join("certs/server.crt").display()
+    );
+    assert!(stderr.contains(&line), "{line:?} missing from:\n{stderr}");
 }
 
 #[test]

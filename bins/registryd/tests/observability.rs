@@ -1,7 +1,8 @@
 //! The real binary's notifications, logs and debug server, configured as registry:2 users write
 //! them: events pushed while the webhook is down survive a SIGKILL of registryd and all arrive
-//! once it and the webhook are back; `log.formatter: json` with `log.fields` writes JSON lines
-//! carrying the fields; `http.debug` serves metrics and health. Every server is on 127.0.0.1.
+//! once it and the webhook are back; `log.formatter: json` with `log.fields` and
+//! `log.reportcaller` writes JSON lines carrying the fields and the source of each event;
+//! `http.debug` serves metrics and health. Every server is on 127.0.0.1.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -176,7 +177,7 @@ fn events_of_pushes_acknowledged_before_a_sigkill_reach_the_webhook_afterwards()
 }
 
 #[test]
-fn json_logs_carry_the_configured_fields_and_the_debug_server_answers() {
+fn json_logs_carry_the_configured_fields_and_callers_and_the_debug_server_answers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let debug = free_address();
     let mut server = Server::new(dir.path()).with_log_level("info");
@@ -184,7 +185,7 @@ fn json_logs_carry_the_configured_fields_and_the_debug_server_answers() {
     let config = config
         .replacen(
             "log:\n",
-            "log:\n  formatter: json\n  fields:\n    service: registry\n    environment: test\n",
+            "log:\n  formatter: json\n  reportcaller: true\n  fields:\n    service: registry\n    environment: test\n",
             1,
         )
         .replacen("  accesslog:\n    disabled: true\n", "", 1);
@@ -244,6 +245,14 @@ fn json_logs_carry_the_configured_fields_and_the_debug_server_answers() {
     assert_eq!(parsed["environment"], "test");
     assert_eq!(parsed["request_id"], "req-42");
     assert_eq!(parsed["status"], 200);
+    // log.reportcaller: the source file and line of the event.
+    assert!(
+        parsed["filename"]
+            .as_str()
+            .is_some_and(|file| file.ends_with(".rs")),
+        "{access}"
+    );
+    assert!(parsed["line_number"].is_u64(), "{access}");
     for line in server.log().lines() {
         assert!(
             serde_json::from_str::<serde_json::Value>(line).is_ok(),

@@ -74,7 +74,7 @@ use serde::{Deserialize, Serialize};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
 pub use registry_auth::{AccessRule, RuleAction};
-pub use schema::key_paths;
+pub use schema::{key_paths, unimplemented_key_paths};
 
 use duration::{serde_duration, serde_option_duration};
 use load::load_document;
@@ -181,6 +181,25 @@ pub struct LoadedConfig {
     pub config: Config,
     /// One sentence each, in the order they were found.
     pub warnings: Vec<String>,
+    /// The keys `REGISTRY_*` environment variables set, in the order they were applied. Names
+    /// only: a value may be a secret.
+    pub from_env: Vec<EnvOverride>,
+}
+
+/// A key an environment variable set. Holds no value, so it can be logged as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvOverride {
+    /// The variable, such as `REGISTRY_HTTP_ADDR`.
+    pub variable: String,
+    /// The key it set, such as `http.addr`.
+    pub key: String,
+}
+
+impl fmt::Display for EnvOverride {
+    /// `http.addr (REGISTRY_HTTP_ADDR)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.key, self.variable)
+    }
 }
 
 /// Logging (`log`).
@@ -271,7 +290,7 @@ pub struct StorageConfig {
     pub delete: DeleteConfig,
     /// Redirects to the storage backend (`storage.redirect`).
     pub redirect: RedirectConfig,
-    /// Caching of blob metadata (`storage.cache`).
+    /// Caching of blob metadata (`storage.cache`). Read, not acted on yet: loading warns.
     pub cache: CacheConfig,
     /// Background maintenance and read-only mode (`storage.maintenance`).
     pub maintenance: MaintenanceConfig,
@@ -304,8 +323,9 @@ pub struct FilesystemConfig {
     /// The directory everything is stored under (default `./data`; registry:2's is
     /// `/var/lib/registry`).
     pub rootdirectory: PathBuf,
-    /// The most file operations run at once (default 100; registry:2 raises values below 25
-    /// to 25).
+    /// registry:2's bound on file operations run at once (default 100). Read, not acted on yet:
+    /// loading warns, and printing leaves the default out.
+    #[serde(skip_serializing_if = "is_default_maxthreads")]
     pub maxthreads: u64,
     /// registryd only: writes large uploads with direct I/O, bypassing the page cache (default
     /// off). Uploads take less CPU; a blob just pushed is read from disk on its first pull.
@@ -372,6 +392,16 @@ pub struct S3Config {
     pub keyid: Option<String>,
 }
 
+fn is_default_maxthreads(maxthreads: &u64) -> bool {
+    *maxthreads == FilesystemConfig::default().maxthreads
+}
+
+/// Whether `value` is its type's default; printing leaves such keys out when registryd does not
+/// act on them, so a printed configuration does not look as if they were in effect.
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
 fn default_true() -> bool {
     true
 }
@@ -397,7 +427,8 @@ pub struct RedirectConfig {
     pub disable: bool,
 }
 
-/// Caching of blob metadata (`storage.cache`).
+/// Caching of blob metadata (`storage.cache`), as registry:2 configures it. Read, not acted on
+/// yet: every descriptor is read from storage, and loading warns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CacheConfig {
@@ -579,8 +610,8 @@ impl GcConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TagConfig {
-    /// How many tags are read at once when looking for the tags of a manifest (0, the default,
-    /// for the number of CPUs).
+    /// registry:2's bound on tags read at once when looking for the tags of a manifest (0, the
+    /// default, for the number of CPUs). Read, not acted on yet: loading warns.
     pub concurrencylimit: usize,
 }
 
@@ -621,10 +652,11 @@ pub struct TokenConfig {
     /// A JSON Web Key Set file with the keys that sign tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<PathBuf>,
-    /// Derives the realm from the request's host instead of `realm`.
-    #[serde(default)]
+    /// registry:2's switch to derive the realm from the request's host. Read, not acted on yet:
+    /// loading warns.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub autoredirect: bool,
-    /// The path used with `autoredirect` (registry:2's default is `/auth/token/`).
+    /// The path used with `autoredirect`. Read, not acted on yet: loading warns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoredirectpath: Option<String>,
     /// Accepted signing algorithms (`RS256`, `ES256`, `EdDSA`, ...); empty for all.
@@ -656,8 +688,9 @@ pub struct HttpConfig {
     /// A path the API is served under, with leading and trailing slashes (`/my/registry/`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    /// The key that signs state handed to clients; several instances behind one load balancer
-    /// must share it. Generated at start when unset.
+    /// registry:2's key that signs state handed to clients. registryd does not need one (upload
+    /// state lives in storage, so any instance can continue any upload): read, not acted on,
+    /// and loading warns.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     /// Returns relative URLs in `Location` headers.
@@ -687,7 +720,9 @@ pub struct HttpConfig {
     pub debug: Option<DebugConfig>,
     /// HTTP/2 over TLS.
     pub http2: Http2Config,
-    /// HTTP/2 without TLS (h2c).
+    /// HTTP/2 without TLS (h2c). Read, not acted on: clients that ask for h2c get it whatever
+    /// this says, and loading warns.
+    #[serde(skip_serializing_if = "is_default")]
     pub h2c: H2cConfig,
 }
 
@@ -1209,6 +1244,43 @@ impl Config {
         warnings.append(&mut loaded.warnings);
         loaded.warnings = warnings;
         Ok(loaded)
+    }
+
+    /// Every key that names a file or directory serving reads, with its path as written:
+    /// `storage.filesystem.rootdirectory`, `http.tls.certificate`, `http.tls.key`,
+    /// `http.tls.clientcas[N]`, `auth.htpasswd.path`, `auth.token.rootcertbundle` and
+    /// `auth.token.jwks`, in that order. A relative path is used as it is, so it resolves against
+    /// the working directory of the process, as in registry:2.
+    pub fn named_paths(&self) -> Vec<(String, &Path)> {
+        let mut paths: Vec<(String, &Path)> = Vec::new();
+        if let StorageDriverConfig::Filesystem(filesystem) = &self.storage.driver {
+            paths.push((
+                "storage.filesystem.rootdirectory".to_owned(),
+                &filesystem.rootdirectory,
+            ));
+        }
+        if let Some(tls) = &self.http.tls {
+            paths.push(("http.tls.certificate".to_owned(), &tls.certificate));
+            paths.push(("http.tls.key".to_owned(), &tls.key));
+            for (index, ca) in tls.clientcas.iter().enumerate() {
+                paths.push((format!("http.tls.clientcas[{index}]"), ca));
+            }
+        }
+        match &self.auth {
+            Some(AuthConfig::Htpasswd(htpasswd)) => {
+                paths.push(("auth.htpasswd.path".to_owned(), &htpasswd.path));
+            }
+            Some(AuthConfig::Token(token)) => {
+                if let Some(bundle) = &token.rootcertbundle {
+                    paths.push(("auth.token.rootcertbundle".to_owned(), bundle));
+                }
+                if let Some(jwks) = &token.jwks {
+                    paths.push(("auth.token.jwks".to_owned(), jwks));
+                }
+            }
+            Some(AuthConfig::Silly(_)) | None => {}
+        }
+        paths
     }
 
     /// The access rules (`auth.access`) in the form the access controller takes

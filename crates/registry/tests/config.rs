@@ -67,7 +67,7 @@ health:
 ";
 
 #[test]
-fn registry2_image_config_loads_without_warnings() {
+fn registry2_image_config_loads_warning_only_that_blob_descriptors_are_not_cached() {
     let loaded = load(REGISTRY2_IMAGE_CONFIG, &[]);
     let config = &loaded.config;
     assert_eq!(config.version, "0.1");
@@ -90,7 +90,12 @@ fn registry2_image_config_loads_without_warnings() {
     );
     assert!(config.health.storagedriver.enabled);
     assert_eq!(config.health.storagedriver.threshold, 3);
-    assert_eq!(loaded.warnings, Vec::<String>::new());
+    assert_eq!(
+        loaded.warnings,
+        [
+            "config key storage.cache (line 6): blob descriptors are not cached yet (each is read from storage); the section is ignored"
+        ]
+    );
 }
 
 /// The "Development configuration" example of the registry:2 configuration reference.
@@ -110,7 +115,12 @@ http:
         addr: localhost:5001
 ";
     let loaded = load(yaml, &[]);
-    assert_eq!(loaded.warnings, Vec::<String>::new());
+    assert_eq!(
+        loaded.warnings,
+        [
+            "config key http.secret (line 9): registryd does not need it (upload state lives in storage, so any instance can continue any upload); the key is ignored"
+        ]
+    );
     let config = loaded.config;
     assert_eq!(config.log.level, LogLevel::Debug);
     assert_eq!(config.http.addr, "localhost:5000");
@@ -411,7 +421,12 @@ fn registry2_reference_options_load_with_warnings_only() {
             "loglevel",
             "http.tls.letsencrypt",
             "log.hooks",
+            "storage.filesystem.maxthreads",
+            "storage.tag.concurrencylimit",
+            "storage.cache",
             "middleware",
+            "http.secret",
+            "http.h2c",
             "redis",
             "health.file",
             "health.http",
@@ -704,6 +719,67 @@ fn an_invalid_choice_lists_the_valid_ones() {
 }
 
 #[test]
+fn a_value_of_the_wrong_kind_reads_as_expected_then_got() {
+    for (yaml, want) in [
+        (
+            "catalog:\n  maxentries: 1.5\n",
+            "config key catalog.maxentries (line 2): expected a whole number (0 or more), got 1.5",
+        ),
+        (
+            "http:\n  headers: {X-A: {b: c}}\n",
+            "config key http.headers.X-A (line 2): expected a list, got a map",
+        ),
+        (
+            "storage:\n  delete: true\n",
+            "config key storage.delete (line 2): expected a map of keys, got true",
+        ),
+        (
+            "http:\n  tls: {certificate: /c, key: /k, minimumtls: tls1.4}\n",
+            "config key http.tls.minimumtls (line 2): expected one of tls1.2, tls1.3, got \"tls1.4\"",
+        ),
+        (
+            "http:\n  net: udp\n",
+            "config key http.net (line 2): expected one of tcp, got \"udp\"",
+        ),
+        (
+            "http:\n  addr: [a]\n",
+            "config key http.addr (line 2): expected a string, got a list",
+        ),
+    ] {
+        assert_eq!(load_error(yaml, &[]), want, "{yaml}");
+    }
+}
+
+#[test]
+fn a_key_and_its_older_name_together_are_an_error() {
+    let error = load_error(
+        "storage:\n  cache:\n    blobdescriptor: inmemory\n    layerinfo: inmemory\n",
+        &[],
+    );
+    assert_eq!(
+        error,
+        "config key storage.cache.layerinfo (line 4): blobdescriptor is set twice (once under its older name layerinfo); keep one"
+    );
+    let loaded = load("storage:\n  cache:\n    layerinfo: inmemory\n", &[]);
+    assert_eq!(
+        loaded.config.storage.cache.blobdescriptor,
+        Some(BlobDescriptorCache::InMemory)
+    );
+}
+
+#[test]
+fn a_missing_required_key_set_by_its_variable_loads() {
+    let loaded = load(
+        "auth:\n  htpasswd:\n    realm: basic\n",
+        &[("REGISTRY_AUTH_HTPASSWD_PATH", "/etc/htpasswd")],
+    );
+    assert!(matches!(
+        loaded.config.auth,
+        Some(AuthConfig::Htpasswd(HtpasswdConfig { ref path, .. })) if path == Path::new("/etc/htpasswd")
+    ));
+}
+
+#[test]
 fn a_missing_required_key_names_it_and_its_variable() {
     let error = load_error("auth:\n  htpasswd:\n    realm: basic\n", &[]);
     assert_eq!(
@@ -728,6 +804,15 @@ fn unknown_key_warns_with_its_path_and_a_suggestion() {
         ]
     );
     assert_eq!(loaded.config.http.addr, ":5000");
+}
+
+#[test]
+fn two_swapped_letters_suggest_the_key_they_spell() {
+    let loaded = load("http:\n  tsl: {}\n", &[]);
+    assert_eq!(
+        loaded.warnings,
+        ["unknown config key http.tsl (line 2) is ignored; did you mean http.tls?"]
+    );
 }
 
 #[test]
@@ -1161,6 +1246,28 @@ fn env_var_names_match_keys_without_regard_to_case() {
 }
 
 #[test]
+fn the_keys_the_environment_set_are_listed_with_their_variables() {
+    let loaded = load(
+        "",
+        &[
+            ("REGISTRY_STORAGE", "inmemory"),
+            ("REGISTRY_HTTP_ADDR", ":7000"),
+            ("REGISTRY_DUCKS", "quack"),
+        ],
+    );
+    let listed: Vec<String> = loaded.from_env.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        listed,
+        [
+            "http.addr (REGISTRY_HTTP_ADDR)",
+            "storage (REGISTRY_STORAGE)"
+        ],
+        "in the order applied; a variable that sets nothing is a warning, not a setting"
+    );
+    assert!(load("", &[]).from_env.is_empty());
+}
+
+#[test]
 fn the_prefix_must_be_upper_case() {
     let loaded = load(BASE, &[("registry_HTTP_ADDR", ":7000")]);
     assert_eq!(loaded.config.http.addr, ":5000");
@@ -1171,7 +1278,12 @@ fn the_prefix_must_be_upper_case() {
 fn registry_storage_inmemory_selects_the_driver_and_keeps_other_storage_settings() {
     let yaml = "storage:\n  filesystem:\n    rootdirectory: /x\n  delete:\n    enabled: true\n  maintenance:\n    readonly:\n      enabled: true\n  redirect:\n    disable: true\n  cache:\n    blobdescriptor: inmemory\n";
     let loaded = load(yaml, &[("REGISTRY_STORAGE", "inmemory")]);
-    assert_eq!(loaded.warnings, Vec::<String>::new());
+    assert_eq!(
+        loaded.warnings,
+        [
+            "config key storage.cache (line 11): blob descriptors are not cached yet (each is read from storage); the section is ignored"
+        ]
+    );
     let storage = loaded.config.storage;
     assert_eq!(storage.driver, StorageDriverConfig::InMemory);
     assert!(storage.delete.enabled);
@@ -1210,7 +1322,7 @@ fn registry_storage_names_an_unsupported_driver() {
     let error = load_error(BASE, &[("REGISTRY_STORAGE", "floppy")]);
     assert_eq!(
         error,
-        "environment variable REGISTRY_STORAGE: expected one of filesystem, inmemory, s3, azure, gcs, swift, oss, got \"floppy\""
+        "environment variable REGISTRY_STORAGE: expected one of filesystem, inmemory, s3, got \"floppy\""
     );
 }
 
@@ -2007,7 +2119,43 @@ fn an_unknown_key_beside_the_provider_names_access() {
     );
     assert_eq!(
         error,
-        "config key auth.acess (line 3): unknown auth provider acess; use htpasswd, token or silly (the only other key here is access)"
+        "config key auth.acess (line 3): unknown auth provider acess; use htpasswd or token (the only other key here is access); did you mean auth.access?"
+    );
+}
+
+#[test]
+fn a_mistyped_auth_provider_is_offered_only_providers_registryd_serves_with() {
+    let error = load_error("auth:\n  sily: {realm: r, service: s}\n", &[]);
+    assert!(
+        error.starts_with(
+            "config key auth.sily (line 2): unknown auth provider sily; use htpasswd or token"
+        ),
+        "{error}"
+    );
+    assert!(
+        !error.contains("silly"),
+        "silly is refused, so never offered: {error}"
+    );
+    let error = load_error("", &[("REGISTRY_AUTH", "sily")]);
+    assert_eq!(
+        error,
+        "environment variable REGISTRY_AUTH: expected one of htpasswd, token, none, got \"sily\""
+    );
+    let error = load_error("auth:\n  htpaswd: {realm: r, path: /p}\n", &[]);
+    assert!(error.ends_with("did you mean auth.htpasswd?"), "{error}");
+}
+
+#[test]
+fn a_mistyped_storage_driver_is_offered_the_driver_it_spells() {
+    let error = load_error("storage:\n  filesytem: {rootdirectory: /x}\n", &[]);
+    assert!(
+        error.ends_with("did you mean storage.filesystem?"),
+        "{error}"
+    );
+    let error = load_error("storage:\n  azur: {}\n", &[]);
+    assert!(
+        !error.contains("azure"),
+        "azure is refused, so never offered: {error}"
     );
 }
 

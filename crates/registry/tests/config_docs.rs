@@ -14,7 +14,7 @@
 
 use std::collections::BTreeSet;
 
-use registry::config::{Config, key_paths};
+use registry::config::{Config, key_paths, unimplemented_key_paths};
 
 const DOCS: &str = include_str!("../../../docs/configuration.md");
 
@@ -147,5 +147,26 @@ fn grouped_and_relative_names_in_a_cell_are_expanded() {
             "storage.s3",
             "version",
         ]
+    );
+}
+
+#[test]
+fn the_accepted_not_implemented_table_lists_exactly_the_keys_loading_warns_about() {
+    let start = DOCS
+        .find("### Accepted, not implemented yet")
+        .unwrap_or_else(|| panic!("the section is missing from docs/configuration.md"));
+    let section = &DOCS[start..];
+    let end = section[4..]
+        .find("\n#")
+        .map_or(section.len(), |end| end + 4);
+    let documented = documented_keys(&section[..end]);
+    let code: BTreeSet<String> = unimplemented_key_paths().into_iter().collect();
+    let unmarked: Vec<&String> = code.difference(&documented).collect();
+    let implemented: Vec<&String> = documented.difference(&code).collect();
+    assert!(
+        unmarked.is_empty() && implemented.is_empty(),
+        "docs/configuration.md's \"Accepted, not implemented yet\" table and the schema's \
+         unsupported and ignored keys disagree.\nWarned about but not in the table: \
+         {unmarked:#?}\nIn the table but acted on: {implemented:#?}"
     );
 }

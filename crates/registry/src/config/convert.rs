@@ -10,8 +10,9 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Number, Value as Json};
 
-use super::error::ConfigError;
-use super::schema::{Kind, Role};
+use super::error::{self, ConfigError};
+use super::schema::{self, Field, Kind, Role};
+use super::suggestions::suggest;
 use super::tree::{Node, Origin, Typed, Value};
 
 /// The JSON form of the tree and where each of its values came from.
@@ -22,24 +23,39 @@ pub(crate) struct Converted {
 }
 
 /// Converts `root` (the whole document) using `schema`, adding notes to `warnings`.
-pub(crate) fn to_json(root: &Node, schema: &Kind, warnings: &mut Vec<String>) -> Converted {
+///
+/// Fails, naming the key, on the first value (in document order) that the schema says cannot
+/// be read into its key: the wrong kind of value, a choice that is not on the list, a required
+/// key left out, or an unknown key where the schema refuses unknown keys. What it lets through
+/// reads into the typed configuration, so its errors are the schema's, not the deserializer's.
+pub(crate) fn to_json(
+    root: &Node,
+    schema: &Kind,
+    warnings: &mut Vec<String>,
+) -> Result<Converted, ConfigError> {
     let mut converter = Converter {
         origins: HashMap::new(),
         warnings,
+        error: None,
     };
     let json = match converter.node(root, schema, "") {
         Json::Null => Json::Object(Map::new()),
         json => json,
     };
-    Converted {
-        json,
-        origins: converter.origins,
+    match converter.error {
+        Some(error) => Err(error),
+        None => Ok(Converted {
+            json,
+            origins: converter.origins,
+        }),
     }
 }
 
 struct Converter<'a> {
     origins: HashMap<String, Origin>,
     warnings: &'a mut Vec<String>,
+    /// The first error found; converting goes on so that later values keep their origins.
+    error: Option<ConfigError>,
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -50,18 +66,76 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// What a key of `kind` holds, for "expected ..., got ..." (`path` names the key).
+fn expected(kind: &Kind, path: &str) -> String {
+    match kind {
+        Kind::Str => "a string".to_owned(),
+        Kind::Enum(choices) => {
+            let accepted: Vec<&str> = choices
+                .iter()
+                .copied()
+                .filter(|choice| schema::accepted(path, choice))
+                .collect();
+            format!("one of {}", accepted.join(", "))
+        }
+        Kind::Bool => "a boolean (true or false)".to_owned(),
+        Kind::Int => "a whole number (0 or more)".to_owned(),
+        Kind::Duration => "a duration such as 10s, 5m or 168h".to_owned(),
+        Kind::List(_) => "a list".to_owned(),
+        Kind::Any | Kind::Map(_) | Kind::ClosedStruct(_) => "a map of keys".to_owned(),
+        Kind::Struct(_) => match path {
+            "storage" => "a map with one storage driver (filesystem, s3 or inmemory)".to_owned(),
+            "auth" => "a map with one auth provider (htpasswd or token)".to_owned(),
+            _ => "a map of keys".to_owned(),
+        },
+    }
+}
+
+/// What a value is, for "expected ..., got ...": text in quotes, other scalars as written.
+fn got(node: &Node) -> String {
+    match &node.value {
+        Value::Null => "nothing".to_owned(),
+        Value::Scalar {
+            text,
+            typed: Typed::Str,
+        } => format!("{text:?}"),
+        Value::Scalar { text, .. } => text.clone(),
+        Value::Seq(_) => "a list".to_owned(),
+        Value::Map(_) => "a map".to_owned(),
+    }
+}
+
 impl Converter<'_> {
+    fn fail(&mut self, key: &str, origin: Option<&Origin>, message: String) {
+        if self.error.is_none() {
+            self.error = Some(ConfigError::Invalid {
+                key: key.to_owned(),
+                origin: origin.map(ToString::to_string),
+                message,
+            });
+        }
+    }
+
+    fn wrong_kind(&mut self, node: &Node, kind: &Kind, path: &str) -> Json {
+        let message = format!("expected {}, got {}", expected(kind, path), got(node));
+        self.fail(path, Some(&node.origin), message);
+        Json::Null
+    }
+
     fn node(&mut self, node: &Node, kind: &Kind, path: &str) -> Json {
         if !path.is_empty() {
             self.origins.insert(path.to_owned(), node.origin.clone());
         }
         match (&node.value, kind) {
             (Value::Null, _) => Json::Null,
-            (Value::Map(entries), Kind::Struct(_)) => {
+            (Value::Map(entries), Kind::Struct(fields) | Kind::ClosedStruct(fields)) => {
                 let mut object = Map::new();
                 for (key, child) in entries {
                     let child_path = join(path, key);
                     let Some(field) = kind.field(key) else {
+                        if matches!(kind, Kind::ClosedStruct(_)) {
+                            self.unknown_key(fields, path, key, &child.origin);
+                        }
                         // Kept so that the typed step reports it as unknown, with its path.
                         object.insert(key.clone(), self.node(child, &Kind::Any, &child_path));
                         continue;
@@ -87,9 +161,33 @@ impl Converter<'_> {
                             ));
                             continue;
                         }
-                        Role::Key | Role::Variant => {}
+                        Role::OlderName(name)
+                            if entries
+                                .iter()
+                                .any(|(key, value)| key == name && !value.is_null()) =>
+                        {
+                            self.fail(
+                                &child_path,
+                                Some(&child.origin),
+                                format!("{name} is set twice (once under its older name {key}); keep one"),
+                            );
+                        }
+                        Role::Key | Role::Required | Role::Variant | Role::OlderName(_) => {}
                     }
                     object.insert(key.clone(), self.node(child, field.kind, &child_path));
+                }
+                for field in fields.iter().filter(|field| field.role == Role::Required) {
+                    if !object.contains_key(field.name) {
+                        let key = join(path, field.name);
+                        let variable = error::env_name(&key);
+                        self.fail(
+                            &key,
+                            None,
+                            format!(
+                                "required but missing; set it in the config file or with {variable}"
+                            ),
+                        );
+                    }
                 }
                 Json::Object(object)
             }
@@ -114,24 +212,29 @@ impl Converter<'_> {
             (Value::Scalar { text, .. }, Kind::Str) => Json::String(text.clone()),
             // Choices are matched without regard to case (`level: DEBUG`, `net: TCP`), as
             // registry:2 does for log levels.
-            (Value::Scalar { text, .. }, Kind::Enum(choices)) => Json::String(
-                choices
+            (Value::Scalar { text, .. }, Kind::Enum(choices)) => {
+                match choices
                     .iter()
                     .find(|choice| choice.eq_ignore_ascii_case(text))
-                    .map_or_else(|| text.clone(), |choice| (*choice).to_owned()),
-            ),
-            (Value::Scalar { text, typed }, Kind::Bool) => match typed {
-                Typed::Bool(b) => Json::Bool(*b),
-                _ => Json::String(text.clone()),
-            },
-            (Value::Scalar { text, typed }, Kind::Int) => match typed {
-                Typed::UInt(n) => Json::from(*n),
-                Typed::Int(n) => Json::from(*n),
-                Typed::Float(n) => {
-                    Number::from_f64(*n).map_or_else(|| Json::String(text.clone()), Json::Number)
+                {
+                    Some(choice) => Json::String((*choice).to_owned()),
+                    None => self.wrong_kind(node, kind, path),
                 }
-                _ => Json::String(text.clone()),
-            },
+            }
+            (
+                Value::Scalar {
+                    typed: Typed::Bool(b),
+                    ..
+                },
+                Kind::Bool,
+            ) => Json::Bool(*b),
+            (
+                Value::Scalar {
+                    typed: Typed::UInt(n),
+                    ..
+                },
+                Kind::Int,
+            ) => Json::from(*n),
             (Value::Scalar { text, typed }, Kind::Duration) => match typed {
                 Typed::UInt(n) => {
                     if *n != 0 {
@@ -145,8 +248,25 @@ impl Converter<'_> {
                 Typed::Int(n) => Json::from(*n),
                 _ => Json::String(text.clone()),
             },
-            _ => self.any(node, path),
+            (_, Kind::Any) => self.any(node, path),
+            _ => self.wrong_kind(node, kind, path),
         }
+    }
+
+    /// Fails on `key`, unknown in a struct that refuses unknown keys, listing the keys it knows.
+    fn unknown_key(&mut self, fields: &[Field], path: &str, key: &str, origin: &Origin) {
+        let known: Vec<&str> = fields.iter().map(|field| field.name).collect();
+        let suggestion = suggest(key, known.iter().copied())
+            .map(|known| format!("; did you mean {}?", join(path, known)))
+            .unwrap_or_default();
+        self.fail(
+            &join(path, key),
+            Some(origin),
+            format!(
+                "unknown key; the keys here are {}{suggestion}",
+                known.join(", ")
+            ),
+        );
     }
 
     /// A value whose target type is not known here: keep what YAML made of it.
@@ -184,7 +304,7 @@ impl Converter<'_> {
 /// Rewrites a struct-with-variants written as a bare name (`storage: inmemory`, `auth: silly`)
 /// into the map form (`storage: {inmemory: {}}`), as registry:2 accepts both.
 pub(crate) fn expand_variant_names(node: &mut Node, kind: &Kind) {
-    let Kind::Struct(fields) = kind else { return };
+    let Some(fields) = kind.fields() else { return };
     if let Some(name) = node.as_text().map(str::to_owned)
         && kind.variants().any(|variant| variant == name)
     {

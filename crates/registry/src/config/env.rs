@@ -17,8 +17,9 @@
 //! driver (or provider) name selects it: the other drivers are dropped and the rest of the
 //! section (`delete`, `maintenance`, `cache`, `redirect`, `tag`; `access` under `auth`) is kept.
 
+use super::EnvOverride;
 use super::error::ConfigError;
-use super::schema::Kind;
+use super::schema::{self, Kind};
 use super::tree::{self, Node, Origin, Value};
 
 /// The variable registryd's binary reads the config file's path from; not an override.
@@ -49,22 +50,29 @@ fn display(steps: &[Step]) -> String {
     path
 }
 
-/// Applies every `REGISTRY_*` variable in `vars` to `root`.
+/// Applies every `REGISTRY_*` variable in `vars` to `root`, and returns the keys they set (a
+/// variable that matches no key is a warning instead).
 pub(crate) fn apply(
     root: &mut Node,
     schema: &'static Kind,
     vars: impl IntoIterator<Item = (String, String)>,
     warnings: &mut Vec<String>,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<EnvOverride>, ConfigError> {
     let mut vars: Vec<(String, String)> = vars
         .into_iter()
         .filter(|(name, _)| name.starts_with(PREFIX) && name != CONFIGURATION_PATH_VAR)
         .collect();
     vars.sort();
+    let mut applied = Vec::new();
     for (name, value) in vars {
-        apply_one(root, schema, &name, &value, warnings)?;
+        if let Some(key) = apply_one(root, schema, &name, &value, warnings)? {
+            applied.push(EnvOverride {
+                variable: name,
+                key,
+            });
+        }
     }
-    Ok(())
+    Ok(applied)
 }
 
 fn apply_one(
@@ -73,7 +81,7 @@ fn apply_one(
     name: &str,
     value: &str,
     warnings: &mut Vec<String>,
-) -> Result<(), ConfigError> {
+) -> Result<Option<String>, ConfigError> {
     let parts: Vec<&str> = name[PREFIX.len()..].split('_').collect();
     // Every part is a level of the tree (and of the recursions over it), and inside a free-form
     // section any part names a new map: without this bound, a name of 20,000 parts would nest
@@ -85,7 +93,7 @@ fn apply_one(
              configuration key; it is ignored",
             tree::MAX_DEPTH
         ));
-        return Ok(());
+        return Ok(None);
     }
     let resolved = if parts.iter().any(|part| part.is_empty()) {
         None
@@ -96,7 +104,7 @@ fn apply_one(
         warnings.push(format!(
             "environment variable {name} matches no configuration key; it is ignored"
         ));
-        return Ok(());
+        return Ok(None);
     };
     let origin = Origin::Env(name.to_owned());
     let path = display(&steps);
@@ -124,9 +132,14 @@ fn apply_one(
         && let Some(text) = node.as_text()
     {
         let Some(chosen) = variants.iter().find(|v| v.eq_ignore_ascii_case(text)) else {
+            let accepted: Vec<&str> = variants
+                .iter()
+                .copied()
+                .filter(|variant| schema::accepted(&path, variant))
+                .collect();
             return Err(env_error(format!(
                 "expected one of {}, got {text:?}",
-                variants.join(", ")
+                accepted.join(", ")
             )));
         };
         let target = walk(root, &steps, &origin).map_err(env_error)?;
@@ -139,11 +152,11 @@ fn apply_one(
         if target.get(chosen).is_none() {
             target.insert(chosen, Node::map(origin));
         }
-        return Ok(());
+        return Ok(Some(path));
     }
 
     *walk(root, &steps, &origin).map_err(env_error)? = node;
-    Ok(())
+    Ok(Some(path))
 }
 
 /// Resolves `parts` (the variable's name split at `_`) against `kind`, looking at the current
@@ -157,7 +170,7 @@ fn resolve(
         return Some((Vec::new(), kind));
     }
     match kind {
-        Kind::Struct(fields) => (1..=parts.len()).find_map(|n| {
+        Kind::Struct(fields) | Kind::ClosedStruct(fields) => (1..=parts.len()).find_map(|n| {
             let joined = parts[..n].join("_");
             let field = fields
                 .iter()
@@ -212,7 +225,10 @@ fn map_step(
             }
         }
     }
-    if matches!(value_kind, Kind::Struct(_) | Kind::Map(_) | Kind::Any) {
+    if matches!(
+        value_kind,
+        Kind::Struct(_) | Kind::ClosedStruct(_) | Kind::Map(_) | Kind::Any
+    ) {
         let (steps, kind) = resolve(value_kind, None, &parts[1..])?;
         Some((prepend(Step::Key(parts[0].to_lowercase()), steps), kind))
     } else {

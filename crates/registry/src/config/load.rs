@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::suggestions::{suggest, unknown_key_warning};
+use super::suggestions::unknown_key_warning;
 use super::tree::{Node, Origin};
 use super::{
     AuthConfig, Config, ConfigError, IndexPlatforms, LoadedConfig, ValidationConfig, convert, env,
-    error, schema, tree,
+    schema, tree,
 };
 
 /// The whole pipeline: YAML -> tree -> environment overrides -> registry:2's cross-key rules ->
@@ -45,9 +45,9 @@ pub(super) fn load_document(
     }
 
     convert::expand_variant_names(&mut root, &schema::ROOT);
-    env::apply(&mut root, &schema::ROOT, env, &mut warnings)?;
+    let from_env = env::apply(&mut root, &schema::ROOT, env, &mut warnings)?;
     convert::apply_compatibility_rules(&mut root, &mut warnings)?;
-    let converted = convert::to_json(&root, &schema::ROOT, &mut warnings);
+    let converted = convert::to_json(&root, &schema::ROOT, &mut warnings)?;
     let origins = converted.origins;
 
     let mut unknown = Vec::new();
@@ -56,9 +56,20 @@ pub(super) fn load_document(
             unknown.push(ignored_path(&path))
         }),
     );
+    // The schema step let through only values of the right kinds, so what fails here is a rule
+    // of the typed sections themselves (one storage driver, a duration's syntax), whose message
+    // is ours.
     let config = typed.map_err(|error| {
         let path = error_path(error.path());
-        invalid(&path, &error.into_inner().to_string(), &origins)
+        ConfigError::Invalid {
+            origin: origins.get(&path).map(ToString::to_string),
+            key: if path.is_empty() {
+                "(top level)".to_owned()
+            } else {
+                path
+            },
+            message: error.into_inner().to_string(),
+        }
     })?;
     for path in unknown {
         warnings.push(unknown_key_warning(&path, origins.get(&path)));
@@ -66,58 +77,11 @@ pub(super) fn load_document(
 
     check(&config, &origins)?;
     warnings.extend(validation_warnings(&config.validation, &origins));
-    Ok(LoadedConfig { config, warnings })
-}
-
-/// Turns a serde error at `path` into a [`ConfigError::Invalid`].
-pub(super) fn invalid(path: &str, message: &str, origins: &HashMap<String, Origin>) -> ConfigError {
-    if let Some(rest) = message.strip_prefix("missing field `")
-        && let Some(field) = rest.strip_suffix('`')
-    {
-        let key = join_path(path, field);
-        let variable = error::env_name(&key);
-        return ConfigError::Invalid {
-            key,
-            origin: None,
-            message: format!("required but missing; set it in the config file or with {variable}"),
-        };
-    }
-    // Only the structs that refuse unknown keys (access rules) get here; elsewhere they warn.
-    if let Some(rest) = message.strip_prefix("unknown field `")
-        && let Some((field, expected)) = rest.split_once("`, expected ")
-    {
-        // serde_path_to_error's path already ends with the unknown key.
-        let parent = match path.strip_suffix(field) {
-            Some(rest) if rest.is_empty() || rest.ends_with('.') => rest.trim_end_matches('.'),
-            _ => path,
-        };
-        let key = join_path(parent, field);
-        let known: Vec<&str> = expected
-            .trim_start_matches("one of ")
-            .split(['`', ',', ' '])
-            .filter(|word| !word.is_empty() && *word != "or")
-            .collect();
-        let suggestion = suggest(field, known.iter().copied())
-            .map(|known| format!("; did you mean {}?", join_path(parent, known)))
-            .unwrap_or_default();
-        return ConfigError::Invalid {
-            origin: origins.get(&key).map(ToString::to_string),
-            key,
-            message: format!(
-                "unknown key; the keys here are {}{suggestion}",
-                known.join(", ")
-            ),
-        };
-    }
-    ConfigError::Invalid {
-        key: if path.is_empty() {
-            "(top level)".to_owned()
-        } else {
-            path.to_owned()
-        },
-        origin: origins.get(path).map(ToString::to_string),
-        message: error::describe(message),
-    }
+    Ok(LoadedConfig {
+        config,
+        warnings,
+        from_env,
+    })
 }
 
 /// What deserves a word in the `validation` section: the deprecated `enabled`, which does not

@@ -27,8 +27,11 @@ pub(crate) enum Kind {
     List(&'static Kind),
     /// A map from free-form names (header names, field names) to one kind.
     Map(&'static Kind),
-    /// A map with fixed keys.
+    /// A map with fixed keys; a key it does not know is a warning, as in registry:2.
     Struct(&'static [Field]),
+    /// A map with fixed keys that refuses any other key (an error, not a warning): the access
+    /// rules, where a misspelt key would silently change what a rule grants.
+    ClosedStruct(&'static [Field]),
 }
 
 /// One fixed key of a [`Kind::Struct`].
@@ -42,8 +45,13 @@ pub(crate) struct Field {
 /// How a key relates to its siblings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
-    /// An ordinary key.
+    /// An ordinary key: left out, it takes its default.
     Key,
+    /// A key with no default: loading refuses a section that leaves it out.
+    Required,
+    /// An older name of the sibling key named here (`layerinfo` for `blobdescriptor`): read as
+    /// that key, and an error when both are set.
+    OlderName(&'static str),
     /// One of a set of mutually exclusive keys: a storage driver or an auth provider. The parent
     /// may also be written as the variant's name (`storage: inmemory`, `REGISTRY_STORAGE=inmemory`).
     Variant,
@@ -56,21 +64,23 @@ pub(crate) enum Role {
 }
 
 impl Kind {
-    /// The field named `name` (exactly, as YAML keys are case-sensitive), if this is a struct.
-    pub(crate) fn field(&self, name: &str) -> Option<&'static Field> {
+    /// The fixed keys, if this is a struct (closed or not).
+    pub(crate) fn fields(&self) -> Option<&'static [Field]> {
         match self {
-            Kind::Struct(fields) => fields.iter().find(|field| field.name == name),
+            Kind::Struct(fields) | Kind::ClosedStruct(fields) => Some(fields),
             _ => None,
         }
     }
 
+    /// The field named `name` (exactly, as YAML keys are case-sensitive), if this is a struct.
+    pub(crate) fn field(&self, name: &str) -> Option<&'static Field> {
+        self.fields()?.iter().find(|field| field.name == name)
+    }
+
     /// The names of this struct's variants (storage drivers, auth providers).
     pub(crate) fn variants(&self) -> impl Iterator<Item = &'static str> + use<> {
-        let fields: &'static [Field] = match self {
-            Kind::Struct(fields) => fields,
-            _ => &[],
-        };
-        fields
+        self.fields()
+            .unwrap_or_default()
             .iter()
             .filter(|field| field.role == Role::Variant)
             .map(|field| field.name)
@@ -92,23 +102,50 @@ impl Kind {
 /// `redis`, a driver with no parameters such as `storage.inmemory`) as one path.
 /// `docs/configuration.md` documents exactly these; a test holds the two together.
 pub fn key_paths() -> Vec<String> {
+    let mut out = Vec::new();
+    leaf_paths(&ROOT, "", &mut out);
+    out
+}
+
+/// The paths of [`key_paths`] under `path`, a key of `kind`.
+fn leaf_paths(kind: &Kind, path: &str, out: &mut Vec<String>) {
+    match (kind, kind.fields()) {
+        (_, Some(fields)) if !fields.is_empty() => {
+            for field in fields.iter() {
+                leaf_paths(field.kind, &child_path(path, field.name), out);
+            }
+        }
+        (Kind::List(item), _) if item.fields().is_some_and(|fields| !fields.is_empty()) => {
+            out.push(path.to_owned());
+            leaf_paths(item, &format!("{path}[N]"), out);
+        }
+        _ => out.push(path.to_owned()),
+    }
+}
+
+fn child_path(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// The keys loading reads but registryd does not act on (it warns when one, or the section
+/// holding it, is present), as in [`key_paths`]. `docs/configuration.md` lists exactly these
+/// under "Accepted, not implemented yet"; a test holds the two together.
+pub fn unimplemented_key_paths() -> Vec<String> {
     fn walk(kind: &Kind, path: &str, out: &mut Vec<String>) {
-        match kind {
-            Kind::Struct(fields) if !fields.is_empty() => {
-                for field in fields.iter() {
-                    let child = if path.is_empty() {
-                        field.name.to_owned()
-                    } else {
-                        format!("{path}.{}", field.name)
-                    };
-                    walk(field.kind, &child, out);
-                }
+        let (kind, path) = match kind {
+            Kind::List(item) => (*item, format!("{path}[N]")),
+            _ => (kind, path.to_owned()),
+        };
+        for field in kind.fields().unwrap_or_default() {
+            let child = child_path(&path, field.name);
+            match field.role {
+                Role::Unsupported(_) | Role::Ignored(_) => leaf_paths(field.kind, &child, out),
+                _ => walk(field.kind, &child, out),
             }
-            Kind::List(item @ Kind::Struct(fields)) if !fields.is_empty() => {
-                out.push(path.to_owned());
-                walk(item, &format!("{path}[N]"), out);
-            }
-            _ => out.push(path.to_owned()),
         }
     }
     let mut out = Vec::new();
@@ -121,6 +158,14 @@ const fn key(name: &'static str, kind: &'static Kind) -> Field {
         name,
         kind,
         role: Role::Key,
+    }
+}
+
+const fn required(name: &'static str, kind: &'static Kind) -> Field {
+    Field {
+        name,
+        kind,
+        role: Role::Required,
     }
 }
 
@@ -151,6 +196,39 @@ const fn ignored(name: &'static str, kind: &'static Kind, message: &'static str)
 /// The registry:2 storage drivers registryd does not implement yet.
 pub(crate) const UNSUPPORTED_DRIVERS: &[&str] = &["azure", "gcs", "swift", "oss"];
 
+/// Values registry:2 writes and the loader reads, but registryd refuses (loading or serving
+/// fails, naming the key): `(key, value)`, where the value of `storage` or `auth` is a variant's
+/// name. They are never suggested nor listed among the choices of an error, so that a fix the
+/// messages offer is one that works. A unit test checks that each is refused.
+pub(crate) const REFUSED: &[(&str, &str)] = &[
+    ("storage", "azure"),
+    ("storage", "gcs"),
+    ("storage", "swift"),
+    ("storage", "oss"),
+    ("auth", "silly"),
+    ("http.net", "unix"),
+    ("http.tls.minimumtls", "tls1.0"),
+    ("http.tls.minimumtls", "tls1.1"),
+];
+
+/// Whether `value` at `key` is one registryd serves with (not in [`REFUSED`]). List indexes in
+/// `key` are ignored (`auth.access[2].actions[0]` is `auth.access.actions`).
+pub(crate) fn accepted(key: &str, value: &str) -> bool {
+    let mut plain = String::with_capacity(key.len());
+    let mut in_index = false;
+    for c in key.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            c if !in_index => plain.push(c),
+            _ => {}
+        }
+    }
+    !REFUSED
+        .iter()
+        .any(|(refused_key, refused)| *refused_key == plain && refused.eq_ignore_ascii_case(value))
+}
+
 /// The log levels registry:2 accepts.
 pub(crate) const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug"];
 
@@ -171,7 +249,11 @@ const LOG: Kind = Kind::Struct(&[
 
 const FILESYSTEM: Kind = Kind::Struct(&[
     key("rootdirectory", &Kind::Str),
-    key("maxthreads", &Kind::Int),
+    unsupported(
+        "maxthreads",
+        &Kind::Int,
+        "the filesystem driver does not bound its file operations yet; the key is ignored",
+    ),
     key("directio", &Kind::Bool),
 ]);
 
@@ -180,9 +262,9 @@ const S3: Kind = Kind::Struct(&[
     key("accesskey", &Kind::Str),
     key("secretkey", &Kind::Str),
     key("sessiontoken", &Kind::Str),
-    key("region", &Kind::Str),
+    required("region", &Kind::Str),
     key("regionendpoint", &Kind::Str),
-    key("bucket", &Kind::Str),
+    required("bucket", &Kind::Str),
     key("rootdirectory", &Kind::Str),
     key("secure", &Kind::Bool),
     key("v4auth", &Kind::Bool),
@@ -262,13 +344,18 @@ const STORAGE: Kind = Kind::Struct(&[
     variant("oss", &Kind::Any),
     key("delete", &Kind::Struct(&[key("enabled", &Kind::Bool)])),
     key("redirect", &Kind::Struct(&[key("disable", &Kind::Bool)])),
-    key(
+    unsupported(
         "cache",
         &Kind::Struct(&[
             key("blobdescriptor", &BLOB_DESCRIPTOR),
-            key("layerinfo", &BLOB_DESCRIPTOR),
+            Field {
+                name: "layerinfo",
+                kind: &BLOB_DESCRIPTOR,
+                role: Role::OlderName("blobdescriptor"),
+            },
             key("blobdescriptorsize", &Kind::Int),
         ]),
+        "blob descriptors are not cached yet (each is read from storage); the section is ignored",
     ),
     key(
         "maintenance",
@@ -296,7 +383,14 @@ const STORAGE: Kind = Kind::Struct(&[
             ),
         ]),
     ),
-    key("tag", &Kind::Struct(&[key("concurrencylimit", &Kind::Int)])),
+    key(
+        "tag",
+        &Kind::Struct(&[unsupported(
+            "concurrencylimit",
+            &Kind::Int,
+            "tag lookups do not run concurrently yet; the key is ignored",
+        )]),
+    ),
 ]);
 
 /// One retention policy (`storage.maintenance.gc.retention[N]`, a registryd extension).
@@ -311,41 +405,53 @@ const RETENTION_POLICY: Kind = Kind::Struct(&[
 pub(crate) const RULE_ACTIONS: &[&str] = &["pull", "push", "delete", "*"];
 
 /// One access rule (`auth.access[N]`, a registryd extension).
-const ACCESS_RULE: Kind = Kind::Struct(&[
-    key("users", &STRINGS),
-    key("repositories", &STRINGS),
-    key("actions", &Kind::List(&Kind::Enum(RULE_ACTIONS))),
+const ACCESS_RULE: Kind = Kind::ClosedStruct(&[
+    required("users", &STRINGS),
+    required("repositories", &STRINGS),
+    required("actions", &Kind::List(&Kind::Enum(RULE_ACTIONS))),
 ]);
 
 const AUTH: Kind = Kind::Struct(&[
     variant(
         "htpasswd",
-        &Kind::Struct(&[key("realm", &Kind::Str), key("path", &Kind::Str)]),
+        &Kind::Struct(&[required("realm", &Kind::Str), required("path", &Kind::Str)]),
     ),
     variant(
         "token",
         &Kind::Struct(&[
-            key("realm", &Kind::Str),
-            key("service", &Kind::Str),
-            key("issuer", &Kind::Str),
+            required("realm", &Kind::Str),
+            required("service", &Kind::Str),
+            required("issuer", &Kind::Str),
             key("rootcertbundle", &Kind::Str),
             key("jwks", &Kind::Str),
-            key("autoredirect", &Kind::Bool),
-            key("autoredirectpath", &Kind::Str),
+            unsupported(
+                "autoredirect",
+                &Kind::Bool,
+                "the challenge always names auth.token.realm; the key is ignored",
+            ),
+            unsupported(
+                "autoredirectpath",
+                &Kind::Str,
+                "the challenge always names auth.token.realm; the key is ignored",
+            ),
             key("signingalgorithms", &STRINGS),
         ]),
     ),
     variant(
         "silly",
-        &Kind::Struct(&[key("realm", &Kind::Str), key("service", &Kind::Str)]),
+        &Kind::Struct(&[
+            required("realm", &Kind::Str),
+            required("service", &Kind::Str),
+        ]),
     ),
     variant("none", &Kind::Any),
     key("access", &Kind::List(&ACCESS_RULE)),
 ]);
 
 const TLS: Kind = Kind::Struct(&[
+    // A `tls` section without one means no TLS, as in registry:2 (see `convert`).
     key("certificate", &Kind::Str),
-    key("key", &Kind::Str),
+    required("key", &Kind::Str),
     key("clientcas", &STRINGS),
     key(
         "clientauth",
@@ -361,7 +467,8 @@ const TLS: Kind = Kind::Struct(&[
         &Kind::Enum(&["tls1.0", "tls1.1", "tls1.2", "tls1.3"]),
     ),
     key("ciphersuites", &STRINGS),
-    key(
+    // Refused without a certificate and ignored with one, by `convert` before this is read.
+    ignored(
         "letsencrypt",
         &Kind::Struct(&[
             key("cachefile", &Kind::Str),
@@ -369,6 +476,7 @@ const TLS: Kind = Kind::Struct(&[
             key("hosts", &STRINGS),
             key("directoryurl", &Kind::Str),
         ]),
+        "Let's Encrypt is not supported yet",
     ),
 ]);
 
@@ -377,7 +485,12 @@ const HTTP: Kind = Kind::Struct(&[
     key("net", &Kind::Enum(&["tcp", "unix"])),
     key("host", &Kind::Str),
     key("prefix", &Kind::Str),
-    key("secret", &Kind::Str),
+    unsupported(
+        "secret",
+        &Kind::Str,
+        "registryd does not need it (upload state lives in storage, so any instance can \
+         continue any upload); the key is ignored",
+    ),
     key("relativeurls", &Kind::Bool),
     key("draintimeout", &Kind::Duration),
     key("maxconnections", &Kind::Int),
@@ -387,7 +500,7 @@ const HTTP: Kind = Kind::Struct(&[
     key(
         "debug",
         &Kind::Struct(&[
-            key("addr", &Kind::Str),
+            required("addr", &Kind::Str),
             key(
                 "prometheus",
                 &Kind::Struct(&[key("enabled", &Kind::Bool), key("path", &Kind::Str)]),
@@ -395,7 +508,12 @@ const HTTP: Kind = Kind::Struct(&[
         ]),
     ),
     key("http2", &Kind::Struct(&[key("disabled", &Kind::Bool)])),
-    key("h2c", &Kind::Struct(&[key("enabled", &Kind::Bool)])),
+    unsupported(
+        "h2c",
+        &Kind::Struct(&[key("enabled", &Kind::Bool)]),
+        "HTTP/2 without TLS is always accepted from clients that ask for it; the section is \
+         ignored",
+    ),
 ]);
 
 /// The actions an endpoint may ignore (`notifications.endpoints[N].ignore.actions`).
@@ -479,14 +597,17 @@ const PROXY: Kind = Kind::Struct(&[
 
 /// One entry of `proxy.upstreams`.
 const PROXY_UPSTREAM: Kind = Kind::Struct(&[
-    key("prefix", &Kind::Str),
-    key("remoteurl", &Kind::Str),
+    required("prefix", &Kind::Str),
+    required("remoteurl", &Kind::Str),
     key("username", &Kind::Str),
     key("password", &Kind::Str),
 ]);
 
 /// One platform of `validation.manifests.indexes.platformlist`.
-const PLATFORM: Kind = Kind::Struct(&[key("os", &Kind::Str), key("architecture", &Kind::Str)]);
+const PLATFORM: Kind = Kind::Struct(&[
+    required("os", &Kind::Str),
+    required("architecture", &Kind::Str),
+]);
 
 /// The values of `validation.manifests.indexes.platforms`.
 pub(crate) const INDEX_PLATFORMS: &[&str] = &["all", "none", "list"];

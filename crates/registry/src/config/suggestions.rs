@@ -18,16 +18,18 @@ pub(super) fn unknown_key_warning(path: &str, origin: Option<&Origin>) -> String
     format!("unknown config key {path}{origin} is ignored{suggestion}")
 }
 
-/// The key in `known` that `name` is most likely a misspelling of.
+/// The key in `known` that `name` is most likely a misspelling of: one a few edits away (an
+/// edit being a letter added, dropped, changed, or two neighbours swapped, so `tsl` is one edit
+/// from `tls`), one that `name` begins, or the same key in another case.
 pub(super) fn suggest<'k>(name: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
     known
         .into_iter()
         .filter(|known| {
-            strsim::levenshtein(known, name) <= (name.len() / 3).max(1)
+            strsim::osa_distance(known, name) <= (name.len() / 3).max(1)
                 || (name.len() >= 4 && known.starts_with(name))
                 || known.eq_ignore_ascii_case(name)
         })
-        .min_by_key(|known| strsim::levenshtein(known, name))
+        .min_by_key(|known| strsim::osa_distance(known, name))
 }
 
 /// The keys the schema knows under `path` (a struct's fields), for suggestions.
@@ -41,8 +43,9 @@ pub(super) fn known_keys(path: &str) -> Vec<&'static str> {
             }
         }
     }
-    match kind {
-        schema::Kind::Struct(fields) => fields.iter().map(|field| field.name).collect(),
-        _ => Vec::new(),
-    }
+    kind.fields()
+        .unwrap_or_default()
+        .iter()
+        .map(|field| field.name)
+        .collect()
 }

@@ -1,6 +1,8 @@
 //! Tests that need the loader's internals: the schema against the typed `Config`, and
 //! environment overrides of every scalar key.
 
+use std::path::Path;
+
 use proptest::prelude::*;
 use serde_json::{Value as Json, json};
 
@@ -20,11 +22,11 @@ fn example(kind: &Kind, path: &str, variants: &[&str]) -> Json {
         Kind::Any => json!({}),
         Kind::List(item) => json!([example(item, path, variants)]),
         Kind::Map(value) => json!({ "name": example(value, path, variants) }),
-        Kind::Struct(fields) => Json::Object(
+        Kind::Struct(fields) | Kind::ClosedStruct(fields) => Json::Object(
             fields
                 .iter()
                 .filter(|field| field.role != Role::Variant || variants.contains(&field.name))
-                .filter(|field| field.name != "layerinfo") // an older name of blobdescriptor
+                .filter(|field| !matches!(field.role, Role::OlderName(_)))
                 .map(|field| {
                     let child = join_path(path, field.name);
                     (field.name.to_owned(), example(field.kind, &child, variants))
@@ -58,7 +60,7 @@ fn every_schema_key_is_a_config_field() {
 fn assert_known(value: &Json, kind: &Kind, path: &str) {
     match (value, kind) {
         (_, Kind::Any) => {}
-        (Json::Object(map), Kind::Struct(_)) => {
+        (Json::Object(map), Kind::Struct(_) | Kind::ClosedStruct(_)) => {
             for (key, child) in map {
                 let child_path = join_path(path, key);
                 let field: Option<&Field> = kind.field(key);
@@ -116,9 +118,10 @@ fn scalar_keys() -> Vec<(String, &'static Kind)> {
         if kind.is_scalar() {
             out.push((path.to_owned(), kind));
         }
-        if let Kind::Struct(fields) = kind {
+        if let Some(fields) = kind.fields() {
             for field in fields.iter() {
-                let skip = matches!(field.name, "loglevel" | "layerinfo" | "letsencrypt")
+                let skip = matches!(field.name, "loglevel" | "letsencrypt")
+                    || matches!(field.role, Role::OlderName(_))
                     || (field.role == Role::Variant
                         && !matches!(field.name, "filesystem" | "htpasswd"))
                     || matches!(field.role, Role::Unsupported(_) | Role::Ignored(_));
@@ -327,5 +330,264 @@ fn index_platform_choices_in_the_schema_are_the_index_platforms_names() {
         let platforms: Result<IndexPlatforms, _> = serde_json::from_value(json!(name));
         let platforms = platforms.unwrap_or_else(|error| panic!("{name}: {error}"));
         assert_eq!(serde_json::to_value(platforms).ok(), Some(json!(name)));
+    }
+}
+
+/// The path of every key in `value` (a document from [`example`]), as the steps to reach it.
+fn document_keys(value: &Json, steps: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match value {
+        Json::Object(map) => {
+            for (key, child) in map {
+                steps.push(key.clone());
+                out.push(steps.clone());
+                document_keys(child, steps, out);
+                steps.pop();
+            }
+        }
+        Json::Array(items) => {
+            if let Some(first) = items.first() {
+                steps.push("0".to_owned());
+                document_keys(first, steps, out);
+                steps.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `document` without the key at `steps`, and the schema's role for that key.
+fn without(document: &Json, steps: &[String]) -> (Json, Option<Role>) {
+    let mut document = document.clone();
+    let Some((last, parents)) = steps.split_last() else {
+        return (document, None);
+    };
+    let mut value = &mut document;
+    let mut kind = &ROOT;
+    for step in parents {
+        (value, kind) = match (value, kind) {
+            (Json::Array(items), Kind::List(item)) => (&mut items[0], *item),
+            (Json::Object(map), _) => {
+                let child = kind.field(step).map_or(&Kind::Any, |field| field.kind);
+                (&mut map[step.as_str()], child)
+            }
+            (value, _) => (value, &Kind::Any),
+        };
+    }
+    if let Json::Object(map) = value {
+        map.remove(last.as_str());
+    }
+    (document, kind.field(last).map(|field| field.role))
+}
+
+#[test]
+fn a_key_is_required_exactly_when_the_schema_marks_it_required() {
+    for storage in ["filesystem", "inmemory", "s3"] {
+        for auth in ["htpasswd", "silly", "token"] {
+            // Without a certificate, Let's Encrypt is refused: a rule across keys.
+            let (document, _) = without(
+                &example(&ROOT, "", &[storage, auth]),
+                &["http".into(), "tls".into(), "letsencrypt".into()],
+            );
+            let mut keys = Vec::new();
+            document_keys(&document, &mut Vec::new(), &mut keys);
+            for steps in keys {
+                let (smaller, role) = without(&document, &steps);
+                if role == Some(Role::Variant) {
+                    // Leaving out the provider is a rule across keys (access rules need one).
+                    continue;
+                }
+                let loaded = Config::from_yaml(&smaller.to_string(), []);
+                let path = steps.join(".");
+                if role == Some(Role::Required) {
+                    let error = loaded.err().map(|e| e.to_string()).unwrap_or_default();
+                    assert!(
+                        error.contains("required but missing"),
+                        "{storage}/{auth}: without {path}: {error}"
+                    );
+                } else {
+                    assert!(
+                        loaded.is_ok(),
+                        "{storage}/{auth}: without {path}: {:?}",
+                        loaded.err()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A configuration with `value` at `key`, as the [`schema::REFUSED`] test needs it.
+fn with_refused(key: &str, value: &str, certificate: &Path, private_key: &Path) -> String {
+    match key {
+        "storage" => format!("storage: {value}\n"),
+        "auth" => format!("storage: inmemory\nauth:\n  {value}: {{realm: r, service: s}}\n"),
+        "http.net" => format!("storage: inmemory\nhttp:\n  net: {value}\n"),
+        "http.tls.minimumtls" => format!(
+            "storage: inmemory\nhttp:\n  tls:\n    certificate: {}\n    key: {}\n    minimumtls: {value}\n",
+            certificate.display(),
+            private_key.display()
+        ),
+        other => panic!("no configuration for refused key {other}; add one here"),
+    }
+}
+
+#[test]
+fn every_value_the_schema_calls_refused_is_refused_naming_its_key() {
+    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("tempdir: {error}"));
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .unwrap_or_else(|error| panic!("certificate: {error}"));
+    let certificate = dir.path().join("server.crt");
+    let private_key = dir.path().join("server.key");
+    std::fs::write(&certificate, issued.cert.pem()).unwrap_or_else(|error| panic!("{error}"));
+    std::fs::write(&private_key, issued.signing_key.serialize_pem())
+        .unwrap_or_else(|error| panic!("{error}"));
+    for (key, value) in super::schema::REFUSED {
+        assert!(!super::schema::accepted(key, value));
+        let yaml = with_refused(key, value, &certificate, &private_key);
+        let error = match Config::from_yaml(&yaml, []) {
+            Err(error) => error.to_string(),
+            Ok(loaded) => match crate::Registry::from_config(&loaded.config) {
+                Err(error) => error.to_string(),
+                Ok(_) => panic!("{key}: {value} is served with:\n{yaml}"),
+            },
+        };
+        assert!(error.contains(key), "{key}: {value}: {error}");
+    }
+}
+
+/// The text of every Rust source file that may act on a configuration key: the workspace's
+/// `crates/*/src` and `bins/*/src`, without comments, and without the parts of the config module
+/// that only read, convert, print or test keys (`config.rs` and `load.rs` stay: they hold the
+/// checks and methods that use keys).
+fn acting_sources() -> String {
+    fn walk(dir: &Path, out: &mut String) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+                continue;
+            }
+            let only_reads_keys = path
+                .parent()
+                .is_some_and(|parent| parent.ends_with("src/config"))
+                && path.file_name().is_some_and(|name| name != "load.rs");
+            if path.extension().is_some_and(|ext| ext == "rs") && !only_reads_keys {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                for line in text
+                    .lines()
+                    .filter(|line| !line.trim_start().starts_with("//"))
+                {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut out = String::new();
+    for group in ["crates", "bins"] {
+        let Ok(members) = std::fs::read_dir(root.join(group)) else {
+            continue;
+        };
+        for member in members.flatten() {
+            walk(&member.path().join("src"), &mut out);
+        }
+    }
+    out
+}
+
+/// Keys acted on by name rather than through a field: `loglevel` is read into `log.level`
+/// before typing (`convert`).
+const ACTED_ON_BY_NAME: &[&str] = &["loglevel"];
+
+/// Every key that is neither marked as warned about (`Unsupported`, `Ignored`) nor a variant's
+/// name, with its field name.
+fn keys_said_to_be_acted_on() -> Vec<(String, &'static str)> {
+    fn walk(kind: &'static Kind, path: &str, out: &mut Vec<(String, &'static str)>) {
+        let item = match kind {
+            Kind::List(item) | Kind::Map(item) => item,
+            _ => kind,
+        };
+        for field in item.fields().unwrap_or_default() {
+            let child = join_path(path, field.name);
+            match field.role {
+                Role::Unsupported(_) | Role::Ignored(_) | Role::OlderName(_) => continue,
+                Role::Variant => {}
+                Role::Key | Role::Required => out.push((child.clone(), field.name)),
+            }
+            walk(field.kind, &child, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&ROOT, "", &mut out);
+    out
+}
+
+#[test]
+fn no_key_is_silently_ignored_every_key_is_read_by_code_or_warned_about() {
+    let sources = acting_sources();
+    assert!(
+        sources.contains("fn from_config"),
+        "the sources were not found"
+    );
+    let read = |name: &str| {
+        sources
+            .match_indices(&format!(".{name}"))
+            .any(|(at, found)| {
+                !sources[at + found.len()..]
+                    .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            })
+    };
+    let unread: Vec<String> = keys_said_to_be_acted_on()
+        .into_iter()
+        .filter(|(path, name)| !ACTED_ON_BY_NAME.contains(&path.as_str()) && !read(name))
+        .map(|(path, _)| path)
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "no code reads these keys, so registryd would ignore them without a word; implement them \
+         or mark them unsupported in config/schema.rs (which makes loading warn) and in \
+         docs/configuration.md: {unread:#?}"
+    );
+}
+
+#[test]
+fn every_key_marked_unsupported_or_ignored_warns_naming_itself() {
+    for storage in ["filesystem", "inmemory", "s3"] {
+        for auth in ["htpasswd", "silly", "token"] {
+            let document = example(&ROOT, "", &[storage, auth]).to_string();
+            let warnings = Config::from_yaml(&document, [])
+                .map(|loaded| loaded.warnings)
+                .unwrap_or_else(|error| panic!("{storage}/{auth}: {error}"));
+            let mut marked = Vec::new();
+            fn walk(kind: &'static Kind, path: &str, variants: &[&str], out: &mut Vec<String>) {
+                let item = match kind {
+                    Kind::List(item) | Kind::Map(item) => item,
+                    _ => kind,
+                };
+                for field in item.fields().unwrap_or_default() {
+                    if field.role == Role::Variant && !variants.contains(&field.name) {
+                        continue;
+                    }
+                    let child = join_path(path, field.name);
+                    match field.role {
+                        Role::Unsupported(_) | Role::Ignored(_) => out.push(child),
+                        _ => walk(field.kind, &child, variants, out),
+                    }
+                }
+            }
+            walk(&ROOT, "", &[storage, auth], &mut marked);
+            for path in marked {
+                assert!(
+                    warnings
+                        .iter()
+                        .any(|warning| warning.starts_with(&format!("config key {path} "))),
+                    "{storage}/{auth}: no warning names {path}: {warnings:#?}"
+                );
+            }
+        }
     }
 }

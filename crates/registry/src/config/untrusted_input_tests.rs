@@ -14,7 +14,7 @@ use super::*;
 fn schema_keys() -> Vec<&'static str> {
     fn walk(kind: &'static Kind, out: &mut Vec<&'static str>) {
         match kind {
-            Kind::Struct(fields) => {
+            Kind::Struct(fields) | Kind::ClosedStruct(fields) => {
                 for field in fields.iter() {
                     out.push(field.name);
                     walk(field.kind, out);
@@ -38,7 +38,7 @@ fn schema_paths() -> Vec<String> {
             out.push(path.to_owned());
         }
         match kind {
-            Kind::Struct(fields) => {
+            Kind::Struct(fields) | Kind::ClosedStruct(fields) => {
                 for field in fields.iter() {
                     walk(field.kind, &join_path(path, field.name), out);
                 }

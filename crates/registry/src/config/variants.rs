@@ -7,8 +7,10 @@ use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
+use super::suggestions::suggest;
 use super::{
-    AccessRule, AuthConfig, Config, HealthConfig, StorageConfig, StorageDriverConfig, schema,
+    AccessRule, AuthConfig, CacheConfig, Config, HealthConfig, StorageConfig, StorageDriverConfig,
+    TagConfig, schema,
 };
 
 /// Fails with `message` where a value was expected, so the error's path names the key.
@@ -73,8 +75,23 @@ impl<'de> Visitor<'de> for StorageVisitor {
                     )))?;
                 }
                 name => {
+                    let suggestion = suggest(
+                        name,
+                        [
+                            "filesystem",
+                            "s3",
+                            "inmemory",
+                            "delete",
+                            "redirect",
+                            "cache",
+                            "maintenance",
+                            "tag",
+                        ],
+                    )
+                    .map(|known| format!("; did you mean storage.{known}?"))
+                    .unwrap_or_default();
                     map.next_value_seed(Reject(format!(
-                        "unknown storage driver {name}; use filesystem, s3 or inmemory (the other keys here are delete, redirect, cache, maintenance and tag)"
+                        "unknown storage driver {name}; use filesystem, s3 or inmemory (the other keys here are delete, redirect, cache, maintenance and tag){suggestion}"
                     )))?;
                 }
             }
@@ -85,7 +102,12 @@ impl<'de> Visitor<'de> for StorageVisitor {
 
 impl Serialize for StorageConfig {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(6))?;
+        // `cache` and `tag` are not acted on; left out at their defaults, a printed
+        // configuration does not look as if they were in effect.
+        let cache = (self.cache != CacheConfig::default()).then_some(&self.cache);
+        let tag = (self.tag != TagConfig::default()).then_some(&self.tag);
+        let len = 4 + usize::from(cache.is_some()) + usize::from(tag.is_some());
+        let mut map = serializer.serialize_map(Some(len))?;
         match &self.driver {
             StorageDriverConfig::Filesystem(params) => map.serialize_entry("filesystem", params)?,
             StorageDriverConfig::InMemory => map.serialize_entry("inmemory", &InMemoryParams {})?,
@@ -93,9 +115,13 @@ impl Serialize for StorageConfig {
         }
         map.serialize_entry("delete", &self.delete)?;
         map.serialize_entry("redirect", &self.redirect)?;
-        map.serialize_entry("cache", &self.cache)?;
+        if let Some(cache) = cache {
+            map.serialize_entry("cache", cache)?;
+        }
         map.serialize_entry("maintenance", &self.maintenance)?;
-        map.serialize_entry("tag", &self.tag)?;
+        if let Some(tag) = tag {
+            map.serialize_entry("tag", tag)?;
+        }
         map.end()
     }
 }
@@ -226,8 +252,9 @@ struct AuthSection {
     access: Vec<AccessRule>,
 }
 
-/// The providers `auth` may name, besides `none`.
-const AUTH_PROVIDERS: &str = "htpasswd, token or silly";
+/// The providers `auth` may name that registryd serves with, besides `none` (`silly` is read
+/// but refused: see [`schema::REFUSED`]).
+const AUTH_PROVIDERS: &str = "htpasswd or token";
 
 /// Why access rules without a provider are refused.
 const ACCESS_NEEDS_PROVIDER: &str = "auth.access needs an auth provider (htpasswd or token) to tell who is asking; add auth.htpasswd or auth.token beside it, or remove auth.access";
@@ -258,8 +285,11 @@ impl<'de> Visitor<'de> for AuthVisitor {
                 continue;
             }
             if !matches!(key.as_str(), "htpasswd" | "token" | "silly" | "none") {
+                let suggestion = suggest(&key, ["htpasswd", "token", "none", "access"])
+                    .map(|known| format!("; did you mean auth.{known}?"))
+                    .unwrap_or_default();
                 map.next_value_seed(Reject(format!(
-                    "unknown auth provider {key}; use {AUTH_PROVIDERS} (the only other key here is access)"
+                    "unknown auth provider {key}; use {AUTH_PROVIDERS} (the only other key here is access){suggestion}"
                 )))?;
                 continue;
             }
