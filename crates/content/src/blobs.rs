@@ -142,6 +142,22 @@ impl Repository {
         Ok(blob)
     }
 
+    /// The blob `digest` of `size` bytes that this request has just stored and linked into the
+    /// repository: answered without reading back the link or the data's size.
+    pub(crate) fn just_stored(&self, digest: &Digest, size: u64) -> Result<Blob, ContentError> {
+        self.store
+            .blob_sizes
+            .insert(digest.clone(), size, cache::BLOB_SIZE_ENTRY);
+        Ok(Blob {
+            digest: digest.clone(),
+            size,
+            reader: Reader::Stored {
+                driver: self.store.driver.clone(),
+                path: layout::blob_data(digest)?,
+            },
+        })
+    }
+
     /// Links the blob `digest` into this repository if its data is stored (by any repository),
     /// without copying it: for a pull-through cache whose upstream confirmed that this
     /// repository has the blob. `None` when the data is not stored.

@@ -146,15 +146,6 @@ enum Unfinished {
     Completed(Digest),
 }
 
-/// What an upload session found when it was opened by a request for a piece of data.
-enum Opened {
-    /// The session, leased to this request, with the running hash of what it holds.
-    Session(OpenSession, Box<Digester>),
-    /// An earlier request's completion was cut short after the data had become the blob
-    /// `digest`; that completion is now finished and the session gone.
-    Completed(Digest),
-}
-
 impl Repository {
     /// Starts an upload session whose content will be hashed with `algorithm` as it arrives
     /// (the `digest-algorithm` upload parameter of the distribution spec; sha256 by default).
@@ -248,10 +239,11 @@ impl Repository {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: Into<BodyError>,
     {
-        let (mut session, digester) = match self.open_session(id, start).await? {
-            Opened::Session(session, digester) => (session, *digester),
-            Opened::Completed(_) => return Err(ContentError::upload_unknown(id)),
+        let (lease, size) = match self.lease_for_piece(id, start).await? {
+            Leased::Session(lease, size) => (lease, size),
+            Leased::Completed(_) => return Err(ContentError::upload_unknown(id)),
         };
+        let (mut session, digester) = self.open_data(id, size, Some(lease)).await?;
         let written = self
             .write_piece(id, &mut session, digester, body, PieceEnd::Close)
             .await;
@@ -282,13 +274,32 @@ impl Repository {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: Into<BodyError>,
     {
-        let (mut session, digester) = match self.open_session(id, start).await? {
-            Opened::Session(session, digester) => (session, *digester),
-            Opened::Completed(completed) if &completed == digest => {
+        let (lease, size) = match self.lease_for_piece(id, start).await? {
+            Leased::Session(lease, size) => (lease, size),
+            Leased::Completed(completed) if &completed == digest => {
                 return self.blob(digest).await;
             }
-            Opened::Completed(_) => return Err(ContentError::upload_unknown(id)),
+            Leased::Completed(_) => return Err(ContentError::upload_unknown(id)),
         };
+        if size == 0 {
+            // The whole blob is in this request: straight to its place.
+            let stored = self.store_blob(id, digest, body, Some(&lease)).await;
+            match &stored {
+                Ok(_)
+                | Err(ContentError::DigestMismatch { .. } | ContentError::UploadLost { .. }) => {
+                    self.discard_upload(id).await?;
+                    lease.forget();
+                    upload_ended(if stored.is_ok() {
+                        "completed"
+                    } else {
+                        "failed"
+                    });
+                }
+                Err(_) => lease.release().await?,
+            }
+            return stored;
+        }
+        let (mut session, digester) = self.open_data(id, size, Some(lease)).await?;
         let completed = self
             .finish_upload(id, digest, &mut session, digester, body)
             .await;
@@ -308,29 +319,112 @@ impl Repository {
         Ok(blob)
     }
 
-    /// Stores `body` as the blob `digest` in one step (a monolithic upload).
+    /// Stores `body` as the blob `digest` in one step (a monolithic upload). No session is kept:
+    /// a monolithic upload cannot be resumed, so one that fails leaves nothing behind.
     pub async fn put_blob<S, E>(&self, digest: &Digest, body: S) -> Result<Blob, ContentError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: Into<BodyError>,
     {
-        let status = self.start_upload(digest.algorithm()).await?;
-        // The session's id is never handed out, so no other request can use it: no lease.
-        let (mut session, digester) = self.open_data(&status.id, 0, None).await?;
+        metrics::counter!(UPLOADS_STARTED).increment(1);
         let result = self
-            .finish_upload(&status.id, digest, &mut session, digester, body)
+            .store_blob(&UploadId::random(), digest, body, None)
             .await;
-        session.forget();
-        if result.is_err() {
-            // A monolithic upload cannot be resumed by the client: never leave it behind.
-            self.discard_upload(&status.id).await?;
-        }
         upload_ended(if result.is_ok() {
             "completed"
         } else {
             "failed"
         });
         result
+    }
+
+    /// Streams `body` straight into the place of the blob `digest`, where it appears only once
+    /// it hashed to `digest`, and links it into this repository: content that arrives whole in
+    /// one request (a monolithic upload, or the completion of a session holding nothing yet) is
+    /// written once, rather than into the session and then moved. `lease`, the session's when
+    /// there is one, is checked before each chunk and before the content is made final.
+    ///
+    /// When the body fails, the lease is lost or the digest does not match, the writer is
+    /// abandoned and nothing changes. A blob stored already is claimed, as
+    /// [`Repository::link_blob`] does, and this copy abandoned; if a collection deletes the
+    /// stored one as it is claimed, this copy takes its place. `id` names the upload in the error
+    /// when a collection deletes a blob this upload has just stored, before it is linked.
+    async fn store_blob<S, E>(
+        &self,
+        id: &UploadId,
+        digest: &Digest,
+        body: S,
+        lease: Option<&Lease>,
+    ) -> Result<Blob, ContentError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: Into<BodyError>,
+    {
+        let held = || lease.map_or(Ok(()), Lease::ensure_held);
+        let blob_path = layout::blob_data(digest)?;
+        let mut writer = self.driver().writer(&blob_path, false).await?;
+        let mut hashing = BackgroundDigester::new(Digester::new(digest.algorithm()));
+        let mut body = std::pin::pin!(body);
+        let streamed = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|error| ContentError::Body(error.into()))?;
+                held()?;
+                writer.write(chunk.clone()).await?;
+                hashing.update(chunk).await?;
+            }
+            Ok(())
+        }
+        .await;
+        let hashed = hashing.finish().await;
+        let verified = match (streamed, hashed) {
+            (Ok(()), Ok(digester)) => {
+                let actual = digester.finalize();
+                if &actual == digest {
+                    Ok(())
+                } else {
+                    Err(ContentError::DigestMismatch {
+                        expected: digest.clone(),
+                        actual,
+                    })
+                }
+            }
+            (Err(error), _) | (Ok(()), Err(error)) => Err(error),
+        };
+        let size = writer.size();
+        let stored_already = match verified {
+            Ok(()) => exists(self.driver(), &blob_path).await,
+            Err(error) => Err(error),
+        }
+        .and_then(|stored| held().map(|()| stored));
+        let stored_already = match stored_already {
+            Ok(stored) => stored,
+            Err(error) => {
+                // The error that matters is the one being returned; what an abandoned writer
+                // leaves behind is garbage no listing shows.
+                let _ = writer.abandon().await;
+                return Err(error);
+            }
+        };
+        if !stored_already {
+            writer.commit().await?;
+            if !self.link_blob(digest).await? {
+                // A collection with no grace period deleted the data between its writing and
+                // its link: nothing is left to link. Take the link back; the client uploads
+                // again.
+                delete_if_exists(self.driver(), &layout::layer_link_dir(&self.name, digest)?)
+                    .await?;
+                return Err(ContentError::UploadLost { id: id.to_string() });
+            }
+        } else if self.link_blob(digest).await? {
+            // The stored copy is claimed: this one is redundant (and garbage if not removed).
+            let _ = writer.abandon().await;
+        } else if let Err(error) = writer.commit().await {
+            // The stored copy was deleted by a collection as it was claimed, and this one could
+            // not take its place: take the link back.
+            delete_if_exists(self.driver(), &layout::layer_link_dir(&self.name, digest)?).await?;
+            return Err(error.into());
+        }
+        self.just_stored(digest, size)
     }
 
     /// Cancels the session `id` and removes everything it received; [`ContentError::UploadInUse`]
@@ -369,25 +463,25 @@ impl Repository {
         }
     }
 
-    /// Leases the session `id` to this request and opens its data for the next piece, which must
-    /// begin at `start` when given.
-    async fn open_session(
+    /// [`Repository::lease_session`] for a piece that must begin at `start` when given, else
+    /// [`ContentError::UploadOutOfOrder`].
+    async fn lease_for_piece(
         &self,
         id: &UploadId,
         start: Option<u64>,
-    ) -> Result<Opened, ContentError> {
-        let (lease, size) = match self.lease_session(id).await? {
-            Leased::Session(lease, size) => (lease, size),
-            Leased::Completed(digest) => return Ok(Opened::Completed(digest)),
-        };
-        if let Some(start) = start
-            && start != size
-        {
-            lease.release().await?;
-            return Err(ContentError::UploadOutOfOrder { start, size });
+    ) -> Result<Leased, ContentError> {
+        match self.lease_session(id).await? {
+            Leased::Session(lease, size) => {
+                if let Some(start) = start
+                    && start != size
+                {
+                    lease.release().await?;
+                    return Err(ContentError::UploadOutOfOrder { start, size });
+                }
+                Ok(Leased::Session(lease, size))
+            }
+            completed => Ok(completed),
         }
-        let (session, digester) = self.open_data(id, size, Some(lease)).await?;
-        Ok(Opened::Session(session, Box::new(digester)))
     }
 
     /// Leases the session `id` to this request, or fails at once with
@@ -528,7 +622,7 @@ impl Repository {
             self.driver().move_object(&data, &blob_path).await?;
         }
         self.discard_upload(id).await?;
-        self.blob(digest).await
+        self.just_stored(digest, size)
     }
 
     /// What a session without a data file lost it to: `Some` when a completion moved the data

@@ -407,9 +407,13 @@ async fn a_completion_cut_short_before_the_move_leaves_a_resumable_upload() {
         .id;
     let bytes = data(7, 3000);
     let digest = Digest::sha256(&bytes);
+    repository
+        .append_upload(&id, Some(0), body(&[&bytes]))
+        .await
+        .expect("the data");
     driver.inject(Fault::fail(Operation::Move));
     repository
-        .complete_upload(&id, &digest, Some(0), body(&[&bytes]))
+        .complete_upload(&id, &digest, Some(3000), body(&[]))
         .await
         .expect_err("the move fails");
     driver.clear();
@@ -484,7 +488,7 @@ async fn a_full_disk_in_the_middle_of_an_upload_stores_nothing_and_the_session_r
             .repeatedly(),
     );
     let full = repository
-        .complete_upload(&id, &digest, Some(0), body(&chunks))
+        .append_upload(&id, Some(0), body(&chunks))
         .await;
     match full {
         Err(ContentError::Storage(error)) => assert!(error.is_storage_full(), "{error}"),
@@ -506,6 +510,62 @@ async fn a_full_disk_in_the_middle_of_an_upload_stores_nothing_and_the_session_r
         .await
         .expect("completed after the disk was freed");
     assert_eq!(blob_bytes(&repository, blob.digest()).await, bytes);
+}
+
+#[tokio::test]
+async fn a_whole_blob_in_one_completion_that_fails_to_commit_stores_nothing_and_can_be_sent_again() {
+    let driver = faulty_memory();
+    let repository = store(driver.clone()).repository(name("direct/app"));
+    let id = repository
+        .start_upload(DigestAlgorithm::Sha256)
+        .await
+        .expect("start")
+        .id;
+    let bytes = data(10, 3000);
+    let digest = Digest::sha256(&bytes);
+    driver.inject(Fault::fail(Operation::Commit).on_path("/blobs/"));
+    repository
+        .complete_upload(&id, &digest, Some(0), body(&[&bytes]))
+        .await
+        .expect_err("the commit fails");
+    driver.clear();
+
+    assert!(
+        matches!(
+            repository.blob(&digest).await,
+            Err(ContentError::BlobUnknown { .. })
+        ),
+        "nothing stored"
+    );
+    // The session holds nothing, and the client sends the whole blob again.
+    assert_eq!(repository.upload_status(&id).await.expect("status").size, 0);
+    let blob = repository
+        .complete_upload(&id, &digest, Some(0), body(&[&bytes]))
+        .await
+        .expect("sent again");
+    assert_eq!(blob_bytes(&repository, blob.digest()).await, bytes);
+    assert!(matches!(
+        repository.upload_status(&id).await,
+        Err(ContentError::UploadUnknown { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_wrong_digest_sent_whole_leaves_the_stored_blob_of_that_digest_as_it_was() {
+    let driver = faulty_memory();
+    let repository = store(driver.clone()).repository(name("direct/wrong"));
+    let bytes = data(11, 5000);
+    let digest = Digest::sha256(&bytes);
+    repository
+        .put_blob(&digest, body(&[&bytes]))
+        .await
+        .expect("stored");
+    let wrong = repository.put_blob(&digest, body(&[b"not those bytes"])).await;
+    assert!(
+        matches!(wrong, Err(ContentError::DigestMismatch { .. })),
+        "{wrong:?}"
+    );
+    assert_eq!(blob_bytes(&repository, &digest).await, bytes);
 }
 
 #[tokio::test]
