@@ -487,9 +487,7 @@ async fn a_full_disk_in_the_middle_of_an_upload_stores_nothing_and_the_session_r
             .storage_full()
             .repeatedly(),
     );
-    let full = repository
-        .append_upload(&id, Some(0), body(&chunks))
-        .await;
+    let full = repository.append_upload(&id, Some(0), body(&chunks)).await;
     match full {
         Err(ContentError::Storage(error)) => assert!(error.is_storage_full(), "{error}"),
         other => panic!("a full disk answered {other:?}"),
@@ -513,7 +511,8 @@ async fn a_full_disk_in_the_middle_of_an_upload_stores_nothing_and_the_session_r
 }
 
 #[tokio::test]
-async fn a_whole_blob_in_one_completion_that_fails_to_commit_stores_nothing_and_can_be_sent_again() {
+async fn a_whole_blob_in_one_completion_that_fails_to_commit_stores_nothing_and_can_be_sent_again()
+{
     let driver = faulty_memory();
     let repository = store(driver.clone()).repository(name("direct/app"));
     let id = repository
@@ -560,7 +559,9 @@ async fn a_wrong_digest_sent_whole_leaves_the_stored_blob_of_that_digest_as_it_w
         .put_blob(&digest, body(&[&bytes]))
         .await
         .expect("stored");
-    let wrong = repository.put_blob(&digest, body(&[b"not those bytes"])).await;
+    let wrong = repository
+        .put_blob(&digest, body(&[b"not those bytes"]))
+        .await;
     assert!(
         matches!(wrong, Err(ContentError::DigestMismatch { .. })),
         "{wrong:?}"

@@ -508,6 +508,18 @@ impl Registry {
     /// so a broken file stops start-up instead of the first request. Refuses, rather than ignores,
     /// settings whose absence would surprise (unix sockets, silly auth).
     pub fn from_config(config: &Config) -> Result<Registry, BuildError> {
+        Registry::from_config_with_driver(config, driver_from_config(config)?)
+    }
+
+    /// [`Registry::from_config`] over `driver` instead of the driver the configuration's
+    /// `storage` section names: how a binary serves its own [`StorageDriver`] with everything
+    /// else (auth, TLS, maintenance, notifications) read from a registry:2 configuration. The
+    /// storage section's `delete` and `maintenance` still apply; whether blob GETs redirect is
+    /// the driver's own answer (`StorageDriver::redirect_url`).
+    pub fn from_config_with_driver(
+        config: &Config,
+        driver: Arc<dyn StorageDriver>,
+    ) -> Result<Registry, BuildError> {
         if config.http.net == config::Net::Unix {
             return Err(BuildError::Unsupported {
                 key: "http.net",
@@ -527,7 +539,6 @@ impl Registry {
             .as_ref()
             .filter(|debug| debug.prometheus.enabled)
             .map(|debug| debug.prometheus.path.clone());
-        let driver = driver_from_config(config)?;
         let notifier = notifications::notifier(config, Arc::clone(&driver))?;
         let mut builder = Registry::builder()
             .driver(driver)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use registry::content::{ContentError, GcOptions};
 use registry::model::DigestAlgorithm;
-use registry::storage::InMemoryDriver;
+use registry::storage::{InMemoryDriver, StorageDriver, StoragePath};
 use registry::{GarbageCollection, Registry, UploadPurging};
 
 /// Serves `registry` on 127.0.0.1 for two hours of the test's paused clock, long enough for any
@@ -351,4 +351,39 @@ async fn a_tag_removed_by_retention_is_a_delete_event() {
         [("app".to_owned(), "v1".to_owned())],
         "{events:#?}"
     );
+}
+
+#[tokio::test]
+async fn a_configuration_served_over_a_binarys_own_driver_keeps_its_other_settings() {
+    let yaml = "storage:\n  filesystem:\n    rootdirectory: /nonexistent/registryd-test\n  \
+                delete:\n    enabled: true\nhttp:\n  headers:\n    X-Served-By: [registryd-test]\n";
+    let config = registry::config::Config::from_yaml(yaml, Vec::new())
+        .expect("config")
+        .config;
+    let driver = Arc::new(InMemoryDriver::new());
+    let registry = Registry::from_config_with_driver(&config, driver.clone()).expect("registry");
+    assert_eq!(registry.driver().name(), "inmemory");
+    assert!(
+        !std::path::Path::new("/nonexistent/registryd-test").exists(),
+        "the filesystem section was not used"
+    );
+
+    // What is stored goes to the driver given, and the configuration's delete setting holds.
+    let repository = registry.content().repository("app".parse().expect("name"));
+    let data = b"stored in the binary's own driver";
+    let digest = registry::model::Digest::sha256(data);
+    let chunks = [Ok::<_, std::convert::Infallible>(
+        bytes::Bytes::from_static(data),
+    )];
+    repository
+        .put_blob(&digest, futures_util::stream::iter(chunks))
+        .await
+        .expect("put blob");
+    let blobs = StoragePath::parse("/docker/registry/v2/blobs/sha256").expect("path");
+    let stored = driver.list(&blobs).await.expect("list");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    repository
+        .delete_blob(&digest)
+        .await
+        .expect("delete enabled");
 }
