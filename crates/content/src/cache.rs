@@ -26,9 +26,6 @@ pub(crate) type ManifestCache = BoundedCache<Digest, (String, Bytes)>;
 /// without a second storage request for the data's size (a digest's size never changes).
 pub(crate) type BlobSizeCache = BoundedCache<Digest, u64>;
 
-/// The bytes the blob size cache holds: the sizes of about 16,000 blobs.
-pub(crate) const BLOB_SIZE_CACHE_BYTES: usize = 2 << 20;
-
 /// What one entry of the blob size cache counts for: the digest's text and the map's overhead.
 pub(crate) const BLOB_SIZE_ENTRY: usize = 128;
 

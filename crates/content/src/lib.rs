@@ -78,6 +78,11 @@ pub struct ContentOptions {
     /// listing is served only after checking that none of the directories it was read from has
     /// changed since, so it is never out of date. Memory is used only as listings are asked for.
     pub listing_cache_bytes: usize,
+    /// How many blob sizes to keep in memory by digest (registry:2's
+    /// `storage.cache.blobdescriptorsize`, default 10,000; 0: none). A digest's size never
+    /// changes, so a kept size spares a read of the blob's data; whether the repository links the
+    /// blob is read on every request.
+    pub blob_size_cache_entries: usize,
     /// The term of the leases that give one request at a time an upload session or the tags of
     /// a repository: how long a crashed process keeps others out of what it was changing. A live
     /// holder renews its lease every third of the term.
@@ -95,6 +100,7 @@ impl Default for ContentOptions {
             manifest_size_limit: DEFAULT_MANIFEST_SIZE_LIMIT,
             manifest_cache_bytes: 16 * 1024 * 1024,
             listing_cache_bytes: 64 * 1024 * 1024,
+            blob_size_cache_entries: 10_000,
             lease_term: lease::DEFAULT_TERM,
             manifest_validation: ManifestValidation::default(),
         }
@@ -125,7 +131,13 @@ impl ContentStore {
                 cache::ManifestCache::new(options.manifest_cache_bytes, 8).named("manifests"),
             ),
             blob_sizes: Arc::new(
-                cache::BlobSizeCache::new(cache::BLOB_SIZE_CACHE_BYTES, 8).named("blob_sizes"),
+                cache::BlobSizeCache::new(
+                    options
+                        .blob_size_cache_entries
+                        .saturating_mul(cache::BLOB_SIZE_ENTRY),
+                    8,
+                )
+                .named("blob_sizes"),
             ),
             catalog_index: Arc::new(catalog_index::CatalogIndex::new(
                 options.listing_cache_bytes,

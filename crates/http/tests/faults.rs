@@ -34,9 +34,10 @@ async fn a_full_disk_answers_507_and_the_upload_resumes_once_space_is_freed() {
     let data = content(2, 3 << 20);
     let digest = sha256(&data);
     let location = registry.start_upload("app").await;
+    // Every write of data fails: into upload sessions and straight to blobs.
     driver.inject(
         Fault::fail(Operation::Write)
-            .on_path("/_uploads/")
+            .on_path("/docker/registry/v2/")
             .storage_full()
             .repeatedly(),
     );

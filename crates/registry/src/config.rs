@@ -290,7 +290,7 @@ pub struct StorageConfig {
     pub delete: DeleteConfig,
     /// Redirects to the storage backend (`storage.redirect`).
     pub redirect: RedirectConfig,
-    /// Caching of blob metadata (`storage.cache`). Read, not acted on yet: loading warns.
+    /// Caching of blob metadata (`storage.cache`): how many blob sizes are kept in memory.
     pub cache: CacheConfig,
     /// Background maintenance and read-only mode (`storage.maintenance`).
     pub maintenance: MaintenanceConfig,
@@ -427,17 +427,35 @@ pub struct RedirectConfig {
     pub disable: bool,
 }
 
-/// Caching of blob metadata (`storage.cache`), as registry:2 configures it. Read, not acted on
-/// yet: every descriptor is read from storage, and loading warns.
+/// Caching of blob metadata (`storage.cache`), as registry:2 configures it. registryd always
+/// keeps the sizes of blobs it has served in memory (a digest's size never changes), as
+/// registry:2 does with `blobdescriptor: inmemory`; `redis` warns and is served from memory too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CacheConfig {
-    /// Which cache holds blob descriptors (`blobdescriptor`, formerly `layerinfo`); `None` for
-    /// no cache.
+    /// Which cache holds blob descriptors (`blobdescriptor`, formerly `layerinfo`); `None` when
+    /// the section leaves it out.
     #[serde(alias = "layerinfo", skip_serializing_if = "Option::is_none")]
     pub blobdescriptor: Option<BlobDescriptorCache>,
-    /// How many descriptors the in-memory cache holds (default 10000; 0 for no limit).
+    /// How many descriptors the in-memory cache holds (default 10000; 0 for no limit, which
+    /// registryd caps at [`CacheConfig::UNLIMITED_ENTRIES`]).
     pub blobdescriptorsize: u64,
+}
+
+impl CacheConfig {
+    /// What `blobdescriptorsize: 0` ("no limit" in registry:2) keeps: a million sizes, about
+    /// 128 MB.
+    pub const UNLIMITED_ENTRIES: usize = 1_000_000;
+
+    /// How many blob sizes the content store keeps.
+    pub fn blob_size_entries(&self) -> usize {
+        match self.blobdescriptorsize {
+            0 => CacheConfig::UNLIMITED_ENTRIES,
+            entries => usize::try_from(entries)
+                .unwrap_or(usize::MAX)
+                .min(CacheConfig::UNLIMITED_ENTRIES),
+        }
+    }
 }
 
 impl Default for CacheConfig {

@@ -127,6 +127,13 @@ impl RegistryBuilder {
         self
     }
 
+    /// How many blob sizes to keep in memory (registry:2's `storage.cache.blobdescriptorsize`;
+    /// 0: none). Sizes never change for a digest, so this only spares reads of storage.
+    pub fn blob_size_cache(mut self, entries: usize) -> Self {
+        self.content.blob_size_cache_entries = entries;
+        self
+    }
+
     /// Serves the API under `prefix` (registry:2's `http.prefix`), e.g. `/registry`.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.http.prefix = prefix.into();
@@ -547,6 +554,7 @@ impl Registry {
             .cache_bound(cache_bound_from_config(config)?)
             .notifier(notifier)
             .delete_enabled(config.storage.delete.enabled)
+            .blob_size_cache(config.storage.cache.blob_size_entries())
             .manifest_validation(manifest_validation(config)?)
             .access_controller(access)
             .listing_limits(config.catalog.maxentries, config.tags.maxtags);
@@ -709,6 +717,7 @@ pub fn content_store_from_config(config: &Config) -> Result<ContentStore, BuildE
     let options = ContentOptions {
         delete_enabled: config.storage.delete.enabled,
         manifest_validation: manifest_validation(config)?,
+        blob_size_cache_entries: config.storage.cache.blob_size_entries(),
         ..ContentOptions::default()
     };
     Ok(ContentStore::new(driver_from_config(config)?, options))

@@ -67,7 +67,7 @@ health:
 ";
 
 #[test]
-fn registry2_image_config_loads_warning_only_that_blob_descriptors_are_not_cached() {
+fn registry2_image_config_loads_without_warnings() {
     let loaded = load(REGISTRY2_IMAGE_CONFIG, &[]);
     let config = &loaded.config;
     assert_eq!(config.version, "0.1");
@@ -90,11 +90,24 @@ fn registry2_image_config_loads_warning_only_that_blob_descriptors_are_not_cache
     );
     assert!(config.health.storagedriver.enabled);
     assert_eq!(config.health.storagedriver.threshold, 3);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn a_redis_blob_descriptor_cache_warns_that_sizes_are_cached_in_memory() {
+    let loaded = load(
+        "storage:\n  cache:\n    blobdescriptor: redis\n    blobdescriptorsize: 0\n",
+        &[],
+    );
     assert_eq!(
         loaded.warnings,
         [
-            "config key storage.cache (line 6): blob descriptors are not cached yet (each is read from storage); the section is ignored"
+            "config key storage.cache.blobdescriptor (line 3) is redis, which registryd does not support; blob sizes are cached in this process's memory instead (blobdescriptorsize entries)"
         ]
+    );
+    assert_eq!(
+        loaded.config.storage.cache.blob_size_entries(),
+        registry::config::CacheConfig::UNLIMITED_ENTRIES
     );
 }
 
@@ -423,7 +436,6 @@ fn registry2_reference_options_load_with_warnings_only() {
             "log.hooks",
             "storage.filesystem.maxthreads",
             "storage.tag.concurrencylimit",
-            "storage.cache",
             "middleware",
             "http.secret",
             "http.h2c",
@@ -433,6 +445,7 @@ fn registry2_reference_options_load_with_warnings_only() {
             "health.tcp",
             "proxy.exec",
             "proxy.ttl",
+            "storage.cache.blobdescriptor", // redis: cached in memory instead
         ],
         "{:#?}",
         loaded.warnings
@@ -1278,12 +1291,7 @@ fn the_prefix_must_be_upper_case() {
 fn registry_storage_inmemory_selects_the_driver_and_keeps_other_storage_settings() {
     let yaml = "storage:\n  filesystem:\n    rootdirectory: /x\n  delete:\n    enabled: true\n  maintenance:\n    readonly:\n      enabled: true\n  redirect:\n    disable: true\n  cache:\n    blobdescriptor: inmemory\n";
     let loaded = load(yaml, &[("REGISTRY_STORAGE", "inmemory")]);
-    assert_eq!(
-        loaded.warnings,
-        [
-            "config key storage.cache (line 11): blob descriptors are not cached yet (each is read from storage); the section is ignored"
-        ]
-    );
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let storage = loaded.config.storage;
     assert_eq!(storage.driver, StorageDriverConfig::InMemory);
     assert!(storage.delete.enabled);

@@ -6,8 +6,8 @@ use std::path::Path;
 use super::suggestions::unknown_key_warning;
 use super::tree::{Node, Origin};
 use super::{
-    AuthConfig, Config, ConfigError, IndexPlatforms, LoadedConfig, ValidationConfig, convert, env,
-    schema, tree,
+    AuthConfig, BlobDescriptorCache, Config, ConfigError, IndexPlatforms, LoadedConfig,
+    ValidationConfig, convert, env, schema, tree,
 };
 
 /// The whole pipeline: YAML -> tree -> environment overrides -> registry:2's cross-key rules ->
@@ -77,6 +77,16 @@ pub(super) fn load_document(
 
     check(&config, &origins)?;
     warnings.extend(validation_warnings(&config.validation, &origins));
+    if config.storage.cache.blobdescriptor == Some(BlobDescriptorCache::Redis) {
+        let key = "storage.cache.blobdescriptor";
+        let at = origins
+            .get(key)
+            .map(|origin| format!(" ({origin})"))
+            .unwrap_or_default();
+        warnings.push(format!(
+            "config key {key}{at} is redis, which registryd does not support; blob sizes are cached in this process's memory instead (blobdescriptorsize entries)"
+        ));
+    }
     Ok(LoadedConfig {
         config,
         warnings,

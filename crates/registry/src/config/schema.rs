@@ -344,7 +344,7 @@ const STORAGE: Kind = Kind::Struct(&[
     variant("oss", &Kind::Any),
     key("delete", &Kind::Struct(&[key("enabled", &Kind::Bool)])),
     key("redirect", &Kind::Struct(&[key("disable", &Kind::Bool)])),
-    unsupported(
+    key(
         "cache",
         &Kind::Struct(&[
             key("blobdescriptor", &BLOB_DESCRIPTOR),
@@ -355,7 +355,6 @@ const STORAGE: Kind = Kind::Struct(&[
             },
             key("blobdescriptorsize", &Kind::Int),
         ]),
-        "blob descriptors are not cached yet (each is read from storage); the section is ignored",
     ),
     key(
         "maintenance",
