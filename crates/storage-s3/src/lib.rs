@@ -124,21 +124,66 @@ impl S3Driver {
         }
     }
 
-    /// Whether some key lies below the directory `path`.
-    async fn is_directory(&self, path: &StoragePath) -> Result<bool, StorageError> {
-        let page = self
-            .inner
-            .store
-            .list_paginated(
-                Some(&self.inner.keys.children(path)),
-                PaginatedListOptions {
-                    max_keys: Some(1),
-                    ..PaginatedListOptions::default()
-                },
-            )
-            .await
-            .map_err(|error| from_store("list", path, error))?;
-        Ok(!page.result.objects.is_empty())
+    /// What is at `path` when no object is: a directory, an open writer's state, or nothing.
+    ///
+    /// One listing of the keys that start with the object's key, with `/` as the delimiter,
+    /// answers both questions: everything below `path/` comes back as one common prefix, and the
+    /// state object `path@writer` sorts among the few siblings whose names extend this one's.
+    async fn beside(&self, path: &StoragePath) -> Result<Beside, StorageError> {
+        let key = self.inner.keys.object(path);
+        let state = self.inner.keys.writer_state(path);
+        let mut open_writer = false;
+        let mut page_token = None;
+        loop {
+            let page = self
+                .inner
+                .store
+                .list_paginated(
+                    Some(&key),
+                    PaginatedListOptions {
+                        delimiter: Some("/".into()),
+                        page_token,
+                        ..PaginatedListOptions::default()
+                    },
+                )
+                .await
+                .map_err(|error| from_store("list", path, error))?;
+            // A common prefix comes back without its trailing delimiter.
+            if page
+                .result
+                .common_prefixes
+                .iter()
+                .any(|prefix| prefix.as_ref() == key)
+            {
+                return Ok(Beside::Directory);
+            }
+            open_writer |= page
+                .result
+                .objects
+                .iter()
+                .any(|object| object.location.as_ref() == state);
+            match page.page_token {
+                Some(token) => page_token = Some(token),
+                None if open_writer => return Ok(Beside::OpenWriter),
+                None => return Ok(Beside::Nothing),
+            }
+        }
+    }
+
+    /// `stat` of the object at `path` alone: `NotFound` when there is none.
+    async fn head(&self, path: &StoragePath) -> Result<FileInfo, StorageError> {
+        match self.inner.store.head(&self.key(path)).await {
+            Ok(meta) => Ok(FileInfo {
+                path: path.clone(),
+                size: meta.size,
+                modified: Some(meta.last_modified.into()),
+                is_dir: false,
+            }),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(StorageError::NotFound { path: path.clone() })
+            }
+            Err(error) => Err(from_store("stat", path, error)),
+        }
     }
 
     fn directory(path: &StoragePath) -> FileInfo {
@@ -149,6 +194,13 @@ impl S3Driver {
             is_dir: true,
         }
     }
+}
+
+/// What [`S3Driver::beside`] found where no object is.
+enum Beside {
+    Directory,
+    OpenWriter,
+    Nothing,
 }
 
 #[async_trait]
@@ -298,34 +350,23 @@ impl StorageDriver for S3Driver {
         if path.is_root() {
             return Ok(Self::directory(path));
         }
-        match self.inner.store.head(&self.key(path)).await {
-            Ok(meta) => {
-                return Ok(FileInfo {
+        match self.head(path).await {
+            Err(StorageError::NotFound { .. }) => {}
+            found => return found,
+        }
+        match self.beside(path).await? {
+            Beside::Directory => Ok(Self::directory(path)),
+            Beside::OpenWriter => match read_state(&self.inner, path, false).await? {
+                Some((state, _, modified)) => Ok(FileInfo {
                     path: path.clone(),
-                    size: meta.size,
-                    modified: Some(meta.last_modified.into()),
+                    size: state.size(),
+                    modified: Some(modified),
                     is_dir: false,
-                });
-            }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(error) => return Err(from_store("stat", path, error)),
-        }
-        let (directory, open) = futures_util::future::join(
-            self.is_directory(path),
-            read_state(&self.inner, path, false),
-        )
-        .await;
-        if directory? {
-            return Ok(Self::directory(path));
-        }
-        match open? {
-            Some((state, _, modified)) => Ok(FileInfo {
-                path: path.clone(),
-                size: state.size(),
-                modified: Some(modified),
-                is_dir: false,
-            }),
-            None => Err(StorageError::NotFound { path: path.clone() }),
+                }),
+                // Committed or cancelled since the listing.
+                None => self.head(path).await,
+            },
+            Beside::Nothing => Err(StorageError::NotFound { path: path.clone() }),
         }
     }
 

@@ -66,6 +66,7 @@ pub async fn run_all(driver: &dyn StorageDriver) {
     cancel_after_close_removes_earlier_content(driver).await;
     large_streamed_write_reads_back(driver).await;
     stat_describes_objects_and_directories(driver).await;
+    stat_tells_apart_names_that_extend_each_other(driver).await;
     stat_many_answers_like_stat(driver).await;
     directory_times_follow_their_entries(driver).await;
     list_returns_direct_children_sorted(driver).await;
@@ -564,6 +565,37 @@ pub async fn stat_describes_objects_and_directories(driver: &dyn StorageDriver) 
         assert_eq!(info.path, directory, "{}: stat names the path", t.name);
         assert!(info.is_dir, "{}: {directory} is a directory", t.name);
     }
+    t.finish().await;
+}
+
+/// `stat` of a name that only prefixes others (`name` beside `name-1`, `name0/x` and `name.d`)
+/// is `NotFound`; of a directory whose name others extend, a directory; of an object a closed
+/// writer left open, its size so far.
+pub async fn stat_tells_apart_names_that_extend_each_other(driver: &dyn StorageDriver) {
+    let t = Scratch::new(driver, "stat_tells_apart_names_that_extend_each_other");
+    for sibling in ["name-1", "name0/x", "name.d", "dir-1", "dir/x", "dir0"] {
+        t.put(&t.path(sibling), pattern(10, 1)).await;
+    }
+    let name = t.path("name");
+    expect_not_found(
+        t.name,
+        "stat of a name others extend",
+        &name,
+        driver.stat(&name).await,
+    );
+    assert!(t.stat(&t.path("dir")).await.is_dir, "{}: dir", t.name);
+    let open = t.path("open");
+    t.put(&t.path("open-1"), pattern(10, 1)).await;
+    let mut writer = t.writer(&open, false).await;
+    t.ok(writer.write(pattern(3000, 2)).await, "write", &open);
+    t.ok(writer.close().await, "close", &open);
+    let info = t.stat(&open).await;
+    assert_eq!(
+        (info.size, info.is_dir),
+        (3000, false),
+        "{}: stat of an object a closed writer left",
+        t.name
+    );
     t.finish().await;
 }
 
