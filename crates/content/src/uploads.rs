@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use registry_model::{Digest, DigestAlgorithm, Digester};
-use registry_storage::{FileWriter, StorageError};
+use registry_storage::{FileWriter, StorageError, StoragePath};
 
 use crate::hashing::BackgroundDigester;
 use crate::lease::{Busy, Kind, Lease};
@@ -501,14 +501,27 @@ impl Repository {
                     });
                 }
             };
-        // Checked again under the lease: a cancel or completion that came in between made the
-        // lease a lone object in a session that is gone. Remove it.
-        if let Err(error) = self.ensure_upload_exists(id).await {
+        // Checked again under the lease, with one listing of the session: a cancel or
+        // completion that came in between made the lease a lone object in a session that is
+        // gone. Remove it.
+        let held = match self
+            .driver()
+            .list(&layout::upload_dir(&self.name, id)?)
+            .await
+        {
+            Ok(entries) => entries,
+            Err(StorageError::NotFound { .. }) => Vec::new(),
+            Err(error) => {
+                lease.release().await?;
+                return Err(error.into());
+            }
+        };
+        if !held.contains(&layout::upload_started_at(&self.name, id)?) {
             self.driver().delete_object(&lease_path).await?;
             lease.forget();
-            return Err(error);
+            return Err(ContentError::upload_unknown(id));
         }
-        match self.finish_interrupted_completion(id).await {
+        match self.finish_interrupted_completion(id, &held).await {
             Ok(Unfinished::Size(size)) => Ok(Leased::Session(lease, size)),
             Ok(Unfinished::Completed(digest)) => {
                 lease.forget();
@@ -669,12 +682,21 @@ impl Repository {
     /// after the data moved: when the data became the blob `digest`, the blob is linked now and
     /// the session removed. A session whose data is gone without a blob to show for it is removed
     /// and unknown. Otherwise, the size of the session's data.
+    ///
+    /// `held` lists the session's directory: a session that has received nothing yet (no data,
+    /// no saved hash) needs no other look.
     async fn finish_interrupted_completion(
         &self,
         id: &UploadId,
+        held: &[StoragePath],
     ) -> Result<Unfinished, ContentError> {
-        if let Some(size) = self.upload_size(id).await? {
+        if held.contains(&layout::upload_data(&self.name, id)?)
+            && let Some(size) = self.upload_size(id).await?
+        {
             return Ok(Unfinished::Size(size));
+        }
+        if !held.contains(&layout::upload_hash_states_root(&self.name, id)?) {
+            return Ok(Unfinished::Size(0));
         }
         match self.moved_data(id).await? {
             None => Ok(Unfinished::Size(0)),

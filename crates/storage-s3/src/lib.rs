@@ -56,6 +56,10 @@ pub use options::{DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, OptionsError, S3Options};
 /// How many objects a `stat_many` looks up at once.
 const STAT_CONCURRENCY: usize = 16;
 
+/// The largest object S3 copies in one request (5 GiB); a larger one is moved by
+/// [`S3Driver::copy_through`].
+const MAX_COPY_SIZE: u64 = 5 << 30;
+
 /// A [`StorageDriver`] over one S3 bucket, below its root directory.
 ///
 /// Every operation is a few requests to the bucket and nothing is cached, so any number of
@@ -193,6 +197,37 @@ impl S3Driver {
             modified: None,
             is_dir: true,
         }
+    }
+}
+
+impl S3Driver {
+    /// Copies the object at `source`, of `size` bytes, to `destination` by reading it and
+    /// writing it again through this process, one part at a time (a ranged read, then that part
+    /// sent): for objects larger than S3's copy limit ([`MAX_COPY_SIZE`]). Nothing appears at
+    /// `destination` unless the whole copy does.
+    async fn copy_through(
+        &self,
+        source: &StoragePath,
+        size: u64,
+        destination: &StoragePath,
+    ) -> Result<(), StorageError> {
+        let key = self.key(source);
+        let mut writer = self.writer(destination, false).await?;
+        let mut offset = 0;
+        while offset < size {
+            let end = size.min(offset + self.inner.chunk_size);
+            let written = match self.inner.store.get_range(&key, offset..end).await {
+                Ok(part) => writer.write(part).await,
+                Err(error) => Err(from_store("read", source, error)),
+            };
+            if let Err(error) = written {
+                // The error that matters is the one being returned.
+                let _ = writer.abandon().await;
+                return Err(error);
+            }
+            offset = end;
+        }
+        writer.commit().await
     }
 }
 
@@ -433,11 +468,24 @@ impl StorageDriver for S3Driver {
         if source.is_root() || destination.is_root() {
             return Err(root_is_a_directory());
         }
-        self.inner
+        if let Err(error) = self
+            .inner
             .store
             .copy(&self.key(source), &self.key(destination))
             .await
-            .map_err(|error| from_store("copy", source, error))?;
+        {
+            let refused = from_store("copy", source, error);
+            if matches!(refused, StorageError::NotFound { .. }) {
+                return Err(refused);
+            }
+            let size = self.head(source).await?.size;
+            if size <= MAX_COPY_SIZE {
+                return Err(refused);
+            }
+            // Larger than S3 copies in one request: registry:2 copies such an object part by
+            // part on the server; object_store has no copy of parts, so it goes through here.
+            self.copy_through(source, size, destination).await?;
+        }
         match self.inner.store.delete(&self.key(source)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(error) => Err(from_store("delete", source, error)),
@@ -643,5 +691,52 @@ fn root_is_a_directory() -> StorageError {
     StorageError::Unsupported {
         driver: DRIVER,
         operation: "content at the root",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::moto::MotoServer;
+
+    /// The path S3 takes for objects larger than it copies in one request, exercised on a small
+    /// one (moto copies anything, so the refusal that leads here cannot be provoked).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copy_through_this_process_moves_every_byte_in_parts() {
+        let Some(moto) = MotoServer::start() else {
+            return;
+        };
+        moto.create_bucket("copy-through");
+        let mut options = moto.options("copy-through");
+        options.chunk_size = crate::options::MIN_CHUNK_SIZE;
+        let driver = S3Driver::new(options).unwrap_or_else(|error| panic!("{error}"));
+        let source = StoragePath::parse("/from/object").unwrap_or_else(|error| panic!("{error}"));
+        let destination =
+            StoragePath::parse("/to/object").unwrap_or_else(|error| panic!("{error}"));
+        let content: Bytes = (0..12 << 20)
+            .map(|index: u32| (index % 251) as u8)
+            .collect();
+        driver
+            .put_content(&source, content.clone())
+            .await
+            .unwrap_or_else(|error| panic!("put: {error}"));
+        driver
+            .copy_through(&source, content.len() as u64, &destination)
+            .await
+            .unwrap_or_else(|error| panic!("copy through: {error}"));
+        let copied = driver
+            .get_content(&destination)
+            .await
+            .unwrap_or_else(|error| panic!("get: {error}"));
+        assert!(
+            copied == content,
+            "{} bytes of {}",
+            copied.len(),
+            content.len()
+        );
+        assert!(
+            driver.get_content(&source).await.is_ok(),
+            "the source stays"
+        );
     }
 }
