@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3;
-use object_store::list::{PaginatedListOptions, PaginatedListStore};
+use object_store::list::{PaginatedListOptions, PaginatedListResult, PaginatedListStore};
 use object_store::signer::Signer;
 use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode as StorePutMode, PutOptions,
@@ -128,6 +128,28 @@ impl S3Driver {
         }
     }
 
+    /// One page of the keys starting with `prefix` (a plain string prefix, not a directory),
+    /// those with a further `/` folded into common prefixes; `path` names the listing in errors.
+    async fn delimited_page(
+        &self,
+        prefix: &str,
+        page_token: Option<String>,
+        path: &StoragePath,
+    ) -> Result<PaginatedListResult, StorageError> {
+        self.inner
+            .store
+            .list_paginated(
+                Some(prefix),
+                PaginatedListOptions {
+                    delimiter: Some("/".into()),
+                    page_token,
+                    ..PaginatedListOptions::default()
+                },
+            )
+            .await
+            .map_err(|error| from_store("list", path, error))
+    }
+
     /// What is at `path` when no object is: a directory, an open writer's state, or nothing.
     ///
     /// One listing of the keys that start with the object's key, with `/` as the delimiter,
@@ -139,19 +161,7 @@ impl S3Driver {
         let mut open_writer = false;
         let mut page_token = None;
         loop {
-            let page = self
-                .inner
-                .store
-                .list_paginated(
-                    Some(&key),
-                    PaginatedListOptions {
-                        delimiter: Some("/".into()),
-                        page_token,
-                        ..PaginatedListOptions::default()
-                    },
-                )
-                .await
-                .map_err(|error| from_store("list", path, error))?;
+            let page = self.delimited_page(&key, page_token, path).await?;
             // A common prefix comes back without its trailing delimiter.
             if page
                 .result
@@ -419,19 +429,7 @@ impl StorageDriver for S3Driver {
         let mut children = Vec::new();
         let mut page_token = None;
         loop {
-            let page = self
-                .inner
-                .store
-                .list_paginated(
-                    Some(&prefix),
-                    PaginatedListOptions {
-                        delimiter: Some("/".into()),
-                        page_token,
-                        ..PaginatedListOptions::default()
-                    },
-                )
-                .await
-                .map_err(|error| from_store("list", path, error))?;
+            let page = self.delimited_page(&prefix, page_token, path).await?;
             let keys = page
                 .result
                 .common_prefixes
