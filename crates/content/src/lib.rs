@@ -1,6 +1,6 @@
 //! The registry's content on top of any [`StorageDriver`]: blobs (global, content-addressed,
 //! deduplicated), upload sessions, manifests, tags, referrers and the catalog, stored in
-//! registry:2's layout (see [`layout`](crate::layout) for the tree).
+//! registry:2's layout (`crates/content/src/layout.rs` maps the tree).
 //!
 //! [`ContentStore`] is the registry as a whole; [`Repository`] is one repository in it and carries
 //! the operations of the distribution API. This crate knows nothing of HTTP: `registry-http` turns

@@ -5,6 +5,10 @@
 //! registryd process over the same store can continue it. After each piece the running hash is
 //! saved beside the data, so continuing a session never re-reads what was already received unless
 //! that saved state is missing.
+//!
+//! A blob that arrives whole in one request (a monolithic upload, or a completion of a session
+//! that holds nothing yet) skips the session's data: it is written straight to the blob's place
+//! and made final only once its digest is verified ([`Repository::put_blob`]).
 
 use std::fmt;
 use std::time::SystemTime;

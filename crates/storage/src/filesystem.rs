@@ -317,7 +317,7 @@ impl StorageDriver for FilesystemDriver {
         .await
     }
 
-    /// One blocking task per core (for batches of at least [`STAT_BATCH_PER_THREAD`] paths each),
+    /// One blocking task per core (for batches of at least `STAT_BATCH_PER_THREAD` paths each),
     /// each path looked up relative to its directory (see `batch_stat`): checking whether
     /// thousands of directories changed costs a trip or two to the blocking pool, not thousands,
     /// and the kernel's lookups, which are the whole cost, run on every core.
