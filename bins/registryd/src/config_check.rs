@@ -6,9 +6,10 @@ use std::path::Path;
 use registry::config::Config;
 
 /// Loads the configuration, prints the absolute path of every file and directory it names, runs
-/// every check `serve` runs before listening (see [`crate::prepare`]: listen addresses, storage,
-/// TLS files, password file) without binding a socket, and prints the effective configuration
-/// as YAML, secrets replaced by `<redacted>`.
+/// every check `serve` runs before listening (listen addresses, storage settings, TLS files,
+/// password file; see [`registry::check_config`]) without binding a socket or creating the
+/// storage directory, and prints the effective configuration as YAML, secrets replaced by
+/// `<redacted>`.
 ///
 /// Warnings (unknown keys with the key they most likely meant, keys registryd does not act on)
 /// go to stderr. With `strict`, any warning fails the check; without it, the check passes and
@@ -20,7 +21,8 @@ pub(crate) fn run(config_path: Option<&Path>, strict: bool) -> Result<(), String
     }
     // Before the checks, so that a file that cannot be read is shown where it was looked for.
     print_paths(&loaded.config);
-    crate::prepare(&loaded.config)?;
+    crate::listen_addresses(&loaded.config)?;
+    registry::check_config(&loaded.config).map_err(|error| error.to_string())?;
     let warnings = match loaded.warnings.len() {
         0 => String::new(),
         1 => " with 1 warning".to_owned(),

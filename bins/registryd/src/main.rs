@@ -441,11 +441,23 @@ struct Prepared {
     debug_addr: Option<SocketAddr>,
 }
 
-/// Every check `serve` makes of a configuration before it binds a socket; `config check` runs
-/// the same function, so a configuration it passes is one `serve` starts with (unless a port is
-/// taken or a file changes in between).
+/// Every check `serve` makes of a configuration before it binds a socket. `config check` runs
+/// the same checks without building the storage driver's side effects ([`listen_addresses`]
+/// and [`registry::check_config`]), so a configuration it passes is one `serve` starts with
+/// (unless a port is taken, the storage directory cannot be created, or a file changes in
+/// between).
 fn prepare(config: &Config) -> Result<Prepared, String> {
     let registry = Registry::from_config(config).map_err(|error| error.to_string())?;
+    let (addr, debug_addr) = listen_addresses(config)?;
+    Ok(Prepared {
+        registry,
+        addr,
+        debug_addr,
+    })
+}
+
+/// `http.addr` and, when the debug server is on, `http.debug.addr`, parsed as serving binds them.
+fn listen_addresses(config: &Config) -> Result<(SocketAddr, Option<SocketAddr>), String> {
     let addr = listen_address(&config.http.addr)?;
     let debug_addr = config
         .http
@@ -453,11 +465,7 @@ fn prepare(config: &Config) -> Result<Prepared, String> {
         .as_ref()
         .map(|debug| registry::config::listen_address("http.debug.addr", &debug.addr))
         .transpose()?;
-    Ok(Prepared {
-        registry,
-        addr,
-        debug_addr,
-    })
+    Ok((addr, debug_addr))
 }
 
 /// registry:2's `http.addr`: `host:port`, or `:port` for every interface.

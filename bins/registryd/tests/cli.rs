@@ -785,6 +785,36 @@ fn config_check_refuses_a_listen_address_that_serve_refuses() {
 }
 
 #[test]
+fn config_check_creates_no_storage_directory_and_refuses_one_that_cannot_be() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("not-yet/registry");
+    let yaml = format!(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
+        root.display()
+    );
+    let (out, stderr) = config_check(dir.path(), &yaml, &[]);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !dir.path().join("not-yet").exists(),
+        "config check created the storage directory"
+    );
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").expect("file");
+    let yaml = format!(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
+        file.join("registry").display()
+    );
+    let (out, stderr) = config_check(dir.path(), &yaml, &[]);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("config key storage.filesystem.rootdirectory")
+            && stderr.contains("is not a directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn config_check_refuses_a_tls_certificate_that_does_not_parse() {
     let dir = tempfile::tempdir().expect("tempdir");
     let certificate = dir.path().join("server.crt");

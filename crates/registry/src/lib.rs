@@ -710,6 +710,59 @@ fn cache_bound_from_config(config: &Config) -> Result<Option<CacheBound>, BuildE
     }))
 }
 
+/// Everything [`Registry::from_config`] checks, without its side effects: the files the
+/// configuration names are read and parsed (TLS, htpasswd, token keys) and the S3 settings
+/// checked (no request is made), but a filesystem root directory is not created: it must be a
+/// directory, or a path whose nearest existing ancestor is one. What `registryd config check`
+/// runs.
+pub fn check_config(config: &Config) -> Result<(), BuildError> {
+    match &config.storage.driver {
+        StorageDriverConfig::Filesystem(filesystem) => {
+            check_root_directory(&filesystem.rootdirectory)?;
+        }
+        StorageDriverConfig::InMemory => {}
+        StorageDriverConfig::S3(s3) => {
+            s3_driver(s3, !config.storage.redirect.disable)?;
+        }
+    }
+    Registry::from_config_with_driver(config, Arc::new(InMemoryDriver::new()))?;
+    Ok(())
+}
+
+/// A filesystem root that serving could use or create: a directory, or missing below one.
+fn check_root_directory(root: &std::path::Path) -> Result<(), BuildError> {
+    let invalid = |reason: String| BuildError::Invalid {
+        key: "storage.filesystem.rootdirectory".to_owned(),
+        reason,
+    };
+    let mut missing = false;
+    for ancestor in root.ancestors() {
+        match std::fs::metadata(ancestor) {
+            Ok(metadata) if metadata.is_dir() => return Ok(()),
+            Ok(_) if missing => {
+                return Err(invalid(format!(
+                    "{} cannot be created: {} is not a directory",
+                    root.display(),
+                    ancestor.display()
+                )));
+            }
+            Ok(_) => return Err(invalid(format!("{} is not a directory", root.display()))),
+            // Missing, or below a file (which the next ancestor shows).
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                missing = true;
+            }
+            Err(error) => return Err(invalid(format!("{}: {error}", ancestor.display()))),
+        }
+    }
+    // A relative root whose every ancestor is missing resolves against the working directory.
+    Ok(())
+}
+
 /// The content store over the storage driver a configuration's `storage` section describes,
 /// built as [`Registry::from_config`] builds it but without the HTTP API, authentication or TLS:
 /// what offline tools (`registryd verify`) work on. Creates the filesystem root if it is missing.
