@@ -607,20 +607,26 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
+/// A registryd over `root` whose only user, `user`, has the password `password` in a file that
+/// `registryd htpasswd` made; `extra_yaml` adds top-level keys.
+fn serving_one_htpasswd_user(root: &Path, user: &str, password: &str, extra_yaml: &str) -> Running {
+    let out = htpasswd(&["-C", "4", user], Some(&format!("{password}\n")));
+    assert!(out.status.success());
+    let htpasswd_path = root.join("htpasswd");
+    std::fs::write(&htpasswd_path, &out.stdout).expect("htpasswd file");
+    Running::start_with(
+        root,
+        &format!(
+            "{extra_yaml}auth:\n  htpasswd:\n    realm: cli test\n    path: {}\n",
+            htpasswd_path.display()
+        ),
+    )
+}
+
 #[test]
 fn registryd_accepts_the_credentials_registryd_htpasswd_made() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = htpasswd(&["-C", "4", "carol"], Some("pa:ss word\n"));
-    assert!(out.status.success());
-    let htpasswd_path = dir.path().join("htpasswd");
-    std::fs::write(&htpasswd_path, &out.stdout).expect("htpasswd file");
-    let server = Running::start_with(
-        dir.path(),
-        &format!(
-            "auth:\n  htpasswd:\n    realm: cli test\n    path: {}\n",
-            htpasswd_path.display()
-        ),
-    );
+    let server = serving_one_htpasswd_user(dir.path(), "carol", "pa:ss word", "");
     let get = |credentials: Option<&str>| {
         let authorization = credentials
             .map(|c| format!("Authorization: Basic {}\r\n", base64(c.as_bytes())))
@@ -644,17 +650,8 @@ fn registryd_accepts_the_credentials_registryd_htpasswd_made() {
 #[test]
 fn debug_log_says_why_a_login_was_refused_and_the_access_log_names_the_user() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = htpasswd(&["-C", "4", "carol"], Some("open sesame\n"));
-    assert!(out.status.success());
-    let htpasswd_path = dir.path().join("htpasswd");
-    std::fs::write(&htpasswd_path, &out.stdout).expect("htpasswd file");
-    let server = Running::start_with(
-        dir.path(),
-        &format!(
-            "log:\n  level: debug\nauth:\n  htpasswd:\n    realm: cli test\n    path: {}\n",
-            htpasswd_path.display()
-        ),
-    );
+    let server =
+        serving_one_htpasswd_user(dir.path(), "carol", "open sesame", "log:\n  level: debug\n");
     let get = |credentials: &str| {
         let authorization = base64(credentials.as_bytes());
         request(
