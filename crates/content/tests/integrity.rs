@@ -550,6 +550,51 @@ async fn a_whole_blob_in_one_completion_that_fails_to_commit_stores_nothing_and_
 }
 
 #[tokio::test]
+async fn a_blob_sent_whole_again_keeps_the_stored_copy_and_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = Arc::new(FilesystemDriver::new(dir.path()).expect("driver"));
+    let content = store(driver);
+    let repository = content.repository(name("direct/again"));
+    let bytes = data(12, 3 << 20);
+    let digest = Digest::sha256(&bytes);
+    repository
+        .put_blob(&digest, body(&[&bytes]))
+        .await
+        .expect("stored");
+    let blob_file = dir.path().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{}/data",
+        &digest.hex()[..2],
+        digest.hex()
+    ));
+    let first = std::fs::metadata(&blob_file).expect("blob file");
+
+    // Another repository sends the same bytes: the stored copy is claimed, the new one dropped.
+    let other = content.repository(name("direct/other"));
+    other
+        .put_blob(&digest, body(&[&bytes]))
+        .await
+        .expect("stored again");
+    let again = std::fs::metadata(&blob_file).expect("blob file");
+    assert_eq!(
+        first.modified().expect("time"),
+        again.modified().expect("time"),
+        "the stored copy was replaced"
+    );
+    assert_eq!(blob_bytes(&other, &digest).await, bytes);
+    let mut pending = vec![dir.path().to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).expect("read_dir") {
+            let entry = entry.expect("entry");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with(".tmp~"), "left behind: {name}");
+            if entry.file_type().expect("type").is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_wrong_digest_sent_whole_leaves_the_stored_blob_of_that_digest_as_it_was() {
     let driver = faulty_memory();
     let repository = store(driver.clone()).repository(name("direct/wrong"));
